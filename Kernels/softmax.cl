@@ -1,0 +1,37 @@
+// Softmax over the last axis of x [rows, cols], with a scale and an optional causal mask, and its gradient.
+// One work-item per row: rows are many (batch·heads·T) and no local memory or barriers are needed.
+// Causal: x is [..., Tq, Tk]; row r sees keys j <= r % Tq + (Tk - Tq). Masked entries of y are 0.
+
+__kernel void softmax_forward(__global const float* x, __global float* y, const int rows, const int cols,
+                              const float scale, const int causal, const int queryLength)
+{
+    const int r = get_global_id(0);
+    if (r >= rows) return;
+    const int visible = causal ? clamp(r % queryLength + (cols - queryLength) + 1, 0, cols) : cols;
+    __global const float* xr = x + (long)r * cols;
+    __global float* yr = y + (long)r * cols;
+
+    float maximum = -INFINITY;
+    for (int j = 0; j < visible; j++) maximum = fmax(maximum, scale * xr[j]);
+    float sum = 0.0f;
+    for (int j = 0; j < visible; j++) {
+        const float e = exp(scale * xr[j] - maximum);
+        yr[j] = e;
+        sum += e;
+    }
+    const float inverse = visible > 0 ? 1.0f / sum : 0.0f;
+    for (int j = 0; j < visible; j++) yr[j] *= inverse;
+    for (int j = visible; j < cols; j++) yr[j] = 0.0f;
+}
+
+// dx = scale · y ⊙ (dy − Σ dy⊙y) per row. dx may alias dy.
+__kernel void softmax_backward(__global const float* y, __global const float* dy, __global float* dx,
+                               const int rows, const int cols, const float scale)
+{
+    const int r = get_global_id(0);
+    if (r >= rows) return;
+    const long base = (long)r * cols;
+    float dot = 0.0f;
+    for (int j = 0; j < cols; j++) dot += dy[base + j] * y[base + j];
+    for (int j = 0; j < cols; j++) dx[base + j] = scale * y[base + j] * (dy[base + j] - dot);
+}

@@ -1,0 +1,79 @@
+// A caching allocator for device buffers. Sizes are rounded up to a size class (at most 1/8 above the
+// request), so a training step that frees and re-allocates the same shapes reuses buffers instead of
+// asking the driver each time. When the driver refuses an allocation the cached buffers are released and the
+// allocation is tried once more.
+import Foundation
+
+final class BufferPool: @unchecked Sendable {
+    private let api: OpenCLAPI
+    private let context: CLContext
+    private let deviceName: String
+    private let lock = NSLock()
+    private var free: [Int: [CLHandle]] = [:]
+    /// Bytes held in `free`.
+    private(set) var cachedBytes = 0
+
+    init(api: OpenCLAPI, context: CLContext, deviceName: String) {
+        (self.api, self.context, self.deviceName) = (api, context, deviceName)
+    }
+
+    deinit { trim() }
+
+    /// The size class of a request: a multiple of 256 bytes and of 1/8 of the next power of two.
+    static func sizeClass(_ bytes: Int) -> Int {
+        let power = bytes <= 1 ? 1 : 1 << (Int.bitWidth - (bytes - 1).leadingZeroBitCount)
+        let granule = max(256, power / 8)
+        return (bytes + granule - 1) / granule * granule
+    }
+
+    /// A buffer of at least `bytes` bytes.
+    func allocate(bytes: Int) throws -> CLBufferStorage {
+        let size = BufferPool.sizeClass(bytes)
+        if let handle = lock.withLock({ () -> CLHandle? in
+            guard let h = free[size]?.popLast() else { return nil }
+            cachedBytes -= size
+            return h
+        }) {
+            return CLBufferStorage(handle: handle, byteCount: size, pool: self)
+        }
+        do {
+            return CLBufferStorage(handle: try create(size), byteCount: size, pool: self)
+        } catch let error as OpenCLError where error.isAllocationFailure {
+            trim()
+            do { return CLBufferStorage(handle: try create(size), byteCount: size, pool: self) } catch let e as OpenCLError
+                where e.isAllocationFailure { throw OpenCLError.outOfMemory(bytes: size, device: deviceName) }
+        }
+    }
+
+    func recycle(_ handle: CLHandle, byteCount: Int) {
+        lock.withLock {
+            free[byteCount, default: []].append(handle)
+            cachedBytes += byteCount
+        }
+    }
+
+    /// Releases every cached buffer back to the driver.
+    func trim() {
+        let handles = lock.withLock { () -> [CLHandle] in
+            defer { free = [:]; cachedBytes = 0 }
+            return free.values.flatMap { $0 }
+        }
+        for h in handles { _ = api.releaseMemObject(h) }
+    }
+
+    private func create(_ size: Int) throws -> CLHandle {
+        var status: Int32 = 0
+        let handle = api.createBuffer(context.handle, CL.MEM_READ_WRITE, size, nil, &status)
+        try api.check(status, "clCreateBuffer(\(size) bytes)")
+        guard let handle else { throw OpenCLError.status(status, call: "clCreateBuffer") }
+        return handle
+    }
+}
+
+extension OpenCLError {
+    /// Statuses a driver uses for "no memory left".
+    var isAllocationFailure: Bool {
+        guard case .status(let code, _) = self else { return false }
+        return code == -4 || code == -5 || code == -6 || code == -61
+    }
+}

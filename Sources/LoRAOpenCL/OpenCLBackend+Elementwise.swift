@@ -1,0 +1,23 @@
+// OpenCL elementwise ops: fill and copy use the queue's own commands; bias add is Kernels/elementwise.cl.
+import LoRARuntime
+
+extension OpenCLBackend {
+    public func fill(_ tensor: Tensor, with value: Float) throws {
+        try requireOwned("fill", tensor)
+        var pattern = value
+        try api.check(api.enqueueFillBuffer(queue.handle, buffer(tensor), &pattern, 4, 0, tensor.count * 4, 0, nil, nil),
+                      "clEnqueueFillBuffer")
+    }
+
+    public func copy(_ source: Tensor, to destination: Tensor) throws {
+        try validateCopy(source, destination)
+        guard source.storage !== destination.storage else { return }
+        try api.check(api.enqueueCopyBuffer(queue.handle, buffer(source), buffer(destination), 0, 0, source.count * 4, 0, nil, nil),
+                      "clEnqueueCopyBuffer")
+    }
+
+    public func addBias(_ op: BiasAdd) throws {
+        let k = try kernel("add_bias", file: "elementwise")
+        try launch(k, global: [op.rows * op.cols], [.tensor(op.y), .tensor(op.bias), .int(op.rows * op.cols), .int(op.cols)])
+    }
+}

@@ -1,0 +1,124 @@
+// OpenCL GEMM through one of two engines: the register-blocked kernel in Kernels/matmul.cl, or CLBlast's
+// SGEMM where libclblast is loaded. Which is faster depends on the device (CLBlast is untuned on PoCL), so
+// the first GEMM measures both once on a 256³ problem and keeps the winner; `LORA_GEMM=kernel|clblast`
+// overrides the measurement.
+import Foundation
+import LoRARuntime
+
+/// Who runs an OpenCL GEMM.
+public enum GEMMEngine: String, Sendable, CaseIterable {
+    /// Kernels/matmul.cl.
+    case kernel
+    /// CLBlast's SGEMM.
+    case clblast
+}
+
+/// The outcome of the one-time GEMM engine measurement.
+public struct GEMMEngineChoice: Sendable, CustomStringConvertible {
+    public let engine: GEMMEngine
+    /// Why: the measured GFLOP/s per engine, or the override or error that decided.
+    public let reason: String
+    public var description: String { "\(engine.rawValue) (\(reason))" }
+}
+
+extension OpenCLBackend {
+    /// Rows of C per work-item in the GEMM kernel (`-D TM`); each work-item also covers 16 columns.
+    static let gemmRowsPerItem = 8
+
+    public func gemm(_ op: GEMM) throws { try gemm(op, engine: gemmEngineChoice().engine) }
+
+    /// Runs `op` with a given engine (tests and benchmarks compare them).
+    public func gemm(_ op: GEMM, engine: GEMMEngine) throws {
+        switch engine {
+        case .kernel: try gemmWithKernel(op)
+        case .clblast: try gemmWithCLBlast(op)
+        }
+    }
+
+    /// The engine this backend uses, measured on first call.
+    public func gemmEngineChoice() throws -> GEMMEngineChoice {
+        try lock.withLock {
+            if let chosen = chosenGEMMEngine { return chosen }
+            let choice = try measureGEMMEngines()
+            chosenGEMMEngine = choice
+            return choice
+        }
+    }
+
+    private func gemmWithKernel(_ op: GEMM) throws {
+        let options = "-D TRANS_A=\(op.transposeA ? 1 : 0) -D TRANS_B=\(op.transposeB ? 1 : 0) -D TM=\(Self.gemmRowsPerItem)"
+        let k = try kernel("gemm", file: "matmul", options: options)
+        let rowsPerItem = Self.gemmRowsPerItem
+        try launch(k, global: [(op.m + rowsPerItem - 1) / rowsPerItem, (op.n + 15) / 16, op.batch], [
+            .int(op.m), .int(op.n), .int(op.k), .float(op.alpha),
+            .tensor(op.a.tensor), .int(op.a.offset), .int(op.a.ld), .int(op.a.batchStride),
+            .tensor(op.b.tensor), .int(op.b.offset), .int(op.b.ld), .int(op.b.batchStride),
+            .float(op.beta),
+            .tensor(op.c.tensor), .int(op.c.offset), .int(op.c.ld), .int(op.c.batchStride),
+        ])
+    }
+
+    private func gemmWithCLBlast(_ op: GEMM) throws {
+        guard let clblast else {
+            throw OpenCLError.libraryUnavailable(library: "libclblast.so.1", reason: "CLBlast is not loaded for \(name)")
+        }
+        let ta = op.transposeA ? CLBlast.transposeYes : CLBlast.transposeNo
+        let tb = op.transposeB ? CLBlast.transposeYes : CLBlast.transposeNo
+        let (a, b, c) = (buffer(op.a.tensor), buffer(op.b.tensor), buffer(op.c.tensor))
+        try lock.withLock {
+            var queueHandle: CLHandle? = queue.handle
+            if op.batch == 1 || op.a.batchStride == 0 || op.b.batchStride == 0 {
+                // A shared operand (stride 0) is not a strided batch in CLBlast's sense: one call per entry.
+                for i in 0..<op.batch {
+                    try CLBlast.check(clblast.sgemm(
+                        CLBlast.rowMajor, ta, tb, op.m, op.n, op.k, op.alpha,
+                        a, op.a.offset + i * op.a.batchStride, op.a.ld,
+                        b, op.b.offset + i * op.b.batchStride, op.b.ld, op.beta,
+                        c, op.c.offset + i * op.c.batchStride, op.c.ld, &queueHandle, nil), "CLBlastSgemm")
+                }
+            } else {
+                try CLBlast.check(clblast.sgemmStridedBatched(
+                    CLBlast.rowMajor, ta, tb, op.m, op.n, op.k, op.alpha,
+                    a, op.a.offset, op.a.ld, op.a.batchStride, b, op.b.offset, op.b.ld, op.b.batchStride, op.beta,
+                    c, op.c.offset, op.c.ld, op.c.batchStride, op.batch, &queueHandle, nil), "CLBlastSgemmStridedBatched")
+            }
+        }
+    }
+
+    /// Times both engines on a 256³ GEMM (one warm-up, median of three) and picks the faster.
+    private func measureGEMMEngines() throws -> GEMMEngineChoice {
+        if let forced = environment("LORA_GEMM") {
+            guard let engine = GEMMEngine(rawValue: forced) else {
+                throw LoRAError.invalidArgument("LORA_GEMM=\(forced): expected kernel or clblast")
+            }
+            if engine == .clblast && clblast == nil {
+                throw OpenCLError.libraryUnavailable(library: "libclblast.so.1", reason: "LORA_GEMM=clblast but CLBlast cannot be loaded")
+            }
+            return GEMMEngineChoice(engine: engine, reason: "LORA_GEMM=\(forced)")
+        }
+        guard clblast != nil else { return GEMMEngineChoice(engine: .kernel, reason: "CLBlast not loaded") }
+        let n = 256
+        let values = (0..<(n * n)).map { Float($0 % 7) - 3 }
+        let (a, b, c) = (try upload(values, shape: [n, n]), try upload(values, shape: [n, n]), try zeros([n, n]))
+        let op = try GEMM(a: a, b: b, c: c)
+        func gflops(_ engine: GEMMEngine) throws -> Double {
+            try gemm(op, engine: engine)
+            try synchronize()
+            var times: [Double] = []
+            for _ in 0..<3 {
+                let start = DispatchTime.now().uptimeNanoseconds
+                try gemm(op, engine: engine)
+                try synchronize()
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+            return 2 * Double(n * n * n) / times.sorted()[1] / 1e9
+        }
+        let own = try gflops(.kernel)
+        let blast: Double
+        do { blast = try gflops(.clblast) } catch {
+            return GEMMEngineChoice(engine: .kernel, reason: "CLBlast failed: \(error)")
+        }
+        let figures = String(format: "kernel %.1f vs CLBlast %.1f GFLOP/s at 256³", own, blast)
+        return GEMMEngineChoice(engine: blast > own ? .clblast : .kernel, reason: figures)
+    }
+}

@@ -1,0 +1,32 @@
+// The OpenCL LoRA low-rank path. Ranks up to LORA_MAX_RANK run as one fused kernel (Kernels/lora.cl): a
+// work-group per row of x computes u = x·Aᵀ into local memory, then y += s·u·Bᵀ, so u never makes a round
+// trip through global memory between the two halves. Larger ranks run as two GEMMs on the device.
+import LoRARuntime
+
+extension OpenCLBackend {
+    /// Largest rank the fused kernel is built for (its local-memory array; `-D LORA_MAX_RANK`).
+    static let fusedLoRAMaxRank = 256
+    /// Work-items per row in the fused kernel.
+    static let fusedLoRAWorkGroup = 64
+
+    public func loraProject(_ op: LoRAProjection) throws {
+        guard op.rank <= Self.fusedLoRAMaxRank else { return try loraProjectWithGEMM(op) }
+        let k = try kernel("lora_forward", file: "lora", options: "-D LORA_MAX_RANK=\(Self.fusedLoRAMaxRank)")
+        let group = min(Self.fusedLoRAWorkGroup, try maxWorkGroupSize(k))
+        // An unused u slot still needs a valid buffer; y is never written through it (write_u = 0).
+        try launch(k, global: [op.rows * group], local: [group], [
+            .tensor(op.x), .tensor(op.a), .tensor(op.b), .tensor(op.y), .tensor(op.u ?? op.y),
+            .int(op.u == nil ? 0 : 1), .int(op.inFeatures), .int(op.outFeatures), .int(op.rank), .float(op.scale),
+        ])
+    }
+
+    /// The same path as two GEMMs, for ranks beyond the fused kernel's local memory.
+    private func loraProjectWithGEMM(_ op: LoRAProjection) throws {
+        let u = try op.u ?? empty([op.rows, op.rank])
+        let (n, r) = (op.rows, op.rank)
+        try gemm(GEMM(m: n, n: r, k: op.inFeatures, a: GEMMOperand(op.x, ld: op.inFeatures),
+                      b: GEMMOperand(op.a, ld: op.inFeatures), transposeB: true, c: GEMMOperand(u, ld: r)))
+        try gemm(GEMM(m: n, n: op.outFeatures, k: r, alpha: op.scale, a: GEMMOperand(u, ld: r),
+                      b: GEMMOperand(op.b, ld: r), transposeB: true, beta: 1, c: GEMMOperand(op.y, ld: op.outFeatures)))
+    }
+}

@@ -1,0 +1,208 @@
+// The OpenCL backend: one context and one in-order queue on one device. Ops enqueue kernels and return;
+// nothing is flushed per op, and only `download`/`synchronize` wait. Programs are built once per
+// (file, options) and cached for the life of the backend; buffers come from a caching pool.
+import Foundation
+import LoRARuntime
+
+/// An argument of a kernel launch.
+enum KernelArgument {
+    case tensor(Tensor)
+    case int(Int)
+    case float(Float)
+}
+
+/// Runs every op on one OpenCL device.
+public final class OpenCLBackend: Backend, @unchecked Sendable {
+    public let name: String
+    public let device: OpenCLDeviceInfo
+    public var deviceDescription: String { "\(device.name) (\(device.platformName), \(device.openCLVersion), driver \(device.driverVersion))" }
+    /// Whether CLBlast is loaded for this backend's GEMMs.
+    public var hasCLBlast: Bool { clblast != nil }
+
+    let api: OpenCLAPI
+    let context: CLContext
+    let queue: CLQueue
+    let pool: BufferPool
+    let clblast: CLBlast?
+    private let kernelsDirectory: String?
+    /// Guards the caches and kernel argument setting (a cl_kernel's arguments are not thread-safe).
+    let lock = NSRecursiveLock()
+    private var programs: [String: CLProgram] = [:]
+    private var kernels: [String: CLKernel] = [:]
+    var chosenGEMMEngine: GEMMEngineChoice?
+
+    /// Opens device `opencl:<index>`.
+    /// - Parameters:
+    ///   - kernelsDirectory: load kernel sources from this folder instead of the embedded copies
+    ///     (nil: `LORA_KERNELS_DIR` when set, else the embedded copies).
+    ///   - useCLBlast: allow CLBlast for GEMM where it is installed.
+    ///   - library: the OpenCL ICD loader to use (nil: `LORA_OPENCL_LIBRARY`, else `libOpenCL.so.1`).
+    public convenience init(index: Int, kernelsDirectory: String? = nil, useCLBlast: Bool = true,
+                            library: String? = nil) throws {
+        let api = try OpenCLAPI.resolve(library)
+        let devices = try OpenCL.devices(api: api)
+        guard devices.indices.contains(index) else {
+            throw OpenCLError.deviceNotFound(requested: index, available: devices.map(\.description))
+        }
+        try self.init(device: devices[index], api: api,
+                      kernelsDirectory: kernelsDirectory ?? environment("LORA_KERNELS_DIR"), useCLBlast: useCLBlast)
+    }
+
+    init(device: OpenCLDeviceInfo, api: OpenCLAPI, kernelsDirectory: String?, useCLBlast: Bool) throws {
+        (self.device, self.api, self.kernelsDirectory) = (device, api, kernelsDirectory)
+        name = "opencl:\(device.index)"
+        var status: Int32 = 0
+        var deviceID: CLHandle? = device.deviceID
+        let context = api.createContext(nil, 1, &deviceID, nil, nil, &status)
+        try api.check(status, "clCreateContext")
+        self.context = CLContext(context!, release: api.releaseContext)
+        let queue = api.createCommandQueue(context, device.deviceID, 0, &status)
+        try api.check(status, "clCreateCommandQueue")
+        self.queue = CLQueue(queue!, release: api.releaseCommandQueue)
+        pool = BufferPool(api: api, context: self.context, deviceName: device.name)
+        clblast = useCLBlast ? CLBlast.shared : nil
+    }
+
+    deinit { _ = api.finish(queue.handle) }
+
+    /// The cl_mem of a tensor this backend owns.
+    func buffer(_ t: Tensor) -> CLHandle { unsafeDowncast(t.storage, to: CLBufferStorage.self).handle }
+
+    // MARK: - Memory
+
+    public func zeros(_ shape: [Int]) throws -> Tensor {
+        let t = try empty(shape)
+        try fill(t, with: 0)
+        return t
+    }
+
+    /// A tensor whose contents are undefined until written.
+    func empty(_ shape: [Int]) throws -> Tensor {
+        try Tensor.validate(shape: shape)
+        let bytes = shape.reduce(1, *) * MemoryLayout<Float>.size
+        guard bytes <= device.maxAllocationBytes else {
+            throw OpenCLError.outOfMemory(bytes: bytes, device: "\(device.name) (largest allocation \(device.maxAllocationBytes) bytes)")
+        }
+        return try Tensor(shape: shape, storage: pool.allocate(bytes: bytes), backend: self)
+    }
+
+    public func upload(_ values: [Float], shape: [Int]) throws -> Tensor {
+        try validateUpload(values, shape: shape)
+        let t = try empty(shape)
+        try values.withUnsafeBytes { bytes in
+            try api.check(api.enqueueWriteBuffer(queue.handle, buffer(t), CL.TRUE, 0, bytes.count, bytes.baseAddress, 0, nil, nil),
+                          "clEnqueueWriteBuffer")
+        }
+        return t
+    }
+
+    public func download(_ tensor: Tensor) throws -> [Float] {
+        try requireOwned("download", tensor)
+        var values = [Float](repeating: 0, count: tensor.count)
+        try values.withUnsafeMutableBytes { bytes in
+            try api.check(api.enqueueReadBuffer(queue.handle, buffer(tensor), CL.TRUE, 0, bytes.count, bytes.baseAddress, 0, nil, nil),
+                          "clEnqueueReadBuffer")
+        }
+        return values
+    }
+
+    public func synchronize() throws { try api.check(api.finish(queue.handle), "clFinish") }
+
+    // MARK: - Programs and launches
+
+    /// The built program for `Kernels/<file>.cl` with `options`, building it on first use.
+    /// A failed build throws `OpenCLError.buildFailed` carrying the compiler's log.
+    func program(_ file: String, options: String = "") throws -> CLProgram {
+        try lock.withLock {
+            let key = file + "\u{0}" + options
+            if let cached = programs[key] { return cached }
+            let source = try KernelSources.source(named: file, directory: kernelsDirectory)
+            let built = try build(source: source, name: file + ".cl", options: options)
+            programs[key] = built
+            return built
+        }
+    }
+
+    /// Compiles OpenCL C source for this device.
+    func build(source: String, name: String, options: String) throws -> CLProgram {
+        var status: Int32 = 0
+        let handle: CLHandle? = source.withCString { text in
+            var pointer: UnsafePointer<CChar>? = text
+            var length = strlen(text)
+            return api.createProgramWithSource(context.handle, 1, &pointer, &length, &status)
+        }
+        try api.check(status, "clCreateProgramWithSource(\(name))")
+        let program = CLProgram(handle!, release: api.releaseProgram)
+        var deviceID: CLHandle? = device.deviceID
+        let buildStatus = api.buildProgram(program.handle, 1, &deviceID, options, nil, nil)
+        if buildStatus != CL.SUCCESS {
+            let log = (try? buildLog(program)) ?? "(no build log available)"
+            if buildStatus == -11 || buildStatus == -43 {  // CL_BUILD_PROGRAM_FAILURE, CL_INVALID_BUILD_OPTIONS
+                throw OpenCLError.buildFailed(program: name, options: options, log: log)
+            }
+            try api.check(buildStatus, "clBuildProgram(\(name))")
+        }
+        return program
+    }
+
+    private func buildLog(_ program: CLProgram) throws -> String {
+        var size = 0
+        try api.check(api.getProgramBuildInfo(program.handle, device.deviceID, CL.PROGRAM_BUILD_LOG, 0, nil, &size), "clGetProgramBuildInfo")
+        var bytes = [UInt8](repeating: 0, count: max(size, 1))
+        try api.check(api.getProgramBuildInfo(program.handle, device.deviceID, CL.PROGRAM_BUILD_LOG, size, &bytes, nil), "clGetProgramBuildInfo")
+        return String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+    }
+
+    /// The kernel `name` of a program, created once and reused.
+    func kernel(_ name: String, file: String, options: String = "") throws -> CLKernel {
+        try lock.withLock {
+            let key = file + "\u{0}" + options + "\u{0}" + name
+            if let cached = kernels[key] { return cached }
+            var status: Int32 = 0
+            let handle = api.createKernel(try program(file, options: options).handle, name, &status)
+            try api.check(status, "clCreateKernel(\(name))")
+            let created = CLKernel(handle!, release: api.releaseKernel)
+            kernels[key] = created
+            return created
+        }
+    }
+
+    /// The largest work-group size the device allows for `kernel`.
+    func maxWorkGroupSize(_ kernel: CLKernel) throws -> Int {
+        var size = 0
+        try api.check(api.getKernelWorkGroupInfo(kernel.handle, device.deviceID, CL.KERNEL_WORK_GROUP_SIZE,
+                                                 MemoryLayout<Int>.size, &size, nil), "clGetKernelWorkGroupInfo")
+        return size
+    }
+
+    /// Sets the arguments of `kernel` and enqueues it over `global` work-items (rounded up to `local`).
+    /// Ints are passed as OpenCL `int`; the caller keeps tensors alive until the queue has run
+    /// (tensors recycle their buffer into the pool, which only ever hands it to later commands of this queue).
+    func launch(_ kernel: CLKernel, global: [Int], local: [Int]? = nil, _ arguments: [KernelArgument]) throws {
+        try lock.withLock {
+            for (index, argument) in arguments.enumerated() {
+                let status: Int32
+                switch argument {
+                case .tensor(let t):
+                    var handle: CLHandle? = buffer(t)
+                    status = api.setKernelArg(kernel.handle, UInt32(index), MemoryLayout<CLHandle>.size, &handle)
+                case .int(let value):
+                    var v = Int32(clamping: value)
+                    status = api.setKernelArg(kernel.handle, UInt32(index), 4, &v)
+                case .float(let value):
+                    var v = value
+                    status = api.setKernelArg(kernel.handle, UInt32(index), 4, &v)
+                }
+                try api.check(status, "clSetKernelArg(\(index))")
+            }
+            var globalSize = global
+            if let local {
+                for d in global.indices { globalSize[d] = (global[d] + local[d] - 1) / local[d] * local[d] }
+            }
+            let status: Int32 = local.map { local in
+                api.enqueueNDRangeKernel(queue.handle, kernel.handle, UInt32(global.count), nil, globalSize, local, 0, nil, nil)
+            } ?? api.enqueueNDRangeKernel(queue.handle, kernel.handle, UInt32(global.count), nil, globalSize, nil, 0, nil, nil)
+            try api.check(status, "clEnqueueNDRangeKernel")
+        }
+    }
+}

@@ -1,0 +1,73 @@
+// The backend boundary: a small set of primitive ops that every device implements.
+// Each op is described by a value (GEMM, Softmax, ...) whose throwing initializer checks every shape and
+// extent once, so a backend receives only well-formed work and the two backends cannot disagree on validation.
+
+/// A device that holds tensors and runs the primitive ops on them.
+///
+/// Ops never move data to the host. Work may be queued: `download` and `synchronize` wait for it.
+/// Every op checks that its tensors belong to this backend and throws `LoRAError.wrongDevice` otherwise.
+public protocol Backend: AnyObject, Sendable {
+    /// Short name used in messages and by `LORA_DEVICE`: `cpu`, `opencl:0`.
+    var name: String { get }
+    /// One line for people: the device's name and driver.
+    var deviceDescription: String { get }
+
+    /// A new tensor of the given shape, every element zero.
+    func zeros(_ shape: [Int]) throws -> Tensor
+    /// A new tensor holding `values` (row-major) with the given shape.
+    func upload(_ values: [Float], shape: [Int]) throws -> Tensor
+    /// The elements of `tensor`, row-major. Waits for queued work.
+    func download(_ tensor: Tensor) throws -> [Float]
+    /// Sets every element of `tensor` to `value`.
+    func fill(_ tensor: Tensor, with value: Float) throws
+    /// Copies all elements of `source` into `destination` (same element count).
+    func copy(_ source: Tensor, to destination: Tensor) throws
+    /// Waits until all queued work has finished.
+    func synchronize() throws
+
+    /// `C = alpha·op(A)·op(B) + beta·C`, batched with strides. See `GEMM`.
+    func gemm(_ op: GEMM) throws
+    /// Row softmax with optional scale and causal mask. See `Softmax`.
+    func softmax(_ op: Softmax) throws
+    /// Gradient of `softmax`. See `SoftmaxBackward`.
+    func softmaxBackward(_ op: SoftmaxBackward) throws
+    /// `y[row, :] += bias`. See `BiasAdd`.
+    func addBias(_ op: BiasAdd) throws
+    /// The LoRA low-rank path `u = x·Aᵀ; y += s·u·Bᵀ`. See `LoRAProjection`.
+    func loraProject(_ op: LoRAProjection) throws
+}
+
+extension Backend {
+    /// Throws unless every tensor lives on this backend.
+    public func requireOwned(_ op: String, _ tensors: Tensor?...) throws {
+        for case let t? in tensors where t.backend !== self {
+            throw LoRAError.wrongDevice("\(op): a tensor on \(t.backend.name) was passed to \(name)")
+        }
+    }
+
+    /// Checks an upload's element count against its shape.
+    public func validateUpload(_ values: [Float], shape: [Int]) throws {
+        try Tensor.validate(shape: shape)
+        guard values.count == shape.reduce(1, *) else {
+            throw LoRAError.shapeMismatch("upload: \(values.count) values for shape \(describe(shape))")
+        }
+    }
+
+    /// Checks a copy's element counts.
+    public func validateCopy(_ source: Tensor, _ destination: Tensor) throws {
+        try requireOwned("copy", source, destination)
+        guard source.count == destination.count else {
+            throw LoRAError.shapeMismatch(
+                "copy: source \(describe(source.shape)) and destination \(describe(destination.shape)) differ in size")
+        }
+    }
+
+    /// `op(A)·op(B)` for matrices or batches of matrices, in a new tensor. Shapes as in `GEMM(a:b:c:)`.
+    public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false,
+                       alpha: Float = 1) throws -> Tensor {
+        let shape = try GEMM.resultShape(a: a.shape, b: b.shape, transposeA: transposeA, transposeB: transposeB)
+        let c = try zeros(shape)
+        try gemm(GEMM(a: a, b: b, c: c, transposeA: transposeA, transposeB: transposeB, alpha: alpha))
+        return c
+    }
+}

@@ -1,0 +1,22 @@
+// CPU elementwise ops: fill, copy, bias add.
+
+extension CPUBackend {
+    public func fill(_ tensor: Tensor, with value: Float) throws {
+        try requireOwned("fill", tensor)
+        elements(tensor).update(repeating: value, count: tensor.count)
+    }
+
+    public func copy(_ source: Tensor, to destination: Tensor) throws {
+        try validateCopy(source, destination)
+        elements(destination).update(from: elements(source), count: source.count)
+    }
+
+    /// y [rows, cols] += bias [cols].
+    public func addBias(_ op: BiasAdd) throws {
+        let (bias, y) = (elements(op.bias), elements(op.y))
+        for r in 0..<op.rows {
+            let row = y + r * op.cols
+            for j in 0..<op.cols { row[j] += bias[j] }
+        }
+    }
+}

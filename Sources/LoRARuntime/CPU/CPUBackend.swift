@@ -1,0 +1,54 @@
+// The CPU backend: pure Swift, no BLAS. It is the specification and the test oracle for every other backend,
+// and the fallback wherever no OpenCL device exists. Inner loops run on raw pointers, never Array subscripts.
+
+/// Host memory for a CPU tensor: 64-byte aligned, zero-initialized.
+public final class CPUStorage: TensorStorage, @unchecked Sendable {
+    public let byteCount: Int
+    /// The elements. Mutated only through backend ops.
+    public let pointer: UnsafeMutablePointer<Float>
+
+    init(count: Int) {
+        byteCount = count * MemoryLayout<Float>.stride
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
+        pointer = raw.bindMemory(to: Float.self, capacity: count)
+    }
+
+    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+}
+
+/// Runs every op on the host CPU.
+public final class CPUBackend: Backend {
+    public let name = "cpu"
+    public var deviceDescription: String { "CPU (pure Swift)" }
+
+    public init() {}
+
+    /// A shared instance; the backend holds no state.
+    public static let shared = CPUBackend()
+
+    /// The element pointer of a tensor this backend owns.
+    @inlinable func elements(_ t: Tensor) -> UnsafeMutablePointer<Float> {
+        // Safe: every op validated ownership (`requireOwned`) before it reaches here.
+        unsafeDowncast(t.storage, to: CPUStorage.self).pointer
+    }
+
+    public func zeros(_ shape: [Int]) throws -> Tensor {
+        try Tensor.validate(shape: shape)
+        return try Tensor(shape: shape, storage: CPUStorage(count: shape.reduce(1, *)), backend: self)
+    }
+
+    public func upload(_ values: [Float], shape: [Int]) throws -> Tensor {
+        try validateUpload(values, shape: shape)
+        let t = try zeros(shape)
+        values.withUnsafeBufferPointer { elements(t).update(from: $0.baseAddress!, count: values.count) }
+        return t
+    }
+
+    public func download(_ tensor: Tensor) throws -> [Float] {
+        try requireOwned("download", tensor)
+        return Array(UnsafeBufferPointer(start: elements(tensor), count: tensor.count))
+    }
+
+    public func synchronize() throws {}
+}

@@ -1,0 +1,112 @@
+// GEMM: C = alpha·op(A)·op(B) + beta·C, row-major, batched with strides, in the BLAS sense:
+// element (i, j) of batch b of an operand lives at `offset + b·batchStride + i·ld + j`,
+// op(X) = Xᵀ when the transpose flag is set. beta = 0 overwrites C (NaNs in C do not survive).
+
+/// Where one GEMM operand lives inside its tensor. Offsets, strides and `ld` count elements.
+public struct GEMMOperand: Sendable {
+    public var tensor: Tensor
+    public var offset: Int
+    /// Leading dimension: elements between the starts of consecutive stored rows.
+    public var ld: Int
+    /// Elements between consecutive matrices of a batch; 0 reuses one matrix for every batch entry.
+    public var batchStride: Int
+
+    public init(_ tensor: Tensor, offset: Int = 0, ld: Int, batchStride: Int = 0) {
+        self.tensor = tensor
+        self.offset = offset
+        self.ld = ld
+        self.batchStride = batchStride
+    }
+}
+
+/// A validated GEMM problem: `C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b]` for `b` in `0..<batch`,
+/// where op(A) is `[m, k]`, op(B) is `[k, n]` and C is `[m, n]`.
+public struct GEMM: Sendable {
+    public let m: Int, n: Int, k: Int, batch: Int
+    public let alpha: Float, beta: Float
+    public let a: GEMMOperand, b: GEMMOperand, c: GEMMOperand
+    public let transposeA: Bool, transposeB: Bool
+
+    /// The general form. Throws if any element an operand would touch lies outside its tensor.
+    public init(m: Int, n: Int, k: Int, batch: Int = 1, alpha: Float = 1,
+                a: GEMMOperand, transposeA: Bool = false,
+                b: GEMMOperand, transposeB: Bool = false,
+                beta: Float = 0, c: GEMMOperand) throws {
+        guard m >= 1, n >= 1, k >= 1, batch >= 1 else {
+            throw LoRAError.invalidArgument("gemm: m=\(m) n=\(n) k=\(k) batch=\(batch) must all be ≥ 1")
+        }
+        guard alpha.isFinite, beta.isFinite else {
+            throw LoRAError.invalidArgument("gemm: alpha=\(alpha) beta=\(beta) must be finite")
+        }
+        try GEMM.check("A", a, rows: transposeA ? k : m, cols: transposeA ? m : k, batch: batch)
+        try GEMM.check("B", b, rows: transposeB ? n : k, cols: transposeB ? k : n, batch: batch)
+        try GEMM.check("C", c, rows: m, cols: n, batch: batch)
+        if batch > 1 && c.batchStride < (m - 1) * c.ld + n {
+            throw LoRAError.invalidArgument("gemm: C's batch stride \(c.batchStride) makes batches overlap")
+        }
+        try c.tensor.backend.requireOwned("gemm", a.tensor, b.tensor)
+        (self.m, self.n, self.k, self.batch, self.alpha, self.beta) = (m, n, k, batch, alpha, beta)
+        (self.a, self.b, self.c, self.transposeA, self.transposeB) = (a, b, c, transposeA, transposeB)
+    }
+
+    /// The shape-driven form for whole tensors: A is `[..., rows, cols]` with op(A) `[m, k]`,
+    /// B is `[..., rows, cols]` with op(B) `[k, n]`, C is `[..., m, n]`. Leading axes are the batch;
+    /// A or B may have none (or a batch of 1) and is then shared by every batch entry.
+    public init(a: Tensor, b: Tensor, c: Tensor, transposeA: Bool = false, transposeB: Bool = false,
+                alpha: Float = 1, beta: Float = 0) throws {
+        let expected = try GEMM.resultShape(a: a.shape, b: b.shape, transposeA: transposeA, transposeB: transposeB)
+        guard c.rank >= 2, Array(c.shape.suffix(2)) == Array(expected.suffix(2)),
+              GEMM.batchCount(c.shape) == GEMM.batchCount(expected) else {
+            throw LoRAError.shapeMismatch("gemm: C is \(describe(c.shape)) but op(A)·op(B) is \(describe(expected))")
+        }
+        let batch = GEMM.batchCount(c.shape)
+        func operand(_ t: Tensor) -> GEMMOperand {
+            let (r, cl) = (t.shape[t.rank - 2], t.shape[t.rank - 1])
+            return GEMMOperand(t, ld: cl, batchStride: GEMM.batchCount(t.shape) == 1 ? 0 : r * cl)
+        }
+        let m = expected[expected.count - 2], n = expected[expected.count - 1]
+        let k = transposeA ? a.shape[a.rank - 2] : a.shape[a.rank - 1]
+        try self.init(m: m, n: n, k: k, batch: batch, alpha: alpha,
+                      a: operand(a), transposeA: transposeA, b: operand(b), transposeB: transposeB,
+                      beta: beta, c: operand(c))
+    }
+
+    /// The shape of op(A)·op(B) with batch axes broadcast where one side has none.
+    public static func resultShape(a: [Int], b: [Int], transposeA: Bool, transposeB: Bool) throws -> [Int] {
+        guard a.count >= 2, b.count >= 2 else {
+            throw LoRAError.shapeMismatch("gemm: operands need at least 2 axes, got A \(describe(a)) and B \(describe(b))")
+        }
+        let (am, ak) = transposeA ? (a[a.count - 1], a[a.count - 2]) : (a[a.count - 2], a[a.count - 1])
+        let (bk, bn) = transposeB ? (b[b.count - 1], b[b.count - 2]) : (b[b.count - 2], b[b.count - 1])
+        guard ak == bk else {
+            throw LoRAError.shapeMismatch(
+                "gemm: op(A) is [\(am), \(ak)] but op(B) is [\(bk), \(bn)] (A \(describe(a)), B \(describe(b)))")
+        }
+        let (leadA, leadB) = (Array(a.dropLast(2)), Array(b.dropLast(2)))
+        let lead: [Int]
+        switch (batchCount(a), batchCount(b)) {
+        case (1, _): lead = leadB
+        case (_, 1): lead = leadA
+        default:
+            guard leadA == leadB else {
+                throw LoRAError.shapeMismatch("gemm: batch axes differ: A \(describe(a)), B \(describe(b))")
+            }
+            lead = leadA
+        }
+        return lead + [am, bn]
+    }
+
+    static func batchCount(_ shape: [Int]) -> Int { shape.dropLast(2).reduce(1, *) }
+
+    private static func check(_ name: String, _ x: GEMMOperand, rows: Int, cols: Int, batch: Int) throws {
+        guard x.offset >= 0, x.batchStride >= 0, x.ld >= cols else {
+            throw LoRAError.invalidArgument(
+                "gemm: \(name) has offset \(x.offset), ld \(x.ld), batch stride \(x.batchStride) for \(rows)×\(cols) matrices")
+        }
+        let last = x.offset + (batch - 1) * x.batchStride + (rows - 1) * x.ld + cols
+        guard last <= x.tensor.count else {
+            throw LoRAError.shapeMismatch(
+                "gemm: \(name) reaches element \(last) but its tensor \(describe(x.tensor.shape)) has \(x.tensor.count)")
+        }
+    }
+}

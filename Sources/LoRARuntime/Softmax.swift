@@ -1,0 +1,61 @@
+// Softmax over the last axis, with an optional scale and causal mask, and its gradient.
+// Layout: x is [..., cols], rows = count / cols. For attention, x is [batch, heads, Tq, Tk].
+
+/// `y = softmax(scale·x)` over the last axis.
+///
+/// With `causal`, x is `[..., Tq, Tk]` and query row `i` (counted within its `Tq` block) sees keys
+/// `j ≤ i + (Tk − Tq)`; so with `Tq == Tk` it is the usual lower-triangular mask, and with a KV cache
+/// (`Tk > Tq`) the new queries see all cached keys. Masked entries of y are 0; a row that sees no key is all 0.
+/// `y` may be `x` (in place).
+public struct Softmax: Sendable {
+    public let x: Tensor, y: Tensor
+    public let scale: Float
+    public let causal: Bool
+    /// Rows and their length (the last axis).
+    public let rows: Int, cols: Int
+    /// Rows per causal block (`Tq`); 1 when not causal.
+    public let queryLength: Int
+
+    public init(x: Tensor, y: Tensor, scale: Float = 1, causal: Bool = false) throws {
+        try x.backend.requireOwned("softmax", x, y)
+        guard x.shape == y.shape else {
+            throw LoRAError.shapeMismatch("softmax: x is \(describe(x.shape)) but y is \(describe(y.shape))")
+        }
+        guard scale.isFinite else { throw LoRAError.invalidArgument("softmax: scale \(scale) must be finite") }
+        if causal && x.rank < 2 {
+            throw LoRAError.shapeMismatch("softmax: a causal mask needs x as [..., Tq, Tk], got \(describe(x.shape))")
+        }
+        (self.x, self.y, self.scale, self.causal) = (x, y, scale, causal)
+        cols = x.shape[x.rank - 1]
+        rows = x.count / cols
+        queryLength = causal ? x.shape[x.rank - 2] : 1
+    }
+
+    /// Keys visible to `row` (all of them when not causal): entries `0..<visibleCount`.
+    @inlinable public func visibleCount(row: Int) -> Int {
+        guard causal else { return cols }
+        return max(0, min(cols, row % queryLength + (cols - queryLength) + 1))
+    }
+}
+
+/// Gradient of `Softmax`: `dx = scale · y ⊙ (dy − Σⱼ dyⱼ·yⱼ)` per row, written (not accumulated) into `dx`.
+///
+/// Needs only the forward output `y`: masked entries have `y = 0`, so their gradient is 0 without the mask.
+/// `dx` may be `dy` (in place).
+public struct SoftmaxBackward: Sendable {
+    public let y: Tensor, dy: Tensor, dx: Tensor
+    public let scale: Float
+    public let rows: Int, cols: Int
+
+    public init(y: Tensor, dy: Tensor, dx: Tensor, scale: Float = 1) throws {
+        try y.backend.requireOwned("softmaxBackward", y, dy, dx)
+        guard y.shape == dy.shape, y.shape == dx.shape else {
+            throw LoRAError.shapeMismatch(
+                "softmaxBackward: y \(describe(y.shape)), dy \(describe(dy.shape)), dx \(describe(dx.shape)) must match")
+        }
+        guard scale.isFinite else { throw LoRAError.invalidArgument("softmaxBackward: scale \(scale) must be finite") }
+        (self.y, self.dy, self.dx, self.scale) = (y, dy, dx, scale)
+        cols = y.shape[y.rank - 1]
+        rows = y.count / cols
+    }
+}

@@ -1,0 +1,84 @@
+// Tensor: a row-major, contiguous block of elements that lives on one backend's device.
+// A tensor never moves by itself: `backend.upload` / `backend.download` are the only bus crossings.
+
+/// Element type of a tensor's storage. Only `float32` exists today; storage is byte-addressed so that
+/// f16/bf16 storage can be added as new cases without changing `Tensor`.
+public enum DType: String, Sendable, Equatable {
+    case float32
+
+    /// Bytes per element.
+    public var size: Int {
+        switch self {
+        case .float32: 4
+        }
+    }
+}
+
+/// Device memory owned by a backend. The backend that made it is the only one that can read it.
+public protocol TensorStorage: AnyObject, Sendable {
+    /// Size of the allocation in bytes (at least `count * dtype.size` of every tensor viewing it).
+    var byteCount: Int { get }
+}
+
+/// An n-dimensional array on a device.
+///
+/// Shapes are row-major: the last axis is contiguous. Every dimension is at least 1.
+/// `reshaped(_:)` gives a view that shares storage.
+public final class Tensor: @unchecked Sendable {
+    public let shape: [Int]
+    public let dtype: DType
+    /// Device memory; shared with every view of this tensor.
+    public let storage: any TensorStorage
+    /// The backend whose device holds `storage`.
+    public let backend: any Backend
+
+    /// Number of elements.
+    public var count: Int { shape.reduce(1, *) }
+    /// Number of axes.
+    public var rank: Int { shape.count }
+
+    /// Wraps storage a backend allocated. Backends call this; users call `backend.zeros` / `backend.upload`.
+    public init(shape: [Int], dtype: DType = .float32, storage: any TensorStorage, backend: any Backend) throws {
+        try Tensor.validate(shape: shape)
+        let bytes = shape.reduce(1, *) * dtype.size
+        guard bytes <= storage.byteCount else {
+            throw LoRAError.invalidArgument(
+                "tensor of shape \(describe(shape)) needs \(bytes) bytes but its storage has \(storage.byteCount)")
+        }
+        self.shape = shape
+        self.dtype = dtype
+        self.storage = storage
+        self.backend = backend
+    }
+
+    /// Checks that a shape is usable: at least one axis, every dimension ≥ 1, and a count that fits in memory.
+    public static func validate(shape: [Int]) throws {
+        guard !shape.isEmpty, shape.allSatisfy({ $0 >= 1 }) else {
+            throw LoRAError.invalidArgument("tensor shape \(describe(shape)) must have at least one axis, each ≥ 1")
+        }
+        var count = 1
+        for d in shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: d)
+            guard !overflow, product <= Int(Int32.max) else {
+                throw LoRAError.invalidArgument("tensor shape \(describe(shape)) has more than 2^31 - 1 elements (kernels index with 32-bit ints)")
+            }
+            count = product
+        }
+    }
+
+    /// A view of the same elements with another shape of the same count.
+    public func reshaped(_ newShape: [Int]) throws -> Tensor {
+        try Tensor.validate(shape: newShape)
+        guard newShape.reduce(1, *) == count else {
+            throw LoRAError.shapeMismatch("cannot reshape \(describe(shape)) (\(count) elements) to \(describe(newShape))")
+        }
+        return try Tensor(shape: newShape, dtype: dtype, storage: storage, backend: backend)
+    }
+
+    /// Copies the elements to the host. Waits for pending work on the device.
+    public func toArray() throws -> [Float] { try backend.download(self) }
+}
+
+extension Tensor: CustomStringConvertible {
+    public var description: String { "Tensor(\(describe(shape)), \(dtype), \(backend.name))" }
+}
