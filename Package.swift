@@ -36,9 +36,10 @@ let package = Package(
         .plugin(name: "EmbedKernels", capability: .buildTool(), dependencies: ["KernelEmbedder"]),
 
         // MARK: - Tests
-        .testTarget(name: "LoRARuntimeTests", dependencies: ["LoRARuntime"]),
-        .testTarget(name: "LoRAOpenCLTests", dependencies: ["SwiftLoRA"]),
-        .testTarget(name: "LoRANNTests", dependencies: ["SwiftLoRA"]),
+        .target(name: "LoRATestSupport", dependencies: ["SwiftLoRA"], path: "Tests/LoRATestSupport"),
+        .testTarget(name: "LoRARuntimeTests", dependencies: ["LoRARuntime", "LoRATestSupport"]),
+        .testTarget(name: "LoRAOpenCLTests", dependencies: ["SwiftLoRA", "LoRATestSupport"]),
+        .testTarget(name: "LoRANNTests", dependencies: ["SwiftLoRA", "LoRATestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -19,10 +19,11 @@ final class BufferPool: @unchecked Sendable {
 
     deinit { trim() }
 
-    /// The size class of a request: a multiple of 256 bytes and of 1/8 of the next power of two.
+    /// The size class of a request: a multiple of 256 bytes and of 1/8 of the largest power of two not above it,
+    /// so a class is never more than 1/8 (or 255 bytes) above the request.
     static func sizeClass(_ bytes: Int) -> Int {
-        let power = bytes <= 1 ? 1 : 1 << (Int.bitWidth - (bytes - 1).leadingZeroBitCount)
-        let granule = max(256, power / 8)
+        let floorPower = 1 << (Int.bitWidth - 1 - max(bytes, 1).leadingZeroBitCount)
+        let granule = max(256, floorPower / 8)
         return (bytes + granule - 1) / granule * granule
     }
 

@@ -17,6 +17,7 @@ extension OpenCLBackend {
     }
 
     public func addBias(_ op: BiasAdd) throws {
+        try requireOwned(op)
         let k = try kernel("add_bias", file: "elementwise")
         try launch(k, global: [op.rows * op.cols], [.tensor(op.y), .tensor(op.bias), .int(op.rows * op.cols), .int(op.cols)])
     }

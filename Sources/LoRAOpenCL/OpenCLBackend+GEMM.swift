@@ -29,6 +29,7 @@ extension OpenCLBackend {
 
     /// Runs `op` with a given engine (tests and benchmarks compare them).
     public func gemm(_ op: GEMM, engine: GEMMEngine) throws {
+        try requireOwned(op)
         switch engine {
         case .kernel: try gemmWithKernel(op)
         case .clblast: try gemmWithCLBlast(op)

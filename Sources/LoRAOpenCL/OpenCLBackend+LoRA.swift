@@ -10,6 +10,7 @@ extension OpenCLBackend {
     static let fusedLoRAWorkGroup = 64
 
     public func loraProject(_ op: LoRAProjection) throws {
+        try requireOwned(op)
         guard op.rank <= Self.fusedLoRAMaxRank else { return try loraProjectWithGEMM(op) }
         let k = try kernel("lora_forward", file: "lora", options: "-D LORA_MAX_RANK=\(Self.fusedLoRAMaxRank)")
         let group = min(Self.fusedLoRAWorkGroup, try maxWorkGroupSize(k))

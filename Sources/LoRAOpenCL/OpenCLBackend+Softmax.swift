@@ -3,6 +3,7 @@ import LoRARuntime
 
 extension OpenCLBackend {
     public func softmax(_ op: Softmax) throws {
+        try requireOwned(op)
         let k = try kernel("softmax_forward", file: "softmax")
         try launch(k, global: [op.rows], [
             .tensor(op.x), .tensor(op.y), .int(op.rows), .int(op.cols), .float(op.scale),
@@ -11,6 +12,7 @@ extension OpenCLBackend {
     }
 
     public func softmaxBackward(_ op: SoftmaxBackward) throws {
+        try requireOwned(op)
         let k = try kernel("softmax_backward", file: "softmax")
         try launch(k, global: [op.rows], [
             .tensor(op.y), .tensor(op.dy), .tensor(op.dx), .int(op.rows), .int(op.cols), .float(op.scale),

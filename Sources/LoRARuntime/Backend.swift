@@ -37,7 +37,19 @@ public protocol Backend: AnyObject, Sendable {
     func loraProject(_ op: LoRAProjection) throws
 }
 
+/// A validated op description. All its tensors live on `owner`, checked when it was made.
+public protocol BackendOp: Sendable {
+    var owner: any Backend { get }
+}
+
 extension Backend {
+    /// Throws unless `op`'s tensors live on this backend (an op built for one device, run on another).
+    public func requireOwned(_ op: some BackendOp) throws {
+        guard op.owner === self else {
+            throw LoRAError.wrongDevice("\(type(of: op)) made for \(op.owner.name) was run on \(name)")
+        }
+    }
+
     /// Throws unless every tensor lives on this backend.
     public func requireOwned(_ op: String, _ tensors: Tensor?...) throws {
         for case let t? in tensors where t.backend !== self {

@@ -1,7 +1,8 @@
 // Adding a bias vector to every row: y [..., n] += bias [n].
 
 /// `y[row, :] += bias` for every row of `y` (its last axis has `bias.count` entries).
-public struct BiasAdd: Sendable {
+public struct BiasAdd: BackendOp {
+    public var owner: any Backend { y.backend }
     public let bias: Tensor, y: Tensor
     public let rows: Int, cols: Int
 

@@ -21,7 +21,8 @@ public struct GEMMOperand: Sendable {
 
 /// A validated GEMM problem: `C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b]` for `b` in `0..<batch`,
 /// where op(A) is `[m, k]`, op(B) is `[k, n]` and C is `[m, n]`.
-public struct GEMM: Sendable {
+public struct GEMM: BackendOp {
+    public var owner: any Backend { c.tensor.backend }
     public let m: Int, n: Int, k: Int, batch: Int
     public let alpha: Float, beta: Float
     public let a: GEMMOperand, b: GEMMOperand, c: GEMMOperand

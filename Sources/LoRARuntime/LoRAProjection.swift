@@ -2,7 +2,8 @@
 // x [N, in] (leading axes flattened), A [r, in], B [out, r], y [N, out], u = x·Aᵀ [N, r].
 
 /// `u = x·Aᵀ`, then `y += scale·u·Bᵀ`. `u` is written when given (backward needs it).
-public struct LoRAProjection: Sendable {
+public struct LoRAProjection: BackendOp {
+    public var owner: any Backend { x.backend }
     public let x: Tensor, a: Tensor, b: Tensor, y: Tensor
     public let u: Tensor?
     public let scale: Float

@@ -7,7 +7,8 @@
 /// `j ≤ i + (Tk − Tq)`; so with `Tq == Tk` it is the usual lower-triangular mask, and with a KV cache
 /// (`Tk > Tq`) the new queries see all cached keys. Masked entries of y are 0; a row that sees no key is all 0.
 /// `y` may be `x` (in place).
-public struct Softmax: Sendable {
+public struct Softmax: BackendOp {
+    public var owner: any Backend { x.backend }
     public let x: Tensor, y: Tensor
     public let scale: Float
     public let causal: Bool
@@ -42,7 +43,8 @@ public struct Softmax: Sendable {
 ///
 /// Needs only the forward output `y`: masked entries have `y = 0`, so their gradient is 0 without the mask.
 /// `dx` may be `dy` (in place).
-public struct SoftmaxBackward: Sendable {
+public struct SoftmaxBackward: BackendOp {
+    public var owner: any Backend { y.backend }
     public let y: Tensor, dy: Tensor, dx: Tensor
     public let scale: Float
     public let rows: Int, cols: Int

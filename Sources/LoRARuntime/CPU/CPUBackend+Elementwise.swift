@@ -13,6 +13,7 @@ extension CPUBackend {
 
     /// y [rows, cols] += bias [cols].
     public func addBias(_ op: BiasAdd) throws {
+        try requireOwned(op)
         let (bias, y) = (elements(op.bias), elements(op.y))
         for r in 0..<op.rows {
             let row = y + r * op.cols

@@ -3,6 +3,7 @@
 
 extension CPUBackend {
     public func gemm(_ op: GEMM) throws {
+        try requireOwned(op)
         let (m, n, k) = (op.m, op.n, op.k)
         var packed = op.transposeB ? [Float](repeating: 0, count: k * n) : []
         packed.withUnsafeMutableBufferPointer { packedB in

@@ -3,6 +3,7 @@
 
 extension CPUBackend {
     public func loraProject(_ op: LoRAProjection) throws {
+        try requireOwned(op)
         let (x, a, b, y) = (elements(op.x), elements(op.a), elements(op.b), elements(op.y))
         let (inF, outF, r) = (op.inFeatures, op.outFeatures, op.rank)
         var scratch = [Float](repeating: 0, count: r)

@@ -4,6 +4,7 @@ import Foundation
 extension CPUBackend {
     /// y[row, j] = exp(s·x[j] − max) / Σ over the visible keys; masked entries 0.
     public func softmax(_ op: Softmax) throws {
+        try requireOwned(op)
         let (x, y) = (elements(op.x), elements(op.y))
         for r in 0..<op.rows {
             let xr = x + r * op.cols, yr = y + r * op.cols
@@ -24,6 +25,7 @@ extension CPUBackend {
 
     /// dx = s·y⊙(dy − Σ dy⊙y), per row.
     public func softmaxBackward(_ op: SoftmaxBackward) throws {
+        try requireOwned(op)
         let (y, dy, dx) = (elements(op.y), elements(op.dy), elements(op.dx))
         for r in 0..<op.rows {
             let base = r * op.cols

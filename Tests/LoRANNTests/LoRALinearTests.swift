@@ -1,0 +1,175 @@
+// LoRALinear on every device: B = 0 is the base layer, merged equals unmerged, merge-unmerge restores W0,
+// gradients match finite differences, and nothing reaches the frozen weight. OpenCL results are also
+// compared with the CPU's.
+import Foundation
+import LoRATestSupport
+import SwiftLoRA
+import Testing
+
+/// A layer with fixed random weights and a non-zero B on `backend`.
+struct LayerFixture {
+    static let (rows, inF, outF) = (6, 13, 11)
+    let weight: [Float], bias: [Float], b: [Float], x: [Float], dy: [Float]
+
+    init(layout: LoRALinear.WeightLayout = .outIn) {
+        weight = randomValues(Self.inF * Self.outF, seed: 21)
+        bias = randomValues(Self.outF, seed: 22)
+        b = randomValues(Self.outF * 4, seed: 23)
+        x = randomValues(Self.rows * Self.inF, seed: 24)
+        dy = randomValues(Self.rows * Self.outF, seed: 25)
+    }
+
+    func layer(on backend: any Backend, layout: LoRALinear.WeightLayout = .outIn, rank: Int = 4, alpha: Float = 7,
+               nonZeroB: Bool = true) throws -> LoRALinear {
+        let shape = layout == .outIn ? [Self.outF, Self.inF] : [Self.inF, Self.outF]
+        let w = layout == .outIn ? weight : transpose(weight, rows: Self.outF, cols: Self.inF)
+        let layer = try LoRALinear(weight: backend.upload(w, shape: shape), bias: backend.upload(bias, shape: [Self.outF]),
+                                   layout: layout, rank: rank, alpha: alpha, seed: 5)
+        if nonZeroB { try backend.copy(backend.upload(Array(b.prefix(Self.outF * rank)), shape: [Self.outF, rank]), to: layer.loraB) }
+        return layer
+    }
+}
+
+func transpose(_ m: [Float], rows: Int, cols: Int) -> [Float] {
+    var out = [Float](repeating: 0, count: m.count)
+    for i in 0..<rows { for j in 0..<cols { out[j * rows + i] = m[i * cols + j] } }
+    return out
+}
+
+@Suite("LoRALinear")
+struct LoRALinearTests {
+    let fixture = LayerFixture()
+
+    @Test("OpenCL and CPU: B = 0 reproduces the base layer")
+    func zeroBIsBase() throws {
+        for backend in try TestDevices.all() {
+            let layer = try fixture.layer(on: backend, nonZeroB: false)
+            let x = try backend.upload(fixture.x, shape: [2, 3, LayerFixture.inF])
+            let y = try layer.forward(x)
+            #expect(y.shape == [2, 3, LayerFixture.outF])
+            var expected = [Double]()
+            for r in 0..<LayerFixture.rows {
+                for o in 0..<LayerFixture.outF {
+                    expected.append(Double(fixture.bias[o]) + (0..<LayerFixture.inF).reduce(0.0) {
+                        $0 + Double(fixture.x[r * LayerFixture.inF + $1]) * Double(fixture.weight[o * LayerFixture.inF + $1])
+                    })
+                }
+            }
+            #expect(firstMismatch(try y.toArray(), expected, atol: 1e-5, rtol: 1e-5) == nil, "\(backend.name)")
+        }
+    }
+
+    @Test("OpenCL and CPU: merged forward equals unmerged, and unmerge restores W0 (alpha != r)",
+          arguments: [LoRALinear.WeightLayout.outIn, .inOut])
+    func mergeRoundTrip(layout: LoRALinear.WeightLayout) throws {
+        for backend in try TestDevices.all() {
+            let layer = try fixture.layer(on: backend, layout: layout, alpha: 7)
+            let w0 = try layer.weight.toArray()
+            let x = try backend.upload(fixture.x, shape: [LayerFixture.rows, LayerFixture.inF])
+            let unmerged = try layer.forward(x).toArray()
+            try layer.merge()
+            #expect(layer.isMerged)
+            #expect(try layer.weight.toArray() != w0)
+            #expect(firstMismatch(try layer.forward(x).toArray(), unmerged, atol: 1e-5, rtol: 1e-5) == nil, "\(backend.name)")
+            #expect(throws: LoRAError.self) { try layer.merge() }
+            #expect(throws: LoRAError.self) { try layer.backward(backend.zeros([LayerFixture.rows, LayerFixture.outF])) }
+            try layer.unmerge()
+            #expect(firstMismatch(try layer.weight.toArray(), w0, atol: 1e-6, rtol: 1e-6) == nil, "\(backend.name)")
+            #expect(throws: LoRAError.self) { try layer.unmerge() }
+        }
+    }
+
+    @Test("OpenCL and CPU: both weight layouts give the same output and gradients")
+    func layouts() throws {
+        for backend in try TestDevices.all() {
+            var results: [[Float]] = []
+            for layout in [LoRALinear.WeightLayout.outIn, .inOut] {
+                let layer = try fixture.layer(on: backend, layout: layout)
+                let y = try layer.forward(backend.upload(fixture.x, shape: [LayerFixture.rows, LayerFixture.inF]))
+                let dx = try layer.backward(backend.upload(fixture.dy, shape: [LayerFixture.rows, LayerFixture.outF]))
+                results.append(try y.toArray() + dx.toArray() + layer.gradA.toArray() + layer.gradB.toArray())
+            }
+            #expect(firstMismatch(results[0], results[1], atol: 1e-5, rtol: 1e-5) == nil, "\(backend.name)")
+        }
+    }
+
+    @Test("OpenCL and CPU: gradients match finite differences, W0 gets none", arguments: [1, 4])
+    func gradients(rank: Int) throws {
+        for backend in try TestDevices.all() {
+            let layer = try fixture.layer(on: backend, rank: rank)
+            let w0 = try layer.weight.toArray()
+            let xShape = [LayerFixture.rows, LayerFixture.inF]
+            // L = Σ dy ⊙ y, so dL/dy = dy.
+            func loss(x: [Float]) throws -> Double {
+                let y = try layer.forward(backend.upload(x, shape: xShape)).toArray()
+                return zip(y, fixture.dy).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+            }
+            _ = try layer.forward(backend.upload(fixture.x, shape: xShape))
+            try layer.zeroGradients()
+            let dx = try layer.backward(backend.upload(fixture.dy, shape: [LayerFixture.rows, LayerFixture.outF])).toArray()
+            let (gradA, gradB) = (try layer.gradA.toArray(), try layer.gradB.toArray())
+            let eps: Float = 1e-2
+            func check(_ analytic: [Float], _ what: String, perturb: (Int, Float) throws -> Double) throws {
+                for i in stride(from: 0, to: analytic.count, by: max(1, analytic.count / 17)) {
+                    let numeric = (try perturb(i, eps) - perturb(i, -eps)) / Double(2 * eps)
+                    #expect(abs(numeric - Double(analytic[i])) <= 2e-3 + 1e-3 * abs(numeric),
+                            "\(backend.name) \(what)[\(i)]: \(analytic[i]) vs \(numeric)")
+                }
+            }
+            try check(dx, "dx") { i, e in var x = fixture.x; x[i] += e; return try loss(x: x) }
+            for (param, grad, name) in [(layer.loraA, gradA, "dA"), (layer.loraB, gradB, "dB")] {
+                let original = try param.toArray()
+                try check(grad, name) { i, e in
+                    var v = original
+                    v[i] += e
+                    try backend.copy(backend.upload(v, shape: param.shape), to: param)
+                    defer { try? backend.copy(backend.upload(original, shape: param.shape), to: param) }
+                    return try loss(x: fixture.x)
+                }
+            }
+            #expect(try layer.weight.toArray() == w0, "the frozen weight changed")
+            #expect(layer.parameters.map(\.name) == ["lora_A.weight", "lora_B.weight"])
+        }
+    }
+
+    @Test("OpenCL layer output and gradients equal the CPU's", .enabled(if: TestDevices.runOpenCL, "\(TestDevices.skipReason)"))
+    func openCLMatchesCPU() throws {
+        let results = try TestDevices.all().map { backend -> [Float] in
+            let layer = try fixture.layer(on: backend)
+            let y = try layer.forward(backend.upload(fixture.x, shape: [LayerFixture.rows, LayerFixture.inF]))
+            let dx = try layer.backward(backend.upload(fixture.dy, shape: [LayerFixture.rows, LayerFixture.outF]))
+            return try y.toArray() + dx.toArray() + layer.gradA.toArray() + layer.gradB.toArray()
+        }
+        #expect(results.count == 2)
+        #expect(firstMismatch(results[1], results[0], atol: 1e-5, rtol: 1e-4) == nil)
+    }
+
+    @Test("a rank larger than the layer, bad shapes and misuse are clear errors")
+    func badInput() throws {
+        let cpu = CPUBackend.shared
+        let w = try cpu.zeros([4, 8])
+        let big = #expect(throws: LoRAError.self) { try LoRALinear(weight: w, rank: 5, alpha: 8) }
+        #expect(big?.description.contains("rank 5") == true)
+        #expect(throws: LoRAError.self) { try LoRALinear(weight: w, rank: 0, alpha: 8) }
+        #expect(throws: LoRAError.self) { try LoRALinear(weight: w, bias: cpu.zeros([8]), rank: 2, alpha: 8) }
+        let layer = try LoRALinear(weight: w, rank: 2, alpha: 8)
+        #expect(throws: LoRAError.self) { try layer.backward(cpu.zeros([1, 4])) }
+        #expect(throws: LoRAError.self) { try layer.forward(cpu.zeros([3, 7])) }
+        _ = try layer.forward(cpu.zeros([3, 8]))
+        #expect(throws: LoRAError.self) { try layer.backward(cpu.zeros([2, 4])) }
+    }
+
+    @Test("scale is alpha/r, or alpha/√r with rsLoRA; A is Kaiming-uniform and B zero")
+    func initialization() throws {
+        let w = try CPUBackend.shared.zeros([16, 64])
+        let plain = try LoRALinear(weight: w, rank: 4, alpha: 8)
+        let rs = try LoRALinear(weight: w, rank: 4, alpha: 8, useRSLoRA: true)
+        #expect(plain.scale == 2 && rs.scale == 4)
+        let a = try plain.loraA.toArray()
+        #expect(a.allSatisfy { abs($0) <= 1 / 8 } && a.contains { $0 != 0 })
+        #expect(try plain.loraB.toArray().allSatisfy { $0 == 0 })
+        let gaussian = try LoRALinear(weight: w, rank: 4, alpha: 8, initialization: .gaussian).loraA.toArray()
+        let std = (gaussian.reduce(0) { $0 + $1 * $1 } / Float(gaussian.count)).squareRoot()
+        #expect(abs(std - 0.25) < 0.03)
+    }
+}

@@ -1,0 +1,100 @@
+// A GEMM problem with awkward layouts (padded leading dimensions, offsets, batch strides) that can run on any
+// backend and against a naive Double reference. C's padding must come back untouched.
+import SwiftLoRA
+
+public struct GEMMCase: Sendable, CustomStringConvertible {
+    public var m: Int, n: Int, k: Int, batch: Int = 1
+    public var transposeA = false, transposeB = false
+    public var alpha: Float = 1, beta: Float = 0
+    /// Extra elements per row (ld = cols + pad) and before the first matrix.
+    public var pad = 0, offset = 0
+    /// Share A across the batch (stride 0).
+    public var sharedA = false
+
+    public init(m: Int, n: Int, k: Int, batch: Int = 1, transposeA: Bool = false, transposeB: Bool = false,
+                alpha: Float = 1, beta: Float = 0, pad: Int = 0, offset: Int = 0, sharedA: Bool = false) {
+        (self.m, self.n, self.k, self.batch, self.transposeA, self.transposeB) = (m, n, k, batch, transposeA, transposeB)
+        (self.alpha, self.beta, self.pad, self.offset, self.sharedA) = (alpha, beta, pad, offset, sharedA)
+    }
+
+    public var description: String {
+        "\(m)x\(n)x\(k) batch \(batch) \(transposeA ? "T" : "N")\(transposeB ? "T" : "N") alpha \(alpha) beta \(beta) pad \(pad) offset \(offset)\(sharedA ? " sharedA" : "")"
+    }
+
+    /// Stored rows and columns and the buffer size of each operand.
+    struct Layout { let rows: Int, cols: Int, ld: Int, stride: Int, count: Int }
+
+    func layout(rows: Int, cols: Int, shared: Bool = false) -> Layout {
+        let ld = cols + pad
+        let stride = shared ? 0 : rows * ld + 3
+        return Layout(rows: rows, cols: cols, ld: ld, stride: stride, count: offset + (batch - 1) * stride + rows * ld)
+    }
+
+    var layouts: (a: Layout, b: Layout, c: Layout) {
+        (layout(rows: transposeA ? k : m, cols: transposeA ? m : k, shared: sharedA),
+         layout(rows: transposeB ? n : k, cols: transposeB ? k : n),
+         layout(rows: m, cols: n))
+    }
+
+    /// The three input buffers (A, B, C's prior contents).
+    public func inputs(seed: UInt64) -> (a: [Float], b: [Float], c: [Float]) {
+        let l = layouts
+        return (randomValues(l.a.count, seed: seed), randomValues(l.b.count, seed: seed + 1),
+                randomValues(l.c.count, seed: seed + 2))
+    }
+
+    /// Runs on `backend` (optionally with a specific OpenCL engine) and returns C's whole buffer.
+    public func run(on backend: any Backend, seed: UInt64 = 1, engine: GEMMEngine? = nil) throws -> [Float] {
+        let l = layouts
+        let (av, bv, cv) = inputs(seed: seed)
+        let a = try backend.upload(av, shape: [l.a.count])
+        let b = try backend.upload(bv, shape: [l.b.count])
+        let c = try backend.upload(cv, shape: [l.c.count])
+        let op = try GEMM(
+            m: m, n: n, k: k, batch: batch, alpha: alpha,
+            a: GEMMOperand(a, offset: offset, ld: l.a.ld, batchStride: l.a.stride), transposeA: transposeA,
+            b: GEMMOperand(b, offset: offset, ld: l.b.ld, batchStride: l.b.stride), transposeB: transposeB,
+            beta: beta, c: GEMMOperand(c, offset: offset, ld: l.c.ld, batchStride: l.c.stride))
+        if let engine, let cl = backend as? OpenCLBackend { try cl.gemm(op, engine: engine) } else { try backend.gemm(op) }
+        return try backend.download(c)
+    }
+
+    /// The naive triple loop in Double.
+    public func reference(seed: UInt64 = 1) -> [Double] {
+        let l = layouts
+        let (a, b, c) = inputs(seed: seed)
+        var out = c.map(Double.init)
+        for batchIndex in 0..<batch {
+            let (ab, bb, cb) = (offset + batchIndex * l.a.stride, offset + batchIndex * l.b.stride, offset + batchIndex * l.c.stride)
+            for i in 0..<m {
+                for j in 0..<n {
+                    var sum = 0.0
+                    for p in 0..<k {
+                        let av = transposeA ? a[ab + p * l.a.ld + i] : a[ab + i * l.a.ld + p]
+                        let bv = transposeB ? b[bb + j * l.b.ld + p] : b[bb + p * l.b.ld + j]
+                        sum += Double(av) * Double(bv)
+                    }
+                    let prior = beta == 0 ? 0 : Double(beta) * Double(c[cb + i * l.c.ld + j])
+                    out[cb + i * l.c.ld + j] = Double(alpha) * sum + prior
+                }
+            }
+        }
+        return out
+    }
+
+    /// Shapes that stress edges: 1s, primes, non-multiples of the 8×16 tile, every transpose pair.
+    public static let awkward: [GEMMCase] = {
+        var cases: [GEMMCase] = []
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            cases.append(GEMMCase(m: 1, n: 1, k: 1, transposeA: ta, transposeB: tb))
+            cases.append(GEMMCase(m: 7, n: 13, k: 5, transposeA: ta, transposeB: tb, alpha: 0.5, beta: 2, pad: 3, offset: 5))
+            cases.append(GEMMCase(m: 17, n: 31, k: 129, batch: 3, transposeA: ta, transposeB: tb, beta: -1, pad: 1))
+            cases.append(GEMMCase(m: 16, n: 32, k: 64, batch: 2, transposeA: ta, transposeB: tb, alpha: 1.5, sharedA: true))
+            cases.append(GEMMCase(m: 37, n: 1, k: 11, transposeA: ta, transposeB: tb))
+            cases.append(GEMMCase(m: 1, n: 53, k: 2, transposeA: ta, transposeB: tb, beta: 1))
+        }
+        cases.append(GEMMCase(m: 64, n: 48, k: 16))
+        cases.append(GEMMCase(m: 100, n: 67, k: 300, transposeB: true, alpha: 0.25))
+        return cases
+    }()
+}
