@@ -1,4 +1,4 @@
-// OpenCL elementwise ops: fill and copy use the queue's own commands; bias add is Kernels/elementwise.cl.
+// OpenCL elementwise ops: fill and copy use the queue's own commands; bias add and axpy are Kernels/elementwise.cl.
 import LoRARuntime
 
 extension OpenCLBackend {
@@ -20,5 +20,11 @@ extension OpenCLBackend {
         try requireOwned(op)
         let k = try kernel("add_bias", file: "elementwise")
         try launch(k, global: [op.rows * op.cols], [.tensor(op.y), .tensor(op.bias), .int(op.rows * op.cols), .int(op.cols)])
+    }
+
+    public func axpy(_ op: Axpy) throws {
+        try requireOwned(op)
+        let k = try kernel("axpy", file: "elementwise")
+        try launch(k, global: [op.y.count], [.tensor(op.y), .tensor(op.x), .float(op.alpha), .int(op.y.count)])
     }
 }

@@ -33,6 +33,8 @@ public protocol Backend: AnyObject, Sendable {
     func softmaxBackward(_ op: SoftmaxBackward) throws
     /// `y[row, :] += bias`. See `BiasAdd`.
     func addBias(_ op: BiasAdd) throws
+    /// `y += alpha·x`. See `Axpy`.
+    func axpy(_ op: Axpy) throws
     /// The LoRA low-rank path `u = x·Aᵀ; y += s·u·Bᵀ`. See `LoRAProjection`.
     func loraProject(_ op: LoRAProjection) throws
 }

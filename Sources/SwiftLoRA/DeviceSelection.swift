@@ -36,7 +36,7 @@ public enum DeviceRequest: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// The chosen backend and a sentence saying why it was chosen.
+/// The chosen backend and a phrase saying why it was chosen (`first OpenCL GPU`, `LORA_DEVICE=cpu`, ...).
 public struct DeviceSelection: Sendable {
     public let backend: any Backend
     public let reason: String
@@ -55,26 +55,26 @@ public enum Devices {
     static func select(_ request: DeviceRequest, origin: String, openCLLibrary: String?) throws -> DeviceSelection {
         switch request {
         case .cpu:
-            return DeviceSelection(backend: CPUBackend.shared, reason: "cpu (\(origin))")
+            return DeviceSelection(backend: CPUBackend.shared, reason: origin)
         case .opencl(let index):
             let devices = try OpenCL.devices(library: openCLLibrary)
             guard !devices.isEmpty else { throw OpenCLError.noDevices }
             let chosen = index ?? devices.first(where: { $0.kind == .gpu })?.index ?? 0
             let backend = try OpenCLBackend(index: chosen, library: openCLLibrary)
-            return DeviceSelection(backend: backend, reason: "opencl:\(chosen) \(backend.device.name) (\(origin))")
+            return DeviceSelection(backend: backend, reason: origin)
         case .automatic:
             let devices: [OpenCLDeviceInfo]
             do { devices = try OpenCL.devices(library: openCLLibrary) } catch {
-                return DeviceSelection(backend: CPUBackend.shared, reason: "cpu: OpenCL unavailable (\(error))")
+                return DeviceSelection(backend: CPUBackend.shared, reason: "OpenCL unavailable (\(error))")
             }
             guard let gpu = devices.first(where: { $0.kind == .gpu }) else {
                 let others = devices.isEmpty ? "no OpenCL devices"
                     : "no OpenCL GPU; LORA_DEVICE=opencl:N selects one of: "
                         + devices.map { "opencl:\($0.index) \($0.name)" }.joined(separator: ", ")
-                return DeviceSelection(backend: CPUBackend.shared, reason: "cpu: \(others)")
+                return DeviceSelection(backend: CPUBackend.shared, reason: others)
             }
             let backend = try OpenCLBackend(index: gpu.index, library: openCLLibrary)
-            return DeviceSelection(backend: backend, reason: "opencl:\(gpu.index) \(gpu.name): first OpenCL GPU")
+            return DeviceSelection(backend: backend, reason: "first OpenCL GPU")
         }
     }
 }

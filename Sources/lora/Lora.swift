@@ -1,8 +1,29 @@
+// The `lora` command-line tool.
 import ArgumentParser
 import SwiftLoRA
 
 @main
 struct Lora: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "lora", abstract: "swift-lora", subcommands: [])
-    func run() throws { print(try Devices.select().reason) }
+    static let configuration = CommandConfiguration(
+        commandName: "lora",
+        abstract: "LoRA fine-tuning on OpenCL GPUs, with a pure-Swift CPU fallback.",
+        discussion: """
+            Device choice: --device or LORA_DEVICE (cpu, opencl, opencl:N, auto). auto takes the first OpenCL GPU,
+            else the CPU. Other variables: LORA_KERNELS_DIR, LORA_GEMM, LORA_CLBLAST, LORA_OPENCL_LIBRARY.
+            """,
+        subcommands: [DemoCommand.self, DevicesCommand.self],
+        defaultSubcommand: DemoCommand.self)
+}
+
+/// `--device`, shared by every command that computes.
+struct DeviceOptions: ParsableArguments {
+    @Option(name: .long, help: "cpu, opencl, opencl:N or auto (default: LORA_DEVICE, else auto).")
+    var device: String?
+
+    /// Chooses the device and prints the choice and the reason.
+    func select() throws -> any Backend {
+        let selection = try Devices.select(device)
+        print("device: \(selection.backend.deviceDescription) [\(selection.backend.name)]: \(selection.reason)")
+        return selection.backend
+    }
 }

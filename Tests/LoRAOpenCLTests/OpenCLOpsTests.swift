@@ -77,12 +77,13 @@ struct OpenCLOpsTests {
         #expect(firstMismatch(try run(cl, saveU: false).0, expectedY, atol: 1e-4, rtol: 1e-4) == nil)
     }
 
-    @Test("OpenCL bias add, fill and copy match the CPU")
+    @Test("OpenCL bias add, axpy, fill and copy match the CPU")
     func elementwise() throws {
         let (yv, bv) = (randomValues(7 * 13, seed: 1), randomValues(13, seed: 2))
         func run(_ b: any Backend) throws -> [Float] {
             let y = try b.upload(yv, shape: [7, 13])
             try b.addBias(BiasAdd(bias: b.upload(bv, shape: [13]), y: y))
+            try b.axpy(Axpy(alpha: -0.3, x: b.upload(randomValues(91, seed: 3), shape: [91]), y: y))
             let z = try b.zeros([91])
             try b.copy(y, to: z)
             let w = try b.zeros([3])

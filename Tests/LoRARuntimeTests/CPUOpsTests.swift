@@ -100,6 +100,14 @@ struct CPUOpsTests {
         try cpu.addBias(BiasAdd(bias: cpu.upload([10, 20, 30], shape: [3]), y: y))
         #expect(try y.toArray() == [11, 22, 33, 14, 25, 36])
     }
+
+    @Test("axpy adds a scaled tensor")
+    func axpy() throws {
+        let y = try cpu.upload([1, 2, 3], shape: [3])
+        try cpu.axpy(Axpy(alpha: -2, x: cpu.upload([0.5, 1, -1], shape: [3]), y: y))
+        #expect(try y.toArray() == [0, 0, 5])
+        #expect(throws: LoRAError.self) { try Axpy(alpha: 1, x: cpu.zeros([2]), y: y) }
+    }
 }
 
 /// Makes the awkward cases usable as test arguments (by index: GEMMCase holds no tensors but is large to print).

@@ -1,4 +1,4 @@
-// CPU elementwise ops: fill, copy, bias add.
+// CPU elementwise ops: fill, copy, bias add, axpy.
 
 extension CPUBackend {
     public func fill(_ tensor: Tensor, with value: Float) throws {
@@ -19,5 +19,12 @@ extension CPUBackend {
             let row = y + r * op.cols
             for j in 0..<op.cols { row[j] += bias[j] }
         }
+    }
+
+    /// y += alpha·x.
+    public func axpy(_ op: Axpy) throws {
+        try requireOwned(op)
+        let (x, y) = (elements(op.x), elements(op.y))
+        for i in 0..<op.y.count { y[i] += op.alpha * x[i] }
     }
 }
