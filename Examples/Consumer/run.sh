@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds and runs the consumer against swift-lora *by version*: the committed HEAD is cloned, tagged 0.1.0 in
+# the clone, and resolved through a file:// URL, exactly as a tagged release would be. A manifest with
+# unsafeFlags would fail here ("contains unsafe build flags").
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+git clone --quiet "$root" "$work/swift-lora"
+git -C "$work/swift-lora" tag 0.1.0
+export SWIFT_LORA_GIT="file://$work/swift-lora"
+cd "$root/Examples/Consumer"
+swift build --scratch-path "$work/build" --disable-automatic-resolution 2>/dev/null \
+    || swift build --scratch-path "$work/build"
+"$work/build/debug/Consumer"
