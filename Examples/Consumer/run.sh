@@ -10,6 +10,5 @@ git clone --quiet "$root" "$work/swift-lora"
 git -C "$work/swift-lora" tag 0.1.0
 export SWIFT_LORA_GIT="file://$work/swift-lora"
 cd "$root/Examples/Consumer"
-swift build --scratch-path "$work/build" --disable-automatic-resolution 2>/dev/null \
-    || swift build --scratch-path "$work/build"
+swift build --scratch-path "$work/build"
 "$work/build/debug/Consumer"
