@@ -9,6 +9,9 @@ trap 'rm -rf "$work"' EXIT
 git clone --quiet "$root" "$work/swift-lora"
 git -C "$work/swift-lora" tag 0.1.0
 export SWIFT_LORA_GIT="file://$work/swift-lora"
-cd "$root/Examples/Consumer"
+# Build a copy, so no Package.resolved from an earlier run (naming an older clone) is picked up.
+cp -R "$root/Examples/Consumer" "$work/consumer"
+rm -rf "$work/consumer/.build" "$work/consumer/Package.resolved"
+cd "$work/consumer"
 swift build --scratch-path "$work/build"
 "$work/build/debug/Consumer"
