@@ -90,11 +90,11 @@ public final class LoRALinear {
         }
         let rows = x.count / inFeatures
         let x2 = try x.reshaped([rows, inFeatures])
-        let y = try backend.zeros([rows, outFeatures])
+        let y = try backend.empty([rows, outFeatures])
         try backend.gemm(GEMM(a: x2, b: weight, c: y, transposeB: layout == .outIn))
         if let bias { try backend.addBias(BiasAdd(bias: bias, y: y)) }
         if !isMerged {
-            let u = try backend.zeros([rows, rank])
+            let u = try backend.empty([rows, rank])
             try backend.loraProject(LoRAProjection(x: x2, a: loraA, b: loraB, scale: scale, y: y, u: u))
             savedU = u
         }
@@ -119,7 +119,7 @@ public final class LoRALinear {
             throw LoRAError.shapeMismatch("LoRALinear: dy is \(describe(dy.shape)) but forward produced \(rows) rows of \(outFeatures)")
         }
         let dy2 = try dy.reshaped([rows, outFeatures])
-        let dx = try backend.zeros([rows, inFeatures])
+        let dx = try backend.empty([rows, inFeatures])
         try backend.gemm(GEMM(a: dy2, b: weight, c: dx, transposeB: layout == .inOut))
         let g = try backend.matmul(dy2, loraB)
         try backend.gemm(GEMM(a: g, b: loraA, c: dx, alpha: scale, beta: 1))

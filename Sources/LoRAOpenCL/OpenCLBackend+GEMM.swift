@@ -100,7 +100,7 @@ extension OpenCLBackend {
         guard clblast != nil else { return GEMMEngineChoice(engine: .kernel, reason: "CLBlast not loaded") }
         let n = 256
         let values = (0..<(n * n)).map { Float($0 % 7) - 3 }
-        let (a, b, c) = (try upload(values, shape: [n, n]), try upload(values, shape: [n, n]), try zeros([n, n]))
+        let (a, b, c) = (try upload(values, shape: [n, n]), try upload(values, shape: [n, n]), try empty([n, n]))
         let op = try GEMM(a: a, b: b, c: c)
         func gflops(_ engine: GEMMEngine) throws -> Double {
             try gemm(op, engine: engine)

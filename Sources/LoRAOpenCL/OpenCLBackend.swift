@@ -76,8 +76,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         return t
     }
 
-    /// A tensor whose contents are undefined until written.
-    func empty(_ shape: [Int]) throws -> Tensor {
+    /// A tensor holding whatever its pooled buffer last held, until written.
+    public func empty(_ shape: [Int]) throws -> Tensor {
         try Tensor.validate(shape: shape)
         let bytes = shape.reduce(1, *) * MemoryLayout<Float>.size
         guard bytes <= device.maxAllocationBytes else {

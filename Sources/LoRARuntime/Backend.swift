@@ -14,6 +14,9 @@ public protocol Backend: AnyObject, Sendable {
 
     /// A new tensor of the given shape, every element zero.
     func zeros(_ shape: [Int]) throws -> Tensor
+    /// A new tensor whose contents are unspecified until written (a GEMM with beta = 0, a copy, a fill):
+    /// saves the device a fill where every element is about to be overwritten.
+    func empty(_ shape: [Int]) throws -> Tensor
     /// A new tensor holding `values` (row-major) with the given shape.
     func upload(_ values: [Float], shape: [Int]) throws -> Tensor
     /// The elements of `tensor`, row-major. Waits for queued work.
@@ -80,7 +83,7 @@ extension Backend {
     public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false,
                        alpha: Float = 1) throws -> Tensor {
         let shape = try GEMM.resultShape(a: a.shape, b: b.shape, transposeA: transposeA, transposeB: transposeB)
-        let c = try zeros(shape)
+        let c = try empty(shape)
         try gemm(GEMM(a: a, b: b, c: c, transposeA: transposeA, transposeB: transposeB, alpha: alpha))
         return c
     }

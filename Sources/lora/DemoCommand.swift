@@ -70,7 +70,7 @@ struct DemoTask {
         // Teacher: W* = W0 + U·V with U [width, 4], V [4, width].
         let u = try backend.upload(random.normal(count: width * 4, standardDeviation: 0.5 * bound), shape: [width, 4])
         let v = try backend.upload(random.normal(count: 4 * width, standardDeviation: 1), shape: [4, width])
-        let teacher = try backend.zeros([width, width])
+        let teacher = try backend.empty([width, width])
         try backend.copy(baseWeight, to: teacher)
         try backend.gemm(GEMM(a: u, b: v, c: teacher, beta: 1))
         targets = try backend.matmul(inputs, teacher, transposeB: true)

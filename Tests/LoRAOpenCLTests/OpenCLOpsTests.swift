@@ -11,7 +11,7 @@ struct OpenCLOpsTests {
     var cl: OpenCLBackend { get throws { try TestDevices.openCL.get() } }
     let cpu = CPUBackend.shared
 
-    @Test("OpenCL GEMM kernel matches the CPU", arguments: GEMMCase.awkward.indices)
+    @Test("OpenCL GEMM kernel (matmul.cl) matches the CPU", arguments: GEMMCase.awkward.indices)
     func gemmKernel(_ index: Int) throws {
         let c = GEMMCase.awkward[index]
         #expect(firstMismatch(try c.run(on: cl, engine: .kernel), try c.run(on: cpu), atol: 1e-4, rtol: 1e-4) == nil, "\(c)")
@@ -32,7 +32,7 @@ struct OpenCLOpsTests {
         #expect(firstMismatch(try c.run(on: cl), try c.run(on: cpu), atol: 1e-4) == nil, "\(choice)")
     }
 
-    @Test("OpenCL softmax matches the CPU",
+    @Test("OpenCL softmax (softmax.cl) matches the CPU",
           arguments: [([1, 1], false, Float(1)), ([3, 7], false, 0.5), ([2, 5, 37, 37], true, 0.125),
                       ([4, 13, 29], true, 1), ([3, 29, 13], true, 2), ([2, 1000], false, 1)])
     func softmax(shape: [Int], causal: Bool, scale: Float) throws {
@@ -58,7 +58,7 @@ struct OpenCLOpsTests {
         #expect(firstMismatch(try run(cl), try run(cpu), atol: 1e-6, rtol: 1e-4) == nil)
     }
 
-    @Test("OpenCL fused LoRA projection matches the CPU",
+    @Test("OpenCL fused LoRA projection (lora.cl) matches the CPU",
           arguments: [(1, 1, 1, 1), (1, 7, 5, 1), (3, 13, 17, 2), (9, 64, 96, 8), (5, 31, 300, 16), (2, 300, 301, 257)])
     func loraProjection(rows: Int, inF: Int, outF: Int, rank: Int) throws {
         let (xv, av, bv, yv) = (randomValues(rows * inF, seed: 1), randomValues(rank * inF, seed: 2),
@@ -77,7 +77,7 @@ struct OpenCLOpsTests {
         #expect(firstMismatch(try run(cl, saveU: false).0, expectedY, atol: 1e-4, rtol: 1e-4) == nil)
     }
 
-    @Test("OpenCL bias add, axpy, fill and copy match the CPU")
+    @Test("OpenCL bias add and axpy (elementwise.cl), fill and copy match the CPU")
     func elementwise() throws {
         let (yv, bv) = (randomValues(7 * 13, seed: 1), randomValues(13, seed: 2))
         func run(_ b: any Backend) throws -> [Float] {
@@ -105,6 +105,15 @@ struct OpenCLOpsTests {
         #expect(backend.pool.cachedBytes == 0)
         #expect(reused.storage.byteCount == bytes)
         #expect(try reused.toArray().allSatisfy { $0 == 0 })
+    }
+
+    @Test("OpenCL allocation beyond the device's largest buffer is an out-of-memory error")
+    func outOfMemory() throws {
+        let backend = try cl
+        let count = backend.device.maxAllocationBytes / 4 + 1
+        guard count <= Int(Int32.max) else { return }  // such a device's limit is beyond what a tensor may hold
+        let error = #expect(throws: OpenCLError.self) { try backend.zeros([count]) }
+        #expect(error?.description.contains("out of device memory") == true)
     }
 
     @Test("OpenCL pool size classes waste at most 1/8")

@@ -38,6 +38,9 @@ public final class CPUBackend: Backend {
         return try Tensor(shape: shape, storage: CPUStorage(count: shape.reduce(1, *)), backend: self)
     }
 
+    /// Host memory is zeroed anyway: allocation dominates, and zeros keep CPU results reproducible.
+    public func empty(_ shape: [Int]) throws -> Tensor { try zeros(shape) }
+
     public func upload(_ values: [Float], shape: [Int]) throws -> Tensor {
         try validateUpload(values, shape: shape)
         let t = try zeros(shape)
