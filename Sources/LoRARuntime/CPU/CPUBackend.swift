@@ -28,7 +28,7 @@ public final class CPUBackend: Backend {
     public static let shared = CPUBackend()
 
     /// The element pointer of a tensor this backend owns.
-    @inlinable func elements(_ t: Tensor) -> UnsafeMutablePointer<Float> {
+    func elements(_ t: Tensor) -> UnsafeMutablePointer<Float> {
         // Safe: every op validated ownership (`requireOwned`) before it reaches here.
         unsafeDowncast(t.storage, to: CPUStorage.self).pointer
     }
