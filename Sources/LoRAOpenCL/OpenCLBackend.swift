@@ -106,6 +106,12 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         return values
     }
 
+    /// Bytes of device memory the buffer pool holds for reuse (freed tensors' buffers).
+    public var cachedMemoryBytes: Int { pool.cachedBytes }
+
+    /// Returns the pool's cached buffers to the driver (live tensors keep theirs).
+    public func releaseCachedMemory() { pool.trim() }
+
     public func synchronize() throws { try api.check(api.finish(queue.handle), "clFinish") }
 
     // MARK: - Programs and launches

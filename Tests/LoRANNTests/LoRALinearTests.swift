@@ -11,7 +11,7 @@ struct LayerFixture {
     static let (rows, inF, outF) = (6, 13, 11)
     let weight: [Float], bias: [Float], b: [Float], x: [Float], dy: [Float]
 
-    init(layout: LoRALinear.WeightLayout = .outIn) {
+    init() {
         weight = randomValues(Self.inF * Self.outF, seed: 21)
         bias = randomValues(Self.outF, seed: 22)
         b = randomValues(Self.outF * 4, seed: 23)

@@ -105,6 +105,10 @@ struct OpenCLOpsTests {
         #expect(backend.pool.cachedBytes == 0)
         #expect(reused.storage.byteCount == bytes)
         #expect(try reused.toArray().allSatisfy { $0 == 0 })
+        _ = try backend.zeros([100])
+        #expect(backend.cachedMemoryBytes == BufferPool.sizeClass(400))
+        backend.releaseCachedMemory()
+        #expect(backend.cachedMemoryBytes == 0)
     }
 
     @Test("OpenCL allocation beyond the device's largest buffer is an out-of-memory error")
