@@ -48,7 +48,12 @@ __kernel void gemm(const int m, const int n, const int k, const float alpha,
 
     const int rows = min(TM, m - i0);
     const int cols = min(16, n - j0);
-    if (rows == TM && cols == 16 && !TRANS_B) {
+#if TRANS_B
+    const bool interior = false;  // a transposed B strip is strided: always gather
+#else
+    const bool interior = rows == TM && cols == 16;
+#endif
+    if (interior) {
         for (int p = 0; p < k; p++) {
             const float16 b = vload16(0, B + p * ldb + j0);
             #pragma unroll
