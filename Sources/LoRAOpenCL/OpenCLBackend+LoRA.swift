@@ -1,6 +1,7 @@
 // The OpenCL LoRA low-rank path. Ranks up to LORA_MAX_RANK run as one fused kernel (Kernels/lora.cl): a
 // work-group per row of x computes u = x·Aᵀ into local memory, then y += s·u·Bᵀ, so u never makes a round
 // trip through global memory between the two halves. Larger ranks run as two GEMMs on the device.
+// Tunables of the kernel (LORA_MAX_RANK, LORA_WG) are passed with -D from the constants below.
 import LoRARuntime
 
 extension OpenCLBackend {
@@ -12,7 +13,8 @@ extension OpenCLBackend {
     public func loraProject(_ op: LoRAProjection) throws {
         try requireOwned(op)
         guard op.rank <= Self.fusedLoRAMaxRank else { return try loraProjectWithGEMM(op) }
-        let k = try kernel("lora_forward", file: "lora", options: "-D LORA_MAX_RANK=\(Self.fusedLoRAMaxRank)")
+        let options = "-D LORA_MAX_RANK=\(Self.fusedLoRAMaxRank) -D LORA_WG=\(Self.fusedLoRAWorkGroup)"
+        let k = try kernel("lora_forward", file: "lora", options: options)
         let group = min(Self.fusedLoRAWorkGroup, try maxWorkGroupSize(k))
         // An unused u slot still needs a valid buffer; y is never written through it (write_u = 0).
         try launch(k, global: [op.rows * group], local: [group], [

@@ -59,7 +59,7 @@ struct OpenCLOpsTests {
     }
 
     @Test("OpenCL fused LoRA projection (lora.cl) matches the CPU",
-          arguments: [(1, 1, 1, 1), (1, 7, 5, 1), (3, 13, 17, 2), (9, 64, 96, 8), (5, 31, 300, 16), (2, 300, 301, 257)])
+          arguments: [(1, 1, 1, 1), (1, 7, 5, 1), (3, 13, 17, 2), (9, 64, 96, 8), (5, 31, 300, 16), (2, 3, 5, 3), (4, 70, 90, 65), (3, 40, 200, 33), (2, 300, 301, 257)])
     func loraProjection(rows: Int, inF: Int, outF: Int, rank: Int) throws {
         let (xv, av, bv, yv) = (randomValues(rows * inF, seed: 1), randomValues(rank * inF, seed: 2),
                                 randomValues(outF * rank, seed: 3), randomValues(rows * outF, seed: 4))
