@@ -94,11 +94,15 @@ struct DemoTask {
         return loss
     }
 
-    /// y − t for the current layer, and its mean square (the only value read back per step).
+    /// y − t for the current layer, and its mean square: the only value read back per step, reduced on the
+    /// device as the 1×1 GEMM `d·dᵀ` over the flattened residual d.
     private func residual(_ layer: LoRALinear) throws -> (Tensor, Float) {
         let y = try layer.forward(inputs)
         try backend.axpy(Axpy(alpha: -1, x: targets, y: y))
-        let values = try y.toArray()
-        return (y, values.reduce(0) { $0 + $1 * $1 } / Float(values.count))
+        let count = y.count
+        let sum = try backend.empty([1, 1])
+        try backend.gemm(GEMM(m: 1, n: 1, k: count, alpha: 1 / Float(count), a: GEMMOperand(y, ld: count),
+                              b: GEMMOperand(y, ld: count), transposeB: true, c: GEMMOperand(sum, ld: 1)))
+        return (y, try sum.toArray()[0])
     }
 }

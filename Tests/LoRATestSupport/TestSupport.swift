@@ -43,22 +43,17 @@ public func randomValues(_ count: Int, seed: UInt64) -> [Float] {
 /// The first index where `actual` differs from `expected` by more than `atol + rtol·|expected|`, described;
 /// nil when all are close. Sizes must match.
 public func firstMismatch(_ actual: [Float], _ expected: [Float], atol: Float = 1e-5, rtol: Float = 1e-4) -> String? {
-    guard actual.count == expected.count else { return "count \(actual.count) != \(expected.count)" }
-    for i in actual.indices {
-        let (a, e) = (actual[i], expected[i])
-        if a == e { continue }
-        if !(abs(a - e) <= atol + rtol * abs(e)) {
-            return "element \(i): got \(a), expected \(e) (|diff| \(abs(a - e)))"
-        }
-    }
-    return nil
+    firstMismatch(actual, expected.map(Double.init), atol: Double(atol), rtol: Double(rtol))
 }
 
 /// Same as `firstMismatch` for Double references.
 public func firstMismatch(_ actual: [Float], _ expected: [Double], atol: Double = 1e-5, rtol: Double = 1e-4) -> String? {
     guard actual.count == expected.count else { return "count \(actual.count) != \(expected.count)" }
-    for i in actual.indices where !(abs(Double(actual[i]) - expected[i]) <= atol + rtol * abs(expected[i])) {
-        return "element \(i): got \(actual[i]), expected \(expected[i])"
+    for i in actual.indices where Double(actual[i]) != expected[i] {  // equal infinities are close
+        let diff = abs(Double(actual[i]) - expected[i])
+        if !(diff <= atol + rtol * abs(expected[i])) {
+            return "element \(i): got \(actual[i]), expected \(expected[i]) (|diff| \(diff))"
+        }
     }
     return nil
 }
