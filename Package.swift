@@ -1,8 +1,23 @@
 // swift-tools-version: 6.0
 // swift-lora: a LoRA fine-tuning backend. Tensors, a CPU backend and an OpenCL backend (loaded at run time),
-// LoRA layers, and the `lora` command-line tool. No unsafe build flags: the package must stay usable as a
-// versioned dependency.
+// LoRA layers, and the `lora` command-line tool.
 import PackageDescription
+
+// The CPU path is fast only when compiled for the CPU it runs on (vector width, FMA): `-target-cpu native`.
+// That is an unsafe flag, and a package whose products carry one cannot be used as a versioned dependency.
+// So it is applied only when this package is the one being built (a clone, a path dependency), never when
+// it is resolved as a versioned or branch dependency: those are loaded from a `checkouts` or `registry` folder
+// (or, while resolving, from a repository view rooted at `/`). Without it the code still never calls libm
+// `fmaf` (see SIMDMath.swift); a downstream tool gets the fast path with
+// `swift build -c release -Xswiftc -target-cpu -Xswiftc native -Xswiftc -DLORA_FMA`.
+// LORA_TARGET_CPU=portable (or a CPU name such as haswell) overrides the choice here.
+let isDependency = Context.packageDirectory == "/" || Context.packageDirectory.contains("/checkouts/")
+    || Context.packageDirectory.contains("/registry/")
+let targetCPU = Context.environment["LORA_TARGET_CPU"] ?? (isDependency ? "portable" : "native")
+let cpuSettings: [SwiftSetting] = targetCPU == "portable" ? [] : [
+    .unsafeFlags(["-target-cpu", targetCPU]),
+    .define("LORA_FMA"),
+]
 
 let package = Package(
     name: "swift-lora",
@@ -20,7 +35,7 @@ let package = Package(
     targets: [
         // MARK: - Modules
         // Tensor, Backend protocol, CPU backend.
-        .target(name: "LoRARuntime"),
+        .target(name: "LoRARuntime", swiftSettings: cpuSettings),
         // OpenCL backend; kernels from the top-level Kernels/ folder are embedded by the EmbedKernels plugin.
         .target(name: "LoRAOpenCL", dependencies: ["LoRARuntime"], plugins: ["EmbedKernels"]),
         // Layers: LoRALinear.

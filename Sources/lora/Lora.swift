@@ -1,5 +1,6 @@
 // The `lora` command-line tool.
 import ArgumentParser
+import Foundation
 import SwiftLoRA
 
 @main
@@ -11,7 +12,7 @@ struct Lora: ParsableCommand {
             Device choice: --device or LORA_DEVICE (cpu, opencl, opencl:N, auto). auto takes the first OpenCL GPU,
             else the CPU. Other variables: LORA_KERNELS_DIR, LORA_GEMM, LORA_CLBLAST, LORA_OPENCL_LIBRARY.
             """,
-        subcommands: [DemoCommand.self, DevicesCommand.self],
+        subcommands: [DemoCommand.self, BenchCommand.self, DevicesCommand.self],
         defaultSubcommand: DemoCommand.self)
 }
 
@@ -20,10 +21,11 @@ struct DeviceOptions: ParsableArguments {
     @Option(name: .long, help: "cpu, opencl, opencl:N or auto (default: LORA_DEVICE, else auto).")
     var device: String?
 
-    /// Chooses the device and prints the choice and the reason.
-    func select() throws -> any Backend {
+    /// Chooses the device and prints the choice and the reason (to stderr when stdout is for data).
+    func select(announce: Bool = true) throws -> any Backend {
         let selection = try Devices.select(device)
-        print("device: \(selection.backend.deviceDescription) [\(selection.backend.name)]: \(selection.reason)")
+        let line = "device: \(selection.backend.deviceDescription) [\(selection.backend.name)]: \(selection.reason)"
+        if announce { print(line) } else { FileHandle.standardError.write(Data((line + "\n").utf8)) }
         return selection.backend
     }
 }

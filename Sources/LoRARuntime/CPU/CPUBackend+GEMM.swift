@@ -1,37 +1,331 @@
-// CPU GEMM: the plain, correct version. Row i of C accumulates rank-1 updates a[i,p]·B[p,:], so the inner
-// loop runs over contiguous memory; a transposed B is first packed to [k, n] so that stays true.
+// CPU GEMM in the Goto/BLIS structure: packed panels, cache blocking, a register-tiled SIMD micro-kernel.
+//
+//   jc: nc columns of C → pc: kc steps of k (B's kc×nc block packed once, shared by the threads)
+//     → each thread's rows (or columns) of C → ic: mc rows (A's mc×kc block packed by that thread)
+//       → jr: NR-wide panel of B (stays in L1) → ir: MR-tall panel of A → micro-kernel: an MR×NR tile in registers.
+//
+// Every element of C sums its k terms in the same order whatever the thread count (the split is over C, never
+// over k), so results are bitwise identical for any LORA_THREADS.
+
+/// A matrix view with arbitrary strides: element (i, j) at `base[i·rowStride + j·colStride]`.
+/// Transposes and the Cᵀ = Bᵀ·Aᵀ trick are stride swaps.
+struct StridedMatrix {
+    let base: UnsafeMutablePointer<Float>
+    let rowStride: Int, colStride: Int
+    var transposed: StridedMatrix { StridedMatrix(base: base, rowStride: colStride, colStride: rowStride) }
+    @inline(__always) subscript(i: Int, j: Int) -> Float {
+        get { base[i * rowStride + j * colStride] }
+        nonmutating set { base[i * rowStride + j * colStride] = newValue }
+    }
+}
+
+enum PackedGEMM {
+    /// Micro-tile: MR rows × NR columns = 8 × 2 SIMD16 accumulators (16 of AVX-512's 32 registers).
+    static let mr = 8, nr = 32
+    /// Cache blocks: A's mc×kc block in L2, B's kc×NR panel in L1, B's kc×nc block in L3.
+    static let mc = 128, kc = 512, nc = 2048
+    /// Below this many multiply-adds a GEMM runs on one thread: waking workers would cost more.
+    static let parallelThreshold = 1 << 18
+
+    /// C = alpha·A·B + beta·C for one matrix: A is m×k, B is k×n, C is m×n (views already transposed as needed).
+    static func multiply(m: Int, n: Int, k: Int, alpha: Float, a: StridedMatrix, b: StridedMatrix,
+                         beta: Float, c: StridedMatrix, pool: ThreadPool?) {
+        // Packing pays for itself through reuse. With one panel of B (n ≤ NR) each tile of A is used once, and
+        // with a few tiles of A (m ≤ 4·MR) each panel of B a few times: such operands are read where they lie.
+        let directA = a.colStride == 1 && n <= nr
+        let directB = b.colStride == 1 && m <= 4 * mr
+        // Otherwise, when padding n up to NR wastes more than padding m up to MR, compute Cᵀ = Bᵀ·Aᵀ.
+        if !directA && !directB && efficiency(m: n, n: m) > efficiency(m: m, n: n) {
+            return multiply(m: n, n: m, k: k, alpha: alpha, a: b.transposed, b: a.transposed,
+                            beta: beta, c: c.transposed, pool: pool)
+        }
+        let threads = m * n * k >= parallelThreshold ? (pool?.threadCount ?? 1) : 1
+        let kcMax = min(kc, k), ncMax = min(nc, roundUp(n, nr))
+        let packedB = ThreadScratch.current(.shared, floats: kcMax * ncMax)
+        // Parts are claimed by whichever thread is free, so a core slowed by another process costs only its
+        // current part. Rows are split when C is taller than wide (each part packs its own A block);
+        // otherwise groups of B panels (each part packs all of the short A).
+        let splitRows = m >= n
+        let rowParts = threads == 1 ? 1 : max((m + mc - 1) / mc, min(4 * threads, (m + mr - 1) / mr))
+        let rowsPerPart = roundUp((m + rowParts - 1) / rowParts, mr)
+
+        for j0 in stride(from: 0, to: n, by: nc) {
+            let ncBlock = min(nc, n - j0), panels = (ncBlock + nr - 1) / nr
+            let panelParts = threads == 1 ? 1 : min(panels, 4 * threads)
+            for p0 in stride(from: 0, to: k, by: kc) {
+                let kcBlock = min(kc, k - p0)
+                let beta = p0 == 0 ? beta : 1
+                // B's panels: packed (all of them, split across threads), or read in place (only a ragged
+                // last panel is packed).
+                let packFrom = directB ? panels - (ncBlock % nr == 0 ? 0 : 1) : 0
+                runParts(min(panelParts, threads), pool) { t in
+                    let range = share(t, of: min(panelParts, threads), count: panels - packFrom)
+                    packB(b, rows: p0..<p0 + kcBlock, firstColumn: j0, lastColumn: j0 + ncBlock,
+                          panels: packFrom + range.lowerBound..<packFrom + range.upperBound, into: packedB)
+                }
+                let bSource = directB
+                    ? Panels(base: b.base + p0 * b.rowStride + j0, next: nr, lane: 1, step: b.rowStride,
+                             packed: packedB, packedFrom: packFrom, kc: kcBlock, width: nr)
+                    : Panels(packed: packedB, kc: kcBlock, width: nr)
+                runParts(splitRows ? (m + rowsPerPart - 1) / rowsPerPart : panelParts, pool) { part in
+                    let rows = splitRows ? part * rowsPerPart..<min(m, (part + 1) * rowsPerPart) : 0..<m
+                    let panelRange = splitRows ? 0..<panels : share(part, of: panelParts, count: panels)
+                    guard !rows.isEmpty, !panelRange.isEmpty else { return }
+                    let scratch = ThreadScratch.current(.part, floats: mc * kcMax + mr * nr)
+                    let (packedA, tile) = (scratch, scratch + mc * kcMax)
+                    for i0 in stride(from: rows.lowerBound, to: rows.upperBound, by: mc) {
+                        let mcBlock = min(mc, rows.upperBound - i0)
+                        let tiles = (mcBlock + mr - 1) / mr
+                        // A's tiles: packed, or read in place (only a ragged last tile is packed).
+                        let packFromTile = directA ? tiles - (mcBlock % mr == 0 ? 0 : 1) : 0
+                        packA(a, rows: i0 + packFromTile * mr..<i0 + mcBlock, columns: p0..<p0 + kcBlock,
+                              into: packedA + packFromTile * kcBlock * mr)
+                        let aSource = directA
+                            ? Panels(base: a.base + i0 * a.rowStride + p0, next: mr * a.rowStride, lane: a.rowStride,
+                                     step: 1, packed: packedA, packedFrom: packFromTile, kc: kcBlock, width: mr)
+                            : Panels(packed: packedA, kc: kcBlock, width: mr)
+                        macroKernel(tiles: tiles, mcBlock: mcBlock, panels: panelRange, ncBlock: ncBlock,
+                                    a: aSource, b: bSource, tile: tile,
+                                    alpha: alpha, beta: beta, c: c, row: i0, column: j0)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where the micro-kernel finds tile t of an operand: in place at `base + t·next`, element (lane ℓ, step p)
+    /// at `ℓ·lane + p·step`; or, from tile `packedFrom` on, packed (lane 1, step `width`) in `packed`.
+    struct Panels {
+        let base: UnsafePointer<Float>, next: Int, lane: Int, step: Int
+        let packed: UnsafePointer<Float>, packedFrom: Int, kc: Int, width: Int
+
+        init(base: UnsafeMutablePointer<Float>, next: Int, lane: Int, step: Int,
+             packed: UnsafeMutablePointer<Float>, packedFrom: Int, kc: Int, width: Int) {
+            (self.base, self.next, self.lane, self.step) = (UnsafePointer(base), next, lane, step)
+            (self.packed, self.packedFrom, self.kc, self.width) = (UnsafePointer(packed), packedFrom, kc, width)
+        }
+
+        /// All tiles packed.
+        init(packed: UnsafeMutablePointer<Float>, kc: Int, width: Int) {
+            self.init(base: packed, next: 0, lane: 0, step: 0, packed: packed, packedFrom: 0, kc: kc, width: width)
+        }
+
+        /// Every tile packed (`packedFrom` 0).
+        var isPacked: Bool { packedFrom == 0 }
+
+        @inline(__always) func tile(_ t: Int) -> (pointer: UnsafePointer<Float>, lane: Int, step: Int) {
+            if t >= packedFrom { return (packed + t * kc * width, 1, width) }
+            return (base + t * next, lane, step)
+        }
+    }
+
+    /// The fraction of computed tile entries that are real (not padding).
+    static func efficiency(m: Int, n: Int) -> Double {
+        Double(m) / Double(roundUp(m, mr)) * Double(n) / Double(roundUp(n, nr))
+    }
+
+    /// For one block of A's tiles against a range of B's panels: C(block) = alpha·A·B + beta·C(block).
+    static func macroKernel(tiles: Int, mcBlock: Int, panels: Range<Int>, ncBlock: Int, a: Panels, b: Panels,
+                            tile: UnsafeMutablePointer<Float>, alpha: Float, beta: Float,
+                            c: StridedMatrix, row: Int, column: Int) {
+        for q in panels {
+            let bPanel = b.tile(q)
+            let width = min(nr, ncBlock - q * nr)
+            for s in 0..<tiles {
+                let aTile = a.tile(s)
+                let height = min(mr, mcBlock - s * mr)
+                let whole = height == mr && width == nr && c.colStride == 1
+                // A whole tile of a row-major C is merged straight from the registers.
+                let output = whole
+                    ? Output(c: c.base + (row + s * mr) * c.rowStride + column + q * nr, ldc: c.rowStride,
+                             alpha: alpha, beta: beta)
+                    : Output(c: tile, ldc: nr, alpha: 1, beta: 0)
+                if a.isPacked && b.isPacked {
+                    // The common case, with constant strides so the loop compiles to pure loads and FMAs.
+                    microKernel(kc: a.kc, a: aTile.pointer, aLane: 1, aStep: mr, b: bPanel.pointer, bStep: nr,
+                                output: output)
+                } else {
+                    microKernel(kc: a.kc, a: aTile.pointer, aLane: aTile.lane, aStep: aTile.step,
+                                b: bPanel.pointer, bStep: bPanel.step, output: output)
+                }
+                if !whole {
+                    store(tile: tile, rows: height, columns: width, alpha: alpha, beta: beta,
+                          c: c, row: row + s * mr, column: column + q * nr)
+                }
+            }
+        }
+    }
+
+    /// Where a micro-kernel puts its tile: `c[i·ldc + j] = alpha·tile + beta·c` (beta = 0 ignores c).
+    struct Output {
+        let c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float
+
+        @inline(__always) func merge(_ t0: Vector, _ t1: Vector, row i: Int) {
+            let dst = c + i * ldc
+            let (va, vb) = (Vector(repeating: alpha), Vector(repeating: beta))
+            if beta == 0 {
+                storeVector(t0 * va, dst)
+                storeVector(t1 * va, dst + 16)
+            } else {
+                storeVector(multiplyAdd(t0 * va, vb, loadVector(dst)), dst)
+                storeVector(multiplyAdd(t1 * va, vb, loadVector(dst + 16)), dst + 16)
+            }
+        }
+    }
+
+    /// The MR×NR tile Σₚ a[p, 0..<MR]ᵀ · b[p, 0..<NR], merged into `output`; a's lane i of step p is at
+    /// `a[i·aLane + p·aStep]`, b's row p at `b[p·bStep]`.
+    /// Sixteen named accumulators keep the tile in registers; a is broadcast one element at a time.
+    @inline(__always)
+    static func microKernel(kc: Int, a: UnsafePointer<Float>, aLane: Int, aStep: Int,
+                            b: UnsafePointer<Float>, bStep: Int, output: Output) {
+        var c00 = Vector(), c01 = Vector(), c10 = Vector(), c11 = Vector()
+        var c20 = Vector(), c21 = Vector(), c30 = Vector(), c31 = Vector()
+        var c40 = Vector(), c41 = Vector(), c50 = Vector(), c51 = Vector()
+        var c60 = Vector(), c61 = Vector(), c70 = Vector(), c71 = Vector()
+        var pa = a, pb = b
+        for _ in 0..<kc {
+            let b0 = loadVector(pb), b1 = loadVector(pb + 16)
+            var x = Vector(repeating: pa[0])
+            c00 = multiplyAdd(c00, x, b0); c01 = multiplyAdd(c01, x, b1)
+            x = Vector(repeating: pa[1 * aLane])
+            c10 = multiplyAdd(c10, x, b0); c11 = multiplyAdd(c11, x, b1)
+            x = Vector(repeating: pa[2 * aLane])
+            c20 = multiplyAdd(c20, x, b0); c21 = multiplyAdd(c21, x, b1)
+            x = Vector(repeating: pa[3 * aLane])
+            c30 = multiplyAdd(c30, x, b0); c31 = multiplyAdd(c31, x, b1)
+            x = Vector(repeating: pa[4 * aLane])
+            c40 = multiplyAdd(c40, x, b0); c41 = multiplyAdd(c41, x, b1)
+            x = Vector(repeating: pa[5 * aLane])
+            c50 = multiplyAdd(c50, x, b0); c51 = multiplyAdd(c51, x, b1)
+            x = Vector(repeating: pa[6 * aLane])
+            c60 = multiplyAdd(c60, x, b0); c61 = multiplyAdd(c61, x, b1)
+            x = Vector(repeating: pa[7 * aLane])
+            c70 = multiplyAdd(c70, x, b0); c71 = multiplyAdd(c71, x, b1)
+            pa += aStep
+            pb += bStep
+        }
+        output.merge(c00, c01, row: 0); output.merge(c10, c11, row: 1)
+        output.merge(c20, c21, row: 2); output.merge(c30, c31, row: 3)
+        output.merge(c40, c41, row: 4); output.merge(c50, c51, row: 5)
+        output.merge(c60, c61, row: 6); output.merge(c70, c71, row: 7)
+    }
+
+    /// C[row.., column..] = alpha·tile + beta·C for the `rows`×`columns` valid part; beta = 0 ignores C.
+    @inline(__always)
+    static func store(tile: UnsafeMutablePointer<Float>, rows: Int, columns: Int, alpha: Float, beta: Float,
+                      c: StridedMatrix, row: Int, column: Int) {
+        if c.colStride == 1 && columns == nr {
+            let (va, vb) = (Vector(repeating: alpha), Vector(repeating: beta))
+            for i in 0..<rows {
+                let dst = c.base + (row + i) * c.rowStride + column
+                for h in 0..<2 {
+                    let t = loadVector(tile + i * nr + 16 * h) * va
+                    storeVector(beta == 0 ? t : multiplyAdd(t, vb, loadVector(dst + 16 * h)), dst + 16 * h)
+                }
+            }
+            return
+        }
+        for i in 0..<rows {
+            for j in 0..<columns {
+                let t = alpha * tile[i * nr + j]
+                c[row + i, column + j] = beta == 0 ? t : multiplyAdd(t, beta, c[row + i, column + j])
+            }
+        }
+    }
+
+    /// Packs B's rows `rows` × columns `firstColumn..<lastColumn` as NR-wide panels, k-major:
+    /// panel q holds element (p, jj) at `q·kc·NR + p·NR + jj`, zero beyond the last column.
+    static func packB(_ b: StridedMatrix, rows: Range<Int>, firstColumn: Int, lastColumn: Int,
+                      panels: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
+        let kcBlock = rows.count
+        for q in panels {
+            let j0 = firstColumn + q * nr, width = min(nr, lastColumn - j0)
+            let out = dst + q * kcBlock * nr
+            if b.colStride == 1 && width == nr {
+                for p in 0..<kcBlock {
+                    let src = b.base + (rows.lowerBound + p) * b.rowStride + j0
+                    storeVector(loadVector(src), out + p * nr)
+                    storeVector(loadVector(src + 16), out + p * nr + 16)
+                }
+                continue
+            }
+            if width < nr { (out).update(repeating: 0, count: kcBlock * nr) }
+            // Walk the source along its contiguous axis.
+            for jj in 0..<width {
+                let src = b.base + (j0 + jj) * b.colStride + rows.lowerBound * b.rowStride
+                for p in 0..<kcBlock { out[p * nr + jj] = src[p * b.rowStride] }
+            }
+        }
+    }
+
+    /// Packs A's rows `rows` × columns `columns` as MR-tall panels, k-major:
+    /// panel s holds element (ii, p) at `s·kc·MR + p·MR + ii`, zero beyond the last row.
+    static func packA(_ a: StridedMatrix, rows: Range<Int>, columns: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
+        let kcBlock = columns.count
+        for s in 0..<(rows.count + mr - 1) / mr {
+            let i0 = rows.lowerBound + s * mr, height = min(mr, rows.upperBound - i0)
+            let out = dst + s * kcBlock * mr
+            if height < mr { out.update(repeating: 0, count: kcBlock * mr) }
+            if a.rowStride == 1 {
+                // Aᵀ stored: each p reads MR contiguous elements.
+                for p in 0..<kcBlock {
+                    let src = a.base + i0 + (columns.lowerBound + p) * a.colStride
+                    for ii in 0..<height { out[p * mr + ii] = src[ii] }
+                }
+            } else {
+                for ii in 0..<height {
+                    let src = a.base + (i0 + ii) * a.rowStride + columns.lowerBound * a.colStride
+                    for p in 0..<kcBlock { out[p * mr + ii] = src[p * a.colStride] }
+                }
+            }
+        }
+    }
+}
+
+/// Part `t` of `parts` near-equal contiguous shares of `0..<count`.
+@inline(__always) func share(_ t: Int, of parts: Int, count: Int) -> Range<Int> {
+    (count * t / parts)..<(count * (t + 1) / parts)
+}
+
+@inline(__always) func roundUp(_ x: Int, _ multiple: Int) -> Int { (x + multiple - 1) / multiple * multiple }
+
+/// Runs `parts` parts on the pool, or inline when there is one part or no pool.
+@inline(__always) func runParts(_ parts: Int, _ pool: ThreadPool?, _ body: (Int) -> Void) {
+    if parts == 1 || pool == nil { for t in 0..<parts { body(t) } } else { pool!.run(parts: parts, body) }
+}
 
 extension CPUBackend {
     public func gemm(_ op: GEMM) throws {
         try requireOwned(op)
         let (m, n, k) = (op.m, op.n, op.k)
-        var packed = op.transposeB ? [Float](repeating: 0, count: k * n) : []
-        packed.withUnsafeMutableBufferPointer { packedB in
-            for batch in 0..<op.batch {
-                let a = elements(op.a.tensor) + op.a.offset + batch * op.a.batchStride
-                var b = UnsafePointer(elements(op.b.tensor) + op.b.offset + batch * op.b.batchStride)
-                var ldb = op.b.ld
-                let c = elements(op.c.tensor) + op.c.offset + batch * op.c.batchStride
-                if op.transposeB {
-                    // B is stored [n, k]; pack op(B) = Bᵀ as [k, n].
-                    let dst = packedB.baseAddress!
-                    for j in 0..<n { for p in 0..<k { dst[p * n + j] = b[j * op.b.ld + p] } }
-                    (b, ldb) = (UnsafePointer(dst), n)
-                }
-                for i in 0..<m {
-                    let row = c + i * op.c.ld
-                    if op.beta == 0 {
-                        row.update(repeating: 0, count: n)
-                    } else if op.beta != 1 {
-                        for j in 0..<n { row[j] *= op.beta }
-                    }
-                    for p in 0..<k {
-                        let aip = op.alpha * (op.transposeA ? a[p * op.a.ld + i] : a[i * op.a.ld + p])
-                        let bRow = b + p * ldb
-                        for j in 0..<n { row[j] += aip * bRow[j] }
-                    }
+        let (a, b, c) = (elements(op.a.tensor), elements(op.b.tensor), elements(op.c.tensor))
+        let (alpha, beta) = (op.alpha, op.beta)
+        let pool = self.pool
+        // op(A) is m×k: stored [m, k] (row stride ld) or, transposed, [k, m].
+        let (offsets, strides) = ((op.a.offset, op.b.offset, op.c.offset),
+                                  (op.a.batchStride, op.b.batchStride, op.c.batchStride))
+        let (lds, transposes) = ((op.a.ld, op.b.ld, op.c.ld), (op.transposeA, op.transposeB))
+        func views(_ batch: Int) -> (StridedMatrix, StridedMatrix, StridedMatrix) {
+            let av = StridedMatrix(base: a + offsets.0 + batch * strides.0, rowStride: lds.0, colStride: 1)
+            let bv = StridedMatrix(base: b + offsets.1 + batch * strides.1, rowStride: lds.1, colStride: 1)
+            let cv = StridedMatrix(base: c + offsets.2 + batch * strides.2, rowStride: lds.2, colStride: 1)
+            return (transposes.0 ? av.transposed : av, transposes.1 ? bv.transposed : bv, cv)
+        }
+        // Many small matrices (attention heads): one whole matrix per part. Otherwise each matrix uses the pool.
+        if op.batch > 1 && m * n * k < 1 << 22 {
+            let batches = op.batch
+            runParts(min(batches, pool.threadCount), pool) { t in
+                for batch in share(t, of: min(batches, pool.threadCount), count: batches) {
+                    let (av, bv, cv) = views(batch)
+                    PackedGEMM.multiply(m: m, n: n, k: k, alpha: alpha, a: av, b: bv, beta: beta, c: cv, pool: nil)
                 }
             }
+            return
+        }
+        for batch in 0..<op.batch {
+            let (av, bv, cv) = views(batch)
+            PackedGEMM.multiply(m: m, n: n, k: k, alpha: alpha, a: av, b: bv, beta: beta, c: cv, pool: pool)
         }
     }
 }

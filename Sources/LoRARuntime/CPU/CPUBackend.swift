@@ -20,11 +20,16 @@ public final class CPUStorage: TensorStorage, @unchecked Sendable {
 /// Runs every op on the host CPU.
 public final class CPUBackend: Backend {
     public let name = "cpu"
-    public var deviceDescription: String { "CPU (pure Swift)" }
+    public var deviceDescription: String {
+        "CPU (pure Swift, \(pool.threadCount) thread\(pool.threadCount == 1 ? "" : "s"), "
+            + (CPUBackend.fusedMultiplyAdd ? "FMA" : "no FMA: build with -target-cpu native for full speed") + ")"
+    }
+    /// The threads every op of this backend splits its work over.
+    public let pool: ThreadPool
 
-    public init() {}
+    public init(pool: ThreadPool = .shared) { self.pool = pool }
 
-    /// A shared instance; the backend holds no state.
+    /// A shared instance on the shared pool; the backend holds no other state.
     public static let shared = CPUBackend()
 
     /// The element pointer of a tensor this backend owns.

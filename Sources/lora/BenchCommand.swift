@@ -1,0 +1,268 @@
+// `lora bench gemm|softmax|lora|all`: per case, the median time and GFLOP/s (or GB/s for memory-bound ops), and
+// with `--compare openblas` OpenBLAS's figure and the ratio ours/OpenBLAS for the same case in the same run.
+// Speed is reported here, never asserted in tests: machines are shared and noisy, so compare ratios.
+import ArgumentParser
+import Foundation
+import SwiftLoRA
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Measure the runtime's ops (median time, GFLOP/s or GB/s).",
+        subcommands: [GEMMBench.self, SoftmaxBench.self, LoRABench.self, AllBench.self])
+}
+
+struct BenchOptions: ParsableArguments {
+    @OptionGroup var device: DeviceOptions
+    @Option(help: "Comma-separated cases: N (square) or MxNxK for gemm, ROWSxCOLS for softmax, TOKENSxWIDTHxRANK for lora.")
+    var sizes: String?
+    @Option(help: "Also measure a peer in the same run and print the ratio ours/peer: openblas.")
+    var compare: String?
+    @Flag(help: "One JSON object per case and line, nothing else on stdout.")
+    var json = false
+    @Option(help: "Timed seconds per case, at least (after one warm-up run).")
+    var minTime = 0.5
+
+    func validate() throws {
+        if let compare, compare != "openblas" {
+            throw ValidationError("--compare takes openblas, not '\(compare)'")
+        }
+        guard minTime > 0, minTime <= 60 else { throw ValidationError("--min-time must be in (0, 60] seconds") }
+    }
+
+    /// The sizes given, or `defaults`, each parsed into `dimensions` numbers (a single N means N in each).
+    func cases(defaults: String, dimensions: Int, op: String) throws -> [[Int]] {
+        try (sizes ?? defaults).split(separator: ",").map { item in
+            let parts = item.lowercased().split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+            guard parts.allSatisfy({ ($0 ?? 0) > 0 }), parts.count == 1 || parts.count == dimensions else {
+                throw ValidationError("--sizes: '\(item)' is not a size for \(op) (N or \(dimensions) numbers joined by x)")
+            }
+            return parts.count == 1 ? Array(repeating: parts[0]!, count: dimensions) : parts.map { $0! }
+        }
+    }
+}
+
+/// Everything a bench case needs: the device, the peer, and where results go.
+struct BenchContext {
+    let backend: any Backend
+    let options: BenchOptions
+    let openBLAS: OpenBLAS?
+
+    init(_ options: BenchOptions) throws {
+        self.options = options
+        backend = try options.device.select(announce: !options.json)
+        openBLAS = options.compare == "openblas"
+            ? try OpenBLAS(threads: ThreadPool.configuredThreads()) : nil
+        if !options.json, let openBLAS {
+            print("peer: OpenBLAS (\(openBLAS.library), \(openBLAS.core) kernels), \(ThreadPool.configuredThreads()) threads")
+        }
+    }
+
+    /// Median seconds of `body` over at least 3 runs and `--min-time` seconds, after one warm-up run.
+    func median(_ body: () throws -> Void) throws -> Double {
+        try medians(body, nil).ours
+    }
+
+    /// Medians of `ours` and `peer`, run alternately so that both see the same machine (load on a shared host
+    /// drifts; back-to-back blocks would charge the drift to one side).
+    func medians(_ ours: () throws -> Void, _ peer: (() throws -> Void)?) throws -> (ours: Double, peer: Double?) {
+        func time(_ body: () throws -> Void) throws -> Double {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try body()
+            return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        }
+        try ours()
+        try peer?()
+        var (oursTimes, peerTimes): ([Double], [Double]) = ([], [])
+        var elapsed = 0.0
+        while oursTimes.count < 3 || (elapsed < options.minTime && oursTimes.count < 1000) {
+            oursTimes.append(try time(ours))
+            elapsed += oursTimes.last!
+            if let peer { peerTimes.append(try time(peer)) }
+        }
+        return (Self.median(oursTimes), peerTimes.isEmpty ? nil : Self.median(peerTimes))
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        let mid = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+    }
+
+    /// A tensor of uniform random values on the device, and the same values on the host.
+    func random(_ shape: [Int], seed: UInt64) throws -> (Tensor, [Float]) {
+        var generator = SeededGenerator(seed: seed)
+        let values = (0..<shape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &generator) }
+        return (try backend.upload(values, shape: shape), values)
+    }
+
+    func report(_ result: BenchResult) throws {
+        if options.json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+        } else {
+            print(result.line)
+        }
+    }
+}
+
+/// One measured case. Field names are the JSON contract.
+struct BenchResult: Encodable {
+    var op: String
+    var device: String
+    var m: Int?, n: Int?, k: Int?
+    var rows: Int?, cols: Int?, rank: Int?
+    var seconds: Double
+    var gflops: Double?
+    var gbps: Double?
+    var peer: String?
+    var peerSeconds: Double?
+    var peerGflops: Double?
+    var peerGbps: Double?
+    var ratio: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case op, device, m, n, k, rows, cols, rank, seconds, gflops, gbps, peer, ratio
+        case peerSeconds = "peer_seconds", peerGflops = "peer_gflops", peerGbps = "peer_gbps"
+    }
+
+    var line: String {
+        let shape = [m, n, k].allSatisfy({ $0 != nil }) ? "\(m!)x\(n!)x\(k!)"
+            : [rows, cols].compactMap { $0 }.map(String.init).joined(separator: "x") + (rank.map { " r=\($0)" } ?? "")
+        var text = "\(op.padding(toLength: 8, withPad: " ", startingAt: 0)) \(shape.padding(toLength: 16, withPad: " ", startingAt: 0))"
+            + String(format: " %9.3f ms", seconds * 1e3)
+        if let gflops { text += String(format: " %8.1f GFLOP/s", gflops) }
+        if let gbps { text += String(format: " %8.1f GB/s", gbps) }
+        if let peer, let peerSeconds {
+            text += "   \(peer)" + String(format: " %9.3f ms", peerSeconds * 1e3)
+            if let peerGflops { text += String(format: " %8.1f GFLOP/s", peerGflops) }
+            if let peerGbps { text += String(format: " %8.1f GB/s", peerGbps) }
+        }
+        if let ratio { text += String(format: "   ratio %.2f", ratio) }
+        return text
+    }
+}
+
+struct GEMMBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "gemm", abstract: "C = A·B, fp32, row-major.")
+    static let defaultSizes = "256,512,1024,2048,512x4096x16,512x16x4096,2048x2048x64"
+    @OptionGroup var options: BenchOptions
+
+    func run() throws {
+        let context = try BenchContext(options)
+        for size in try options.cases(defaults: Self.defaultSizes, dimensions: 3, op: "gemm") {
+            try context.report(Self.measure(m: size[0], n: size[1], k: size[2], context))
+        }
+    }
+
+    static func measure(m: Int, n: Int, k: Int, _ context: BenchContext) throws -> BenchResult {
+        let backend = context.backend
+        let (a, hostA) = try context.random([m, k], seed: 1)
+        let (b, hostB) = try context.random([k, n], seed: 2)
+        let c = try backend.zeros([m, n])
+        let op = try GEMM(a: a, b: b, c: c)
+        var hostC = [Float](repeating: 0, count: context.openBLAS == nil ? 0 : m * n)
+        let peer = context.openBLAS.map { blas in {
+            blas.gemm(m: m, n: n, k: k, transposeA: false, transposeB: false, a: hostA, b: hostB, c: &hostC)
+        } }
+        let (seconds, peerSeconds) = try context.medians({ try backend.gemm(op); try backend.synchronize() }, peer)
+        let flops = 2 * Double(m) * Double(n) * Double(k)
+        var result = BenchResult(op: "gemm", device: backend.name, m: m, n: n, k: k,
+                                 seconds: seconds, gflops: flops / seconds / 1e9)
+        if let peerSeconds {
+            (result.peer, result.peerSeconds, result.peerGflops) = ("openblas", peerSeconds, flops / peerSeconds / 1e9)
+            result.ratio = peerSeconds / seconds
+        }
+        return result
+    }
+}
+
+struct SoftmaxBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "softmax",
+        abstract: "Row softmax; GB/s of its reads and writes next to a plain copy of the same buffers (the peer).")
+    static let defaultSizes = "4096x1024,16384x128"
+    @OptionGroup var options: BenchOptions
+
+    func run() throws {
+        let context = try BenchContext(options)
+        for size in try options.cases(defaults: Self.defaultSizes, dimensions: 2, op: "softmax") {
+            try context.report(Self.measure(rows: size[0], cols: size[1], context))
+        }
+    }
+
+    /// The peer is always the copy: softmax reads x and writes y once, so a copy's GB/s is its ceiling.
+    static func measure(rows: Int, cols: Int, _ context: BenchContext) throws -> BenchResult {
+        let backend = context.backend
+        let (x, _) = try context.random([rows, cols], seed: 3)
+        let y = try backend.zeros([rows, cols])
+        let op = try Softmax(x: x, y: y)
+        let bytes = 2 * Double(rows * cols * MemoryLayout<Float>.size)
+        let (seconds, copy) = try context.medians({ try backend.softmax(op); try backend.synchronize() },
+                                                  { try backend.copy(x, to: y); try backend.synchronize() })
+        return BenchResult(op: "softmax", device: backend.name, rows: rows, cols: cols, seconds: seconds,
+                           gbps: bytes / seconds / 1e9, peer: "copy", peerSeconds: copy, peerGbps: bytes / copy! / 1e9,
+                           ratio: copy! / seconds)
+    }
+}
+
+struct LoRABench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lora", abstract: "The LoRA path y += s·(x·Aᵀ)·Bᵀ on a square layer; OpenBLAS peer: the same two GEMMs.")
+    static let defaultSizes = "512x4096x16,2048x768x8,2048x2048x64"
+    @OptionGroup var options: BenchOptions
+
+    func run() throws {
+        let context = try BenchContext(options)
+        for size in try options.cases(defaults: Self.defaultSizes, dimensions: 3, op: "lora") {
+            try context.report(Self.measure(tokens: size[0], width: size[1], rank: size[2], context))
+        }
+    }
+
+    static func measure(tokens: Int, width: Int, rank: Int, _ context: BenchContext) throws -> BenchResult {
+        let backend = context.backend
+        let (x, hostX) = try context.random([tokens, width], seed: 4)
+        let (a, hostA) = try context.random([rank, width], seed: 5)
+        let (b, hostB) = try context.random([width, rank], seed: 6)
+        let y = try backend.zeros([tokens, width])
+        let op = try LoRAProjection(x: x, a: a, b: b, scale: 0.5, y: y)
+        let withPeer = context.openBLAS != nil
+        var u = [Float](repeating: 0, count: withPeer ? tokens * rank : 0)
+        var hostY = [Float](repeating: 0, count: withPeer ? tokens * width : 0)
+        let peer = context.openBLAS.map { blas in {
+            blas.gemm(m: tokens, n: rank, k: width, transposeA: false, transposeB: true, a: hostX, b: hostA, c: &u)
+            blas.gemm(m: tokens, n: width, k: rank, transposeA: false, transposeB: true, a: u, b: hostB, c: &hostY)
+        } }
+        let (seconds, peerSeconds) = try context.medians({ try backend.loraProject(op); try backend.synchronize() }, peer)
+        let flops = 4 * Double(tokens) * Double(width) * Double(rank)
+        var result = BenchResult(op: "lora", device: backend.name, rows: tokens, cols: width, rank: rank,
+                                 seconds: seconds, gflops: flops / seconds / 1e9)
+        if let peerSeconds {
+            (result.peer, result.peerSeconds, result.peerGflops) = ("openblas", peerSeconds, flops / peerSeconds / 1e9)
+            result.ratio = peerSeconds / seconds
+        }
+        return result
+    }
+}
+
+struct AllBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "all", abstract: "gemm, softmax and lora at their default sizes.")
+    @OptionGroup var options: BenchOptions
+
+    func validate() throws {
+        if options.sizes != nil { throw ValidationError("bench all runs each op's default sizes; use --sizes with one op") }
+    }
+
+    func run() throws {
+        let context = try BenchContext(options)
+        for size in try options.cases(defaults: GEMMBench.defaultSizes, dimensions: 3, op: "gemm") {
+            try context.report(GEMMBench.measure(m: size[0], n: size[1], k: size[2], context))
+        }
+        for size in try options.cases(defaults: SoftmaxBench.defaultSizes, dimensions: 2, op: "softmax") {
+            try context.report(SoftmaxBench.measure(rows: size[0], cols: size[1], context))
+        }
+        for size in try options.cases(defaults: LoRABench.defaultSizes, dimensions: 3, op: "lora") {
+            try context.report(LoRABench.measure(tokens: size[0], width: size[1], rank: size[2], context))
+        }
+    }
+}
