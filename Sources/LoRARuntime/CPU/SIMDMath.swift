@@ -45,8 +45,8 @@ extension CPUBackend {
 /// eˣ for 16 lanes: x = n·ln2 + r with |r| ≤ ln2/2, a degree-6 polynomial for eʳ (rel. error ~2e-7), and 2ⁿ
 /// built in the exponent bits. Inputs below −87.3 give 0 (softmax's masked and far-below-max entries), above
 /// 88.7 give +inf; NaN stays NaN.
-@inline(__always) func exp(_ x: Vector) -> Vector {
-    let clamped = x.clamped(lowerBound: Vector(repeating: -87.33654), upperBound: Vector(repeating: 88.72283))
+@inline(__always) func exponential(_ x: Vector) -> Vector {
+    let clamped = minimum(maximum(x, Vector(repeating: -87.33654)), Vector(repeating: 88.72283))
     // Adding 1.5·2²³ rounds to an integer in the low mantissa bits (and 127 biases it as an exponent).
     let shifter = Vector(repeating: 12_582_912 + 127)
     let t = multiplyAdd(shifter, clamped, Vector(repeating: 1.442695041))
@@ -69,6 +69,29 @@ extension CPUBackend {
     return result
 }
 
+/// y[j] = exp(scale·x[j] − shift) for j in 0..<count; returns Σ y. The loop lives here, next to `exponential`,
+/// so the compiler inlines it (called from inside the ops' closures it would not).
+func exponentiate(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int,
+                  scale: Float, shift: Float) -> Float {
+    let (vs, vm) = (Vector(repeating: scale), Vector(repeating: -shift))
+    let full = count & ~15
+    var vsum = Vector()
+    for j in stride(from: 0, to: full, by: 16) {
+        let e = exponential(multiplyAdd(vm, loadVector(x + j), vs))
+        storeVector(e, y + j)
+        vsum += e
+    }
+    if full < count {
+        // The ragged end through one padded vector: padding lanes are −inf, so exp gives 0.
+        var tail = Vector(repeating: -.infinity)
+        for j in full..<count { tail[j - full] = multiplyAdd(-shift, x[j], scale) }
+        let e = exponential(tail)
+        for j in full..<count { y[j] = e[j - full] }
+        vsum += e
+    }
+    return horizontalSum(vsum)
+}
+
 /// The sum of a vector's lanes, in a fixed order.
 @inline(__always) func horizontalSum(_ v: Vector) -> Float {
     let a = v.lowHalf + v.highHalf
@@ -77,4 +100,17 @@ extension CPUBackend {
     return c[0] + c[1]
 }
 
-@inline(__always) func horizontalMax(_ v: Vector) -> Float { v.max() }
+/// The largest lane. (The standard library's `max()` and `pointwiseMax` compile to scalar loops here; masked
+/// blends compile to vector instructions.)
+@inline(__always) func horizontalMax(_ v: Vector) -> Float {
+    let a = v.lowHalf.replacing(with: v.highHalf, where: v.lowHalf .< v.highHalf)
+    let b = a.lowHalf.replacing(with: a.highHalf, where: a.lowHalf .< a.highHalf)
+    let c = b.lowHalf.replacing(with: b.highHalf, where: b.lowHalf .< b.highHalf)
+    return Swift.max(c[0], c[1])
+}
+
+/// Lane-wise maximum; a NaN in `a` stays.
+@inline(__always) func maximum(_ a: Vector, _ b: Vector) -> Vector { a.replacing(with: b, where: a .< b) }
+
+/// Lane-wise minimum; a NaN in `a` stays.
+@inline(__always) func minimum(_ a: Vector, _ b: Vector) -> Vector { a.replacing(with: b, where: a .> b) }
