@@ -125,6 +125,9 @@ enum PackedGEMM {
     }
 
     /// For one block of A's tiles against a range of B's panels: C(block) = alpha·A·B + beta·C(block).
+    /// Never inlined: inside a large caller the compiler stops inlining the vector loads of the micro-kernel
+    /// (seen as a 10× slowdown on one thread, where the parts' closure is inlined into `multiply`).
+    @inline(never)
     static func macroKernel(tiles: Int, mcBlock: Int, panels: Range<Int>, ncBlock: Int, a: Panels, b: Panels,
                             tile: UnsafeMutablePointer<Float>, alpha: Float, beta: Float,
                             c: StridedMatrix, row: Int, column: Int) {
@@ -236,6 +239,7 @@ enum PackedGEMM {
 
     /// Packs B's rows `rows` × columns `firstColumn..<lastColumn` as NR-wide panels, k-major:
     /// panel q holds element (p, jj) at `q·kc·NR + p·NR + jj`, zero beyond the last column.
+    @inline(never)
     static func packB(_ b: StridedMatrix, rows: Range<Int>, firstColumn: Int, lastColumn: Int,
                       panels: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
         let kcBlock = rows.count
@@ -261,6 +265,7 @@ enum PackedGEMM {
 
     /// Packs A's rows `rows` × columns `columns` as MR-tall panels, k-major:
     /// panel s holds element (ii, p) at `s·kc·MR + p·MR + ii`, zero beyond the last row.
+    @inline(never)
     static func packA(_ a: StridedMatrix, rows: Range<Int>, columns: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
         let kcBlock = columns.count
         for s in 0..<(rows.count + mr - 1) / mr {
