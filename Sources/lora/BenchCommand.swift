@@ -57,12 +57,8 @@ struct BenchContext {
         }
     }
 
-    /// Median seconds of `body` over at least 3 runs and `--min-time` seconds, after one warm-up run.
-    func median(_ body: () throws -> Void) throws -> Double {
-        try medians(body, nil).ours
-    }
-
-    /// Medians of `ours` and `peer`, run alternately so that both see the same machine (load on a shared host
+    /// Medians of `ours` and `peer` (each over at least 3 runs and `--min-time` seconds of ours, after one
+    /// warm-up run each), run alternately so that both see the same machine (load on a shared host
     /// drifts; back-to-back blocks would charge the drift to one side).
     func medians(_ ours: () throws -> Void, _ peer: (() throws -> Void)?) throws -> (ours: Double, peer: Double?) {
         func time(_ body: () throws -> Void) throws -> Double {

@@ -1,11 +1,13 @@
 // CPU GEMM in the Goto/BLIS structure: packed panels, cache blocking, a register-tiled SIMD micro-kernel.
 //
 //   jc: nc columns of C → pc: kc steps of k (B's kc×nc block packed once, shared by the threads)
-//     → each thread's rows (or columns) of C → ic: mc rows (A's mc×kc block packed by that thread)
-//       → jr: NR-wide panel of B (stays in L1) → ir: MR-tall panel of A → micro-kernel: an MR×NR tile in registers.
+//     → parts (row ranges, or panel ranges when C is wide), claimed by free threads
+//       → ic: mc rows (A's mc×kc block packed by the part) → jr: NR-wide panel of B (L1/L2)
+//         → ir: MR-tall panel of A → micro-kernel: an MR×NR tile in registers.
 //
 // Every element of C sums its k terms in the same order whatever the thread count (the split is over C, never
-// over k), so results are bitwise identical for any LORA_THREADS.
+// over k), so results are bitwise identical for any LORA_THREADS. Block sizes were measured on a 2-core
+// AVX-512 Xeon (48 KiB L1d, 2 MiB L2); the bench moved less than its noise for mc 64-256, kc 256-512.
 
 /// A matrix view with arbitrary strides: element (i, j) at `base[i·rowStride + j·colStride]`.
 /// Transposes and the Cᵀ = Bᵀ·Aᵀ trick are stride swaps.
@@ -22,7 +24,7 @@ struct StridedMatrix {
 enum PackedGEMM {
     /// Micro-tile: MR rows × NR columns = 8 × 2 SIMD16 accumulators (16 of AVX-512's 32 registers).
     static let mr = 8, nr = 32
-    /// Cache blocks: A's mc×kc block in L2, B's kc×NR panel in L1, B's kc×nc block in L3.
+    /// Cache blocks: A's mc×kc block in L2, B's kc×NR panel in L1/L2, B's kc×nc block in L2/L3.
     static let mc = 128, kc = 512, nc = 2048
     /// Below this many multiply-adds a GEMM runs on one thread: waking workers would cost more.
     static let parallelThreshold = 1 << 18
