@@ -18,9 +18,12 @@ struct OpenBLAS {
     ///
     /// A virtual machine often reports a CPU model OpenBLAS does not know, and it then falls back to its SSE3
     /// kernels (a fifth of its real speed here). Unless OPENBLAS_CORETYPE is set, it is set from the CPU's flags
-    /// so the peer runs at its best.
+    /// so the peer runs at its best. OPENBLAS_THREAD_TIMEOUT is set too (below), unless already set.
     init(path: String = "libopenblas.so.0", threads: Int) throws {
         if getenv("OPENBLAS_CORETYPE") == nil, let core = Self.coreType() { setenv("OPENBLAS_CORETYPE", core, 1) }
+        // OpenBLAS's idle threads spin for ~2²⁸ cycles after each call, taking the cores from our runs that
+        // alternate with its; 2¹⁶ cycles (~25 µs) matches how long our pool spins before it parks.
+        if getenv("OPENBLAS_THREAD_TIMEOUT") == nil { setenv("OPENBLAS_THREAD_TIMEOUT", "16", 1) }
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
             let reason = dlerror().map { String(cString: $0) } ?? "unknown error"
             throw BenchError("--compare openblas: cannot load \(path) (\(reason)); on Debian: apt-get install libopenblas0")

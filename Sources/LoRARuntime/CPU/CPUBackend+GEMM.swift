@@ -274,7 +274,15 @@ enum PackedGEMM {
             let i0 = rows.lowerBound + s * mr, height = min(mr, rows.upperBound - i0)
             let out = dst + s * kcBlock * mr
             if height < mr { out.update(repeating: 0, count: kcBlock * mr) }
-            if a.rowStride == 1 {
+            if a.colStride == 1 && height == mr {
+                // Row-major A: eight read streams, one 32-byte store per k step.
+                let (rs, src) = (a.rowStride, a.base + i0 * a.rowStride + columns.lowerBound)
+                for p in 0..<kcBlock {
+                    let v = SIMD8<Float>(src[p], src[rs + p], src[2 * rs + p], src[3 * rs + p],
+                                         src[4 * rs + p], src[5 * rs + p], src[6 * rs + p], src[7 * rs + p])
+                    UnsafeMutableRawPointer(out + p * mr).storeBytes(of: v, as: SIMD8<Float>.self)
+                }
+            } else if a.rowStride == 1 {
                 // Aᵀ stored: each p reads MR contiguous elements.
                 for p in 0..<kcBlock {
                     let src = a.base + i0 + (columns.lowerBound + p) * a.colStride
