@@ -122,6 +122,15 @@ struct BenchResult: Encodable {
         case peerSeconds = "peer_seconds", peerGflops = "peer_gflops", peerGbps = "peer_gbps"
     }
 
+    /// This result with OpenBLAS's time for the same work, when it was measured.
+    func comparing(openBLAS peerSeconds: Double?, flops: Double) -> BenchResult {
+        guard let peerSeconds else { return self }
+        var result = self
+        (result.peer, result.peerSeconds, result.peerGflops) = ("openblas", peerSeconds, flops / peerSeconds / 1e9)
+        result.ratio = peerSeconds / seconds
+        return result
+    }
+
     var line: String {
         let shape = [m, n, k].allSatisfy({ $0 != nil }) ? "\(m!)x\(n!)x\(k!)"
             : [rows, cols].compactMap { $0 }.map(String.init).joined(separator: "x") + (rank.map { " r=\($0)" } ?? "")
@@ -163,13 +172,9 @@ struct GEMMBench: ParsableCommand {
         } }
         let (seconds, peerSeconds) = try context.medians({ try backend.gemm(op); try backend.synchronize() }, peer)
         let flops = 2 * Double(m) * Double(n) * Double(k)
-        var result = BenchResult(op: "gemm", device: backend.name, m: m, n: n, k: k,
-                                 seconds: seconds, gflops: flops / seconds / 1e9)
-        if let peerSeconds {
-            (result.peer, result.peerSeconds, result.peerGflops) = ("openblas", peerSeconds, flops / peerSeconds / 1e9)
-            result.ratio = peerSeconds / seconds
-        }
-        return result
+        return BenchResult(op: "gemm", device: backend.name, m: m, n: n, k: k,
+                           seconds: seconds, gflops: flops / seconds / 1e9)
+            .comparing(openBLAS: peerSeconds, flops: flops)
     }
 }
 
@@ -231,13 +236,9 @@ struct LoRABench: ParsableCommand {
         } }
         let (seconds, peerSeconds) = try context.medians({ try backend.loraProject(op); try backend.synchronize() }, peer)
         let flops = 4 * Double(tokens) * Double(width) * Double(rank)
-        var result = BenchResult(op: "lora", device: backend.name, rows: tokens, cols: width, rank: rank,
-                                 seconds: seconds, gflops: flops / seconds / 1e9)
-        if let peerSeconds {
-            (result.peer, result.peerSeconds, result.peerGflops) = ("openblas", peerSeconds, flops / peerSeconds / 1e9)
-            result.ratio = peerSeconds / seconds
-        }
-        return result
+        return BenchResult(op: "lora", device: backend.name, rows: tokens, cols: width, rank: rank,
+                           seconds: seconds, gflops: flops / seconds / 1e9)
+            .comparing(openBLAS: peerSeconds, flops: flops)
     }
 }
 

@@ -60,8 +60,9 @@ enum PackedGEMM {
                 // B's panels: packed (all of them, split across threads), or read in place (only a ragged
                 // last panel is packed).
                 let packFrom = directB ? panels - (ncBlock % nr == 0 ? 0 : 1) : 0
-                runParts(min(panelParts, threads), pool) { t in
-                    let range = share(t, of: min(panelParts, threads), count: panels - packFrom)
+                let packParts = min(panelParts, threads, panels - packFrom)
+                runParts(packParts, pool) { t in
+                    let range = share(t, of: packParts, count: panels - packFrom)
                     packB(b, rows: p0..<p0 + kcBlock, firstColumn: j0, lastColumn: j0 + ncBlock,
                           panels: packFrom + range.lowerBound..<packFrom + range.upperBound, into: packedB)
                 }

@@ -3,7 +3,7 @@
 import Foundation
 
 /// The CPU backend's vector: 16 floats, one AVX-512 register (two AVX or four SSE registers elsewhere).
-public typealias Vector = SIMD16<Float>
+typealias Vector = SIMD16<Float>
 
 extension CPUBackend {
     /// True when this module was built for a CPU with fused multiply-add (`-target-cpu native` sets

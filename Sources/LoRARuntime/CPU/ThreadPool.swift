@@ -37,10 +37,13 @@ public final class ThreadPool: @unchecked Sendable {
     /// Spin iterations before a worker parks (a few tens of microseconds).
     private static let spinLimit = 20_000
 
+    /// Starts `threadCount − 1` workers. They hold the pool, so a pool lives as long as the process: make one
+    /// per configuration (tests make a few), not one per op.
     public init(threadCount: Int) {
         self.threadCount = max(1, min(threadCount, 0xFFFF))
         for index in 1..<self.threadCount {
-            let thread = Thread { [unowned self] in self.workerLoop(index: index) }
+            // Strong on purpose: a worker parked on `parking` must never outlive the pool it reads.
+            let thread = Thread { self.workerLoop(index: index) }
             thread.name = "lora-cpu-\(index)"
             thread.stackSize = 1 << 20
             thread.start()
