@@ -122,7 +122,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         try lock.withLock {
             let key = file + "\u{0}" + options
             if let cached = programs[key] { return cached }
-            let source = try KernelSources.source(named: file, directory: kernelsDirectory)
+            // common.cl (shared helpers) goes in front of every file; build logs count lines from its start.
+            let source = try KernelSources.source(named: "common", directory: kernelsDirectory) + "\n"
+                + KernelSources.source(named: file, directory: kernelsDirectory)
             let built = try build(source: source, name: file + ".cl", options: options)
             programs[key] = built
             return built
@@ -178,6 +180,15 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         var size = 0
         try api.check(api.getKernelWorkGroupInfo(kernel.handle, device.deviceID, CL.KERNEL_WORK_GROUP_SIZE,
                                                  MemoryLayout<Int>.size, &size, nil), "clGetKernelWorkGroupInfo")
+        return size
+    }
+
+    /// The work-group size for a kernel that reduces over rows of `cols` with common.cl's helpers: a power of
+    /// two, at most GROUP_MAX (256) and the device's limit, and no wider than the row needs.
+    func rowGroupSize(_ kernel: CLKernel, cols: Int) throws -> Int {
+        let limit = min(256, try maxWorkGroupSize(kernel), max(1, cols))
+        var size = 1
+        while size * 2 <= limit { size *= 2 }
         return size
     }
 

@@ -40,6 +40,20 @@ public protocol Backend: AnyObject, Sendable {
     func axpy(_ op: Axpy) throws
     /// The LoRA low-rank path `u = x·Aᵀ; y += s·u·Bᵀ`. See `LoRAProjection`.
     func loraProject(_ op: LoRAProjection) throws
+    /// Layer normalization over the last axis. See `LayerNorm`.
+    func layerNorm(_ op: LayerNorm) throws
+    /// Gradient of `layerNorm`. See `LayerNormBackward`.
+    func layerNormBackward(_ op: LayerNormBackward) throws
+    /// GPT-2's `gelu_new` activation. See `GELU`.
+    func gelu(_ op: GELU) throws
+    /// Gradient of `gelu`. See `GELUBackward`.
+    func geluBackward(_ op: GELUBackward) throws
+    /// Cross-entropy fused with softmax and its gradient. See `CrossEntropy`.
+    func crossEntropy(_ op: CrossEntropy) throws
+    /// One fused AdamW update. See `AdamW`.
+    func adamW(_ op: AdamW) throws
+    /// A whole-tensor sum or sum of squares. See `Reduction`.
+    func reduce(_ op: Reduction) throws
 }
 
 /// A validated op description. All its tensors live on `owner`, checked when it was made.

@@ -65,6 +65,10 @@ struct OpenCLEnvironmentTests {
             .write(to: dir.appendingPathComponent("softmax.cl"), atomically: true, encoding: .utf8)
         let backend = try OpenCLBackend(index: cl.device.index, kernelsDirectory: dir.path)
         let x = try backend.zeros([2, 3])
+        // Every program starts with common.cl; a folder without it is named in the error.
+        let noCommon = #expect(throws: OpenCLError.self) { try backend.softmax(Softmax(x: x, y: x)) }
+        #expect(noCommon?.description.contains("common.cl") == true)
+        try "// helpers\n".write(to: dir.appendingPathComponent("common.cl"), atomically: true, encoding: .utf8)
         let error = #expect(throws: OpenCLError.self) { try backend.softmax(Softmax(x: x, y: x)) }
         #expect(error?.description.contains("softmax.cl failed to build") == true)
         // A kernel file missing from the folder is named.

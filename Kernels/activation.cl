@@ -1,0 +1,30 @@
+// GPT-2's gelu_new and its gradient, one work-item per element:
+// gelu(x) = x·σ(2u) = 0.5·x·(1 + tanh u), u = √(2/π)·(x + 0.044715·x³).
+
+#define SQRT_TWO_OVER_PI 0.7978845608028654f
+#define CUBIC 0.044715f
+
+float gelu_gate(const float x)
+{
+    const float u = SQRT_TWO_OVER_PI * (x + CUBIC * x * x * x);
+    return 1.0f / (1.0f + exp(-2.0f * u));
+}
+
+// y = gelu(x); y may alias x.
+__kernel void gelu_forward(__global const float* x, __global float* y, const int count)
+{
+    const int i = get_global_id(0);
+    if (i < count) y[i] = x[i] * gelu_gate(x[i]);
+}
+
+// dx = dy·gelu′(x) = dy·(s + 2·x·s·(1 − s)·u′), s = σ(2u), u′ = √(2/π)·(1 + 3·0.044715·x²). dx may alias dy.
+__kernel void gelu_backward(__global const float* x, __global const float* dy, __global float* dx, const int count)
+{
+    const int i = get_global_id(0);
+    if (i >= count) return;
+    const float s = gelu_gate(x[i]);
+    // Beyond ±6, s·(1 − s) is exactly 0 in float; clamping keeps u′ finite (0·inf is NaN).
+    const float v = clamp(x[i], -20.0f, 20.0f);
+    const float du = SQRT_TWO_OVER_PI * (1.0f + 3.0f * CUBIC * v * v);
+    dx[i] = dy[i] * (s + 2.0f * v * s * (1.0f - s) * du);
+}

@@ -1,0 +1,34 @@
+// OpenCL layer normalization and its gradient: Kernels/normalization.cl.
+import LoRARuntime
+
+extension OpenCLBackend {
+    public func layerNorm(_ op: LayerNorm) throws {
+        try requireOwned(op)
+        let k = try kernel("layernorm_forward", file: "normalization")
+        let group = try rowGroupSize(k, cols: op.cols)
+        // Unused statistics slots still need valid buffers; nothing is written through them (write_stats = 0).
+        try launch(k, global: [op.rows * group], local: [group], [
+            .tensor(op.x), .tensor(op.gamma), .tensor(op.beta), .tensor(op.y),
+            .tensor(op.mean ?? op.y), .tensor(op.rstd ?? op.y), .int(op.mean == nil ? 0 : 1), .int(op.cols), .float(op.epsilon),
+        ])
+    }
+
+    public func layerNormBackward(_ op: LayerNormBackward) throws {
+        try requireOwned(op)
+        // The parameter sums read dy first: dx may overwrite it.
+        if op.dgamma != nil || op.dbeta != nil {
+            let k = try kernel("layernorm_backward_parameters", file: "normalization")
+            try launch(k, global: [op.cols], [
+                .tensor(op.x), .tensor(op.mean), .tensor(op.rstd), .tensor(op.dy),
+                .tensor(op.dgamma ?? op.mean), .tensor(op.dbeta ?? op.mean),
+                .int(op.dgamma == nil ? 0 : 1), .int(op.dbeta == nil ? 0 : 1), .int(op.rows), .int(op.cols),
+            ])
+        }
+        let k = try kernel("layernorm_backward_dx", file: "normalization")
+        let group = try rowGroupSize(k, cols: op.cols)
+        try launch(k, global: [op.rows * group], local: [group], [
+            .tensor(op.x), .tensor(op.gamma), .tensor(op.mean), .tensor(op.rstd), .tensor(op.dy), .tensor(op.dx),
+            .int(op.accumulate ? 1 : 0), .int(op.cols),
+        ])
+    }
+}

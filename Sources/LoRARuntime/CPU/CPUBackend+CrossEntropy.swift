@@ -1,0 +1,64 @@
+// CPU cross-entropy fused with softmax: per row, the max, Σ exp (written straight into dlogits when the
+// gradient is wanted), the loss, then one scaling pass. Rows are independent, so any thread count gives the
+// same bits.
+import Foundation
+
+extension CPUBackend {
+    public func crossEntropy(_ op: CrossEntropy) throws {
+        try requireOwned(op)
+        let (logits, targets, losses, classes) = (elements(op.logits), elements(op.targets), elements(op.losses), op.classes)
+        let dlogits = op.dlogits.map(elements)
+        let scale = op.gradientScale
+        forEachRowRange(rows: op.rows, cols: classes) { rows in
+            for r in rows {
+                let gradient = dlogits.map { $0 + r * classes }
+                losses[r] = Self.crossEntropyRow(logits + r * classes, target: targets[r], classes: classes,
+                                                 gradient: gradient, scale: scale)
+            }
+        }
+    }
+
+    /// The loss of one row; writes scale·(softmax − onehot) into `gradient` when given (it may be `x`).
+    static func crossEntropyRow(_ x: UnsafeMutablePointer<Float>, target: Float, classes: Int,
+                                gradient: UnsafeMutablePointer<Float>?, scale: Float) -> Float {
+        if target < 0 {  // ignored row
+            gradient?.update(repeating: 0, count: classes)
+            return 0
+        }
+        guard target == target.rounded(.down), target < Float(classes) else {  // also NaN
+            gradient?.update(repeating: .nan, count: classes)
+            return .nan
+        }
+        let t = Int(target)
+        let targetLogit = x[t]  // read before the gradient may overwrite x
+        let largest = rowMaximum(x, count: classes)
+        // Without a gradient the exponentials still need somewhere to go: this thread's scratch row.
+        let e = gradient ?? ThreadScratch.current(.part, floats: classes)
+        let sum = exponentiate(x, e, count: classes, scale: 1, shift: largest)
+        if let gradient {
+            let factor = Vector(repeating: scale / sum)
+            let full = classes & ~15
+            for j in stride(from: 0, to: full, by: 16) { storeVector(loadVector(gradient + j) * factor, gradient + j) }
+            for j in full..<classes { gradient[j] *= factor[0] }
+            gradient[t] -= scale
+        }
+        return Foundation.log(sum) + largest - targetLogit
+    }
+
+    /// The largest of `count` floats. (A NaN may be skipped here; it still reaches the sum of exponentials, so a
+    /// row holding NaN gives a NaN loss.)
+    static func rowMaximum(_ x: UnsafeMutablePointer<Float>, count: Int) -> Float {
+        var (m0, m1) = (Vector(repeating: -.infinity), Vector(repeating: -.infinity))
+        let full = count & ~15
+        var j = 0
+        while j + 32 <= full {
+            m0 = maximum(m0, loadVector(x + j))
+            m1 = maximum(m1, loadVector(x + j + 16))
+            j += 32
+        }
+        if j < full { m0 = maximum(m0, loadVector(x + j)) }
+        var largest = horizontalMax(maximum(m0, m1))
+        for j in full..<count { largest = max(largest, x[j]) }
+        return largest
+    }
+}

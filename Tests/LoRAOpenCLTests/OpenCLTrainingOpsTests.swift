@@ -1,0 +1,78 @@
+// The OpenCL training-op kernels (normalization.cl, activation.cl, cross_entropy.cl, optimizer.cl,
+// reduction.cl) against the CPU ops. Names start with "OpenCL" so CI counts them.
+import LoRATestSupport
+import SwiftLoRA
+import Testing
+
+@Suite("OpenCL training ops", .enabled(if: TestDevices.runOpenCL, "\(TestDevices.skipReason)"))
+struct OpenCLTrainingOpsTests {
+    var cl: TrainingOpRunner { get throws { TrainingOpRunner(try TestDevices.openCL.get()) } }
+    let cpu = TrainingOpRunner(CPUBackend.shared)
+
+    @Test("OpenCL layer norm (normalization.cl) matches the CPU", arguments: [(1, 1), (3, 7), (5, 300), (70, 768)])
+    func layerNorm(rows: Int, cols: Int) throws {
+        let (got, expected) = (try cl.layerNorm(rows: rows, cols: cols), try cpu.layerNorm(rows: rows, cols: cols))
+        #expect(firstMismatch(got.y, expected.y, atol: 2e-5, rtol: 1e-5) == nil)
+        #expect(firstMismatch(got.mean, expected.mean, atol: 1e-6, rtol: 1e-6) == nil)
+        #expect(firstMismatch(got.rstd, expected.rstd, atol: 1e-6, rtol: 1e-5) == nil)
+    }
+
+    @Test("OpenCL layer norm backward matches the CPU: written, accumulated, in place",
+          arguments: [(1, 1), (3, 7), (33, 50), (70, 129)])
+    func layerNormBackward(rows: Int, cols: Int) throws {
+        for (accumulate, inPlace) in [(false, false), (true, false), (false, true)] {
+            let got = try cl.layerNormBackward(rows: rows, cols: cols, accumulate: accumulate, inPlace: inPlace)
+            let expected = try cpu.layerNormBackward(rows: rows, cols: cols, accumulate: accumulate, inPlace: inPlace)
+            #expect(firstMismatch(got.dx, expected.dx, atol: 1e-4, rtol: 1e-4) == nil, "accumulate \(accumulate) in place \(inPlace)")
+            #expect(firstMismatch(got.dgamma, expected.dgamma, atol: 1e-4, rtol: 1e-4) == nil)
+            #expect(firstMismatch(got.dbeta, expected.dbeta, atol: 1e-4, rtol: 1e-4) == nil)
+        }
+    }
+
+    @Test("OpenCL GELU and its gradient (activation.cl) match the CPU, extremes included")
+    func gelu() throws {
+        let values = randomValues(5000, seed: 30).map { 8 * $0 } + [0, -0.0, 1e-8, 30, -30, 1e30, -1e30]
+        let (got, expected) = (try cl.gelu(values), try cpu.gelu(values))
+        #expect(firstMismatch(got.y, expected.y, atol: 1e-6, rtol: 1e-5) == nil)
+        #expect(firstMismatch(got.dx, expected.dx, atol: 1e-6, rtol: 1e-5) == nil)
+    }
+
+    @Test("OpenCL cross-entropy (cross_entropy.cl) matches the CPU: ignored and invalid targets, in place",
+          arguments: [(1, 1), (4, 10), (7, 257), (3, 5000)])
+    func crossEntropy(rows: Int, classes: Int) throws {
+        var targets = (0..<rows).map { Float(($0 * 7919) % classes) }
+        if rows > 2 { targets[1] = -100 }
+        for (gradient, inPlace) in [(true, false), (false, false), (true, true)] {
+            let got = try cl.crossEntropy(rows: rows, classes: classes, targets: targets, gradient: gradient, inPlace: inPlace)
+            let expected = try cpu.crossEntropy(rows: rows, classes: classes, targets: targets, gradient: gradient, inPlace: inPlace)
+            #expect(firstMismatch(got.losses, expected.losses, atol: 1e-5, rtol: 1e-5) == nil)
+            #expect(firstMismatch(got.dlogits, expected.dlogits, atol: 1e-7, rtol: 1e-5) == nil)
+        }
+        for bad: Float in [Float(classes), 0.5, .nan] {
+            let invalid = try cl.crossEntropy(rows: 1, classes: classes, targets: [bad])
+            #expect(invalid.losses[0].isNaN && invalid.dlogits.allSatisfy(\.isNaN), "target \(bad)")
+        }
+    }
+
+    @Test("OpenCL AdamW (optimizer.cl) matches the CPU over several steps", arguments: [1, 37, 10_000])
+    func adamW(count: Int) throws {
+        var settings = TrainingOpRunner.AdamWSettings()
+        settings.gradientScale = 0.5
+        let got = try cl.adamW(count: count, steps: 5, settings: settings)
+        let expected = try cpu.adamW(count: count, steps: 5, settings: settings)
+        #expect(firstMismatch(got.p, expected.p, atol: 1e-6, rtol: 1e-5) == nil)
+        #expect(firstMismatch(got.m, expected.m, atol: 1e-7, rtol: 1e-5) == nil)
+        #expect(firstMismatch(got.v, expected.v, atol: 1e-9, rtol: 1e-5) == nil)
+    }
+
+    @Test("OpenCL sum and sum of squares (reduction.cl) match the CPU", arguments: [1, 15, 300, 16_385, 1_000_003])
+    func reduction(count: Int) throws {
+        let values = randomValues(count, seed: 31)
+        for kind in [Reduction.Kind.sum, .sumOfSquares] {
+            for accumulate in [false, true] {
+                let (got, expected) = (try cl.reduce(values, kind, accumulate: accumulate), try cpu.reduce(values, kind, accumulate: accumulate))
+                #expect(abs(got - expected) <= 1e-4 + 1e-5 * abs(expected), "\(kind) accumulate \(accumulate): \(got) vs \(expected)")
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+// The training ops run the same way on any backend, so the CPU tests can hold them against Double references
+// and the OpenCL tests against the CPU. Inputs come from `randomValues` with fixed seeds.
+import SwiftLoRA
+
+/// Runs each training op on one backend and returns what it wrote.
+public struct TrainingOpRunner {
+    public let backend: any Backend
+    public init(_ backend: any Backend) { self.backend = backend }
+
+    /// Layer-norm inputs: rows of x with a large offset (the variance must not cancel), gamma and beta.
+    public static func layerNormInputs(rows: Int, cols: Int) -> (x: [Float], gamma: [Float], beta: [Float]) {
+        (randomValues(rows * cols, seed: 21).enumerated().map { 3 * $0.element + Float($0.offset % 5) + 10 },
+         randomValues(cols, seed: 22).map { 1 + $0 / 2 }, randomValues(cols, seed: 23))
+    }
+
+    /// (y, mean, rstd) of a layer norm with epsilon 1e-5.
+    public func layerNorm(rows: Int, cols: Int) throws -> (y: [Float], mean: [Float], rstd: [Float]) {
+        let (xv, gv, bv) = Self.layerNormInputs(rows: rows, cols: cols)
+        let b = backend
+        let y = try b.empty([rows, cols]), mean = try b.empty([rows]), rstd = try b.empty([rows])
+        try b.layerNorm(LayerNorm(x: b.upload(xv, shape: [rows, cols]), gamma: b.upload(gv, shape: [cols]),
+                                  beta: b.upload(bv, shape: [cols]), y: y, mean: mean, rstd: rstd))
+        return (try y.toArray(), try mean.toArray(), try rstd.toArray())
+    }
+
+    /// (dx, dgamma, dbeta) of a layer norm's backward for upstream gradient `randomValues(seed: 24)`.
+    /// dx starts as `randomValues(seed: 25)` (seen only when accumulating), or is dy itself when `inPlace`;
+    /// dgamma and dbeta start at 0.5.
+    public func layerNormBackward(rows: Int, cols: Int, accumulate: Bool = false, inPlace: Bool = false)
+        throws -> (dx: [Float], dgamma: [Float], dbeta: [Float]) {
+        let (xv, gv, bv) = Self.layerNormInputs(rows: rows, cols: cols)
+        let b = backend
+        let x = try b.upload(xv, shape: [rows, cols]), gamma = try b.upload(gv, shape: [cols])
+        let mean = try b.empty([rows]), rstd = try b.empty([rows])
+        try b.layerNorm(LayerNorm(x: x, gamma: gamma, beta: b.upload(bv, shape: [cols]), y: b.empty([rows, cols]),
+                                  mean: mean, rstd: rstd))
+        let dy = try b.upload(randomValues(rows * cols, seed: 24), shape: [rows, cols])
+        let dx = inPlace ? dy : try b.upload(randomValues(rows * cols, seed: 25), shape: [rows, cols])
+        let dgamma = try b.upload(Array(repeating: 0.5, count: cols), shape: [cols])
+        let dbeta = try b.upload(Array(repeating: 0.5, count: cols), shape: [cols])
+        try b.layerNormBackward(LayerNormBackward(x: x, gamma: gamma, mean: mean, rstd: rstd, dy: dy, dx: dx,
+                                                  dgamma: dgamma, dbeta: dbeta, accumulate: accumulate))
+        return (try dx.toArray(), try dgamma.toArray(), try dbeta.toArray())
+    }
+
+    /// (gelu(x), dy·gelu′(x)) with dy = `randomValues(seed: 26)`; the backward runs in place on dy.
+    public func gelu(_ values: [Float]) throws -> (y: [Float], dx: [Float]) {
+        let b = backend
+        let x = try b.upload(values, shape: [values.count]), y = try b.empty([values.count])
+        try b.gelu(GELU(x: x, y: y))
+        let dy = try b.upload(randomValues(values.count, seed: 26), shape: [values.count])
+        try b.geluBackward(GELUBackward(x: x, dy: dy, dx: dy))
+        return (try y.toArray(), try dy.toArray())
+    }
+
+    /// Logits `6·randomValues(seed: 27)` for a cross-entropy case.
+    public static func logits(rows: Int, classes: Int) -> [Float] { randomValues(rows * classes, seed: 27).map { 6 * $0 } }
+
+    /// (losses, dlogits) of cross-entropy with gradient scale 0.25; dlogits empty without the gradient.
+    public func crossEntropy(rows: Int, classes: Int, targets: [Float], gradient: Bool = true, inPlace: Bool = false)
+        throws -> (losses: [Float], dlogits: [Float]) {
+        let b = backend
+        let logits = try b.upload(Self.logits(rows: rows, classes: classes), shape: [rows, classes])
+        let losses = try b.empty([rows])
+        let dlogits = gradient ? (inPlace ? logits : try b.empty([rows, classes])) : nil
+        try b.crossEntropy(CrossEntropy(logits: logits, targets: b.upload(targets, shape: [rows]), losses: losses,
+                                        dlogits: dlogits, gradientScale: 0.25))
+        return (try losses.toArray(), try dlogits?.toArray() ?? [])
+    }
+
+    /// AdamW's settings in the tests.
+    public struct AdamWSettings: Sendable {
+        public var learningRate: Float = 1e-2, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8
+        public var weightDecay: Float = 0.1, gradientScale: Float = 1
+        public init() {}
+    }
+
+    /// Parameters `randomValues(seed: 28)` after `steps` AdamW steps, gradient `randomValues(seed: 29 + step)` at each;
+    /// returns (p, m, v).
+    public func adamW(count: Int, steps: Int, settings: AdamWSettings = .init()) throws -> (p: [Float], m: [Float], v: [Float]) {
+        let b = backend
+        let p = try b.upload(randomValues(count, seed: 28), shape: [count])
+        let m = try b.zeros([count]), v = try b.zeros([count])
+        for step in 1...steps {
+            let g = try b.upload(randomValues(count, seed: 29 + UInt64(step)), shape: [count])
+            try b.adamW(AdamW(parameters: p, gradients: g, firstMoment: m, secondMoment: v,
+                              learningRate: settings.learningRate, beta1: settings.beta1, beta2: settings.beta2,
+                              epsilon: settings.epsilon, weightDecay: settings.weightDecay, step: step,
+                              gradientScale: settings.gradientScale))
+        }
+        return (try p.toArray(), try m.toArray(), try v.toArray())
+    }
+
+    /// The reduction of `values`, into a result that starts at 0.5 (seen only when accumulating).
+    public func reduce(_ values: [Float], _ kind: Reduction.Kind, accumulate: Bool = false) throws -> Float {
+        let b = backend
+        let result = try b.upload([0.5], shape: [1])
+        try b.reduce(Reduction(kind, of: b.upload(values, shape: [values.count]), into: result, accumulate: accumulate))
+        return try result.toArray()[0]
+    }
+}
