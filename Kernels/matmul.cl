@@ -1,15 +1,20 @@
 // GEMM: C = alpha·op(A)·op(B) + beta·C, row-major, batched with strides (BLAS semantics: beta = 0 never
 // reads C). Element (i, j) of batch b of an operand lives at offset + b·stride + i·ld + j.
 //
-// Register blocking: each work-item computes a TM×16 block of C, holding TM float16 accumulators.
-// Global size: dim 0 = ceil(m / TM) walks rows, so neighbouring work-items share the same 16-column strip
-// of B (cache reuse on CPUs such as PoCL); dim 1 = ceil(n / 16); dim 2 = batch.
-// Interior blocks with an untransposed B load each B strip with one vload16; edge blocks and transposed B
-// gather scalars with bounds checks. No local memory and no barriers (they are slow on CPU devices).
+// Two launches. pack_b copies op(B) into strips of TN columns, each strip k rows of TN contiguous floats,
+// zero-padded past n: the main loop then reads B sequentially whatever its layout (a row-major B read down a
+// strip jumps ld floats per step, which defeats a CPU's prefetchers), and transposes and edges of B are gone.
+// gemm: each work-item computes a TM×TN block of C in TM·TN/16 float16 accumulators. Dim 0 walks rows, so
+// neighbouring work-items share one B strip (cache reuse on CPUs such as PoCL); dim 1 = strip; dim 2 = batch.
+// No local memory and no barriers (slow on CPU devices).
 
 #ifndef TM
-#define TM 8        // rows of C per work-item, 1..16: more rows reuse each B strip more, at more registers
+#define TM 12       // rows of C per work-item (the host sets it per device kind)
 #endif
+#ifndef TN
+#define TN 32       // columns of C per work-item: 16 or 32 (TM·TN/16 accumulators must fit in registers)
+#endif
+#define VN (TN / 16)
 #ifndef TRANS_A
 #define TRANS_A 0   // 1: A is stored [k, m] and used transposed
 #endif
@@ -18,65 +23,88 @@
 #endif
 
 #if TRANS_A
-#define A_AT(i, p) A[(p) * lda + (i)]
+#define A_AT(i, p) A[(long)(p) * lda + (i)]
 #else
-#define A_AT(i, p) A[(i) * lda + (p)]
+#define A_AT(i, p) A[(long)(i) * lda + (p)]
 #endif
 #if TRANS_B
-#define B_AT(p, j) B[(j) * ldb + (p)]
+#define B_AT(p, j) B[(long)(j) * ldb + (p)]
 #else
-#define B_AT(p, j) B[(p) * ldb + (j)]
+#define B_AT(p, j) B[(long)(p) * ldb + (j)]
 #endif
 
+// packed[batch][strip][p][c] = op(B)[p, strip·TN + c], 0 past n. Global: (strips·TN, k, batches).
+__kernel void pack_b(const int n, const int k, __global const float* B, const int offB, const int ldb,
+                     const int strideB, __global float* packed)
+{
+    const int j = get_global_id(0), p = get_global_id(1), batch = get_global_id(2);
+    const int strips = get_global_size(0) / TN;
+    B += offB + (long)batch * strideB;
+    const long at = (((long)batch * strips + j / TN) * k + p) * TN + j % TN;
+    packed[at] = j < n ? B_AT(p, j) : 0.0f;
+}
+
+// packedStride: floats between batches of the packed B (0 when every batch shares one B).
 __kernel void gemm(const int m, const int n, const int k, const float alpha,
                    __global const float* A, const int offA, const int lda, const int strideA,
-                   __global const float* B, const int offB, const int ldb, const int strideB,
+                   __global const float* packed, const long packedStride,
                    const float beta,
                    __global float* C, const int offC, const int ldc, const int strideC)
 {
     const int i0 = get_global_id(0) * TM;
-    const int j0 = get_global_id(1) * 16;
+    const int strip = get_global_id(1), j0 = strip * TN;
     const int batch = get_global_id(2);
-    if (i0 >= m || j0 >= n) return;
-    A += offA + batch * strideA;
-    B += offB + batch * strideB;
-    C += offC + batch * strideC;
+    if (i0 >= m) return;
+    A += offA + (long)batch * strideA;
+    C += offC + (long)batch * strideC;
+    __global const float* Bs = packed + batch * packedStride + (long)strip * k * TN;
 
-    float16 acc[TM];
+    float16 acc[TM][VN];
     #pragma unroll
-    for (int t = 0; t < TM; t++) acc[t] = (float16)(0.0f);
+    for (int t = 0; t < TM; t++)
+        #pragma unroll
+        for (int q = 0; q < VN; q++) acc[t][q] = (float16)(0.0f);
 
     const int rows = min(TM, m - i0);
-    const int cols = min(16, n - j0);
-#if TRANS_B
-    const bool interior = false;  // a transposed B strip is strided: always gather
-#else
-    const bool interior = rows == TM && cols == 16;
-#endif
-    if (interior) {
+    if (rows == TM) {
         for (int p = 0; p < k; p++) {
-            const float16 b = vload16(0, B + p * ldb + j0);
+            float16 b[VN];
             #pragma unroll
-            for (int t = 0; t < TM; t++) acc[t] += A_AT(i0 + t, p) * b;
+            for (int q = 0; q < VN; q++) b[q] = vload16(q, Bs + p * TN);
+            #pragma unroll
+            for (int t = 0; t < TM; t++) {
+                const float16 a = (float16)(A_AT(i0 + t, p));
+                #pragma unroll
+                for (int q = 0; q < VN; q++) acc[t][q] = fma(a, b[q], acc[t][q]);
+            }
         }
     } else {
-        float strip[16];
         for (int p = 0; p < k; p++) {
-            for (int c = 0; c < 16; c++) strip[c] = c < cols ? B_AT(p, j0 + c) : 0.0f;
-            const float16 b = vload16(0, strip);
+            float16 b[VN];
             #pragma unroll
-            for (int t = 0; t < TM; t++) acc[t] += (t < rows ? A_AT(i0 + t, p) : 0.0f) * b;
+            for (int q = 0; q < VN; q++) b[q] = vload16(q, Bs + p * TN);
+            #pragma unroll
+            for (int t = 0; t < TM; t++) {
+                const float16 a = (float16)(t < rows ? A_AT(i0 + t, p) : 0.0f);
+                #pragma unroll
+                for (int q = 0; q < VN; q++) acc[t][q] = fma(a, b[q], acc[t][q]);
+            }
         }
     }
 
+    const int cols = min(TN, n - j0);
     for (int t = 0; t < rows; t++) {
-        __global float* c = C + (i0 + t) * ldc + j0;
-        if (cols == 16) {
-            const float16 prior = beta == 0.0f ? (float16)(0.0f) : beta * vload16(0, c);
-            vstore16(alpha * acc[t] + prior, 0, c);
+        __global float* c = C + (long)(i0 + t) * ldc + j0;
+        if (cols == TN) {
+            #pragma unroll
+            for (int q = 0; q < VN; q++) {
+                const float16 prior = beta == 0.0f ? (float16)(0.0f) : beta * vload16(q, c);
+                vstore16(alpha * acc[t][q] + prior, q, c);
+            }
         } else {
-            float out[16];
-            vstore16(acc[t], 0, out);
+            float out[TN];
+            #pragma unroll
+            for (int q = 0; q < VN; q++) vstore16(acc[t][q], q, out);
             for (int j = 0; j < cols; j++) c[j] = alpha * out[j] + (beta == 0.0f ? 0.0f : beta * c[j]);
         }
     }

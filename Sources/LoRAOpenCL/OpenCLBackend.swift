@@ -8,6 +8,8 @@ import LoRARuntime
 enum KernelArgument {
     case tensor(Tensor)
     case int(Int)
+    /// An OpenCL `long` (64-bit), for offsets that may pass 2³¹.
+    case long(Int)
     case float(Float)
 }
 
@@ -206,6 +208,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
                 case .int(let value):
                     var v = Int32(clamping: value)
                     status = api.setKernelArg(kernel.handle, UInt32(index), 4, &v)
+                case .long(let value):
+                    var v = Int64(value)
+                    status = api.setKernelArg(kernel.handle, UInt32(index), 8, &v)
                 case .float(let value):
                     var v = value
                     status = api.setKernelArg(kernel.handle, UInt32(index), 4, &v)

@@ -1,4 +1,4 @@
-// `lora bench gemm|softmax|lora|all`: per case, the median time and GFLOP/s (or GB/s for memory-bound ops), and
+// `lora bench gemm|softmax|lora|ops|all`: per case, the median time and GFLOP/s (or GB/s for memory-bound ops), and
 // with `--compare openblas` OpenBLAS's figure and the ratio ours/OpenBLAS for the same case in the same run.
 // Speed is reported here, never asserted in tests: machines are shared and noisy, so compare ratios.
 import ArgumentParser
@@ -8,12 +8,12 @@ import SwiftLoRA
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure the runtime's ops (median time, GFLOP/s or GB/s).",
-        subcommands: [GEMMBench.self, SoftmaxBench.self, LoRABench.self, AllBench.self])
+        subcommands: [GEMMBench.self, SoftmaxBench.self, LoRABench.self, OpsBench.self, AllBench.self])
 }
 
 struct BenchOptions: ParsableArguments {
     @OptionGroup var device: DeviceOptions
-    @Option(help: "Comma-separated cases: N (square) or MxNxK for gemm, ROWSxCOLS for softmax, TOKENSxWIDTHxRANK for lora.")
+    @Option(help: "Comma-separated cases: N (square) or MxNxK for gemm, ROWSxCOLS for softmax and ops, TOKENSxWIDTHxRANK for lora.")
     var sizes: String?
     @Option(help: "Also measure a peer in the same run and print the ratio ours/peer: openblas.")
     var compare: String?
@@ -134,7 +134,7 @@ struct BenchResult: Encodable {
     var line: String {
         let shape = [m, n, k].allSatisfy({ $0 != nil }) ? "\(m!)x\(n!)x\(k!)"
             : [rows, cols].compactMap { $0 }.map(String.init).joined(separator: "x") + (rank.map { " r=\($0)" } ?? "")
-        var text = "\(op.padding(toLength: 8, withPad: " ", startingAt: 0)) \(shape.padding(toLength: 16, withPad: " ", startingAt: 0))"
+        var text = "\(op.padding(toLength: 9, withPad: " ", startingAt: 0)) \(shape.padding(toLength: 16, withPad: " ", startingAt: 0))"
             + String(format: " %9.3f ms", seconds * 1e3)
         if let gflops { text += String(format: " %8.1f GFLOP/s", gflops) }
         if let gbps { text += String(format: " %8.1f GB/s", gbps) }
@@ -242,8 +242,58 @@ struct LoRABench: ParsableCommand {
     }
 }
 
+struct OpsBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ops",
+        abstract: "The memory-bound training ops (layer norm, GELU, cross-entropy, AdamW, sum of squares); GB/s next to a copy.")
+    /// Activations of gpt2-small at 4×512 tokens, and its logits at 512 tokens.
+    static let defaultSizes = "2048x768,512x50257"
+    @OptionGroup var options: BenchOptions
+
+    func run() throws {
+        let context = try BenchContext(options)
+        for size in try options.cases(defaults: Self.defaultSizes, dimensions: 2, op: "ops") {
+            for result in try Self.measure(rows: size[0], cols: size[1], context) { try context.report(result) }
+        }
+    }
+
+    /// Each op on [rows, cols], with the bytes it must move (in units of the tensor's size) and a copy of the
+    /// same tensor as the peer: ratio = (op GB/s) / (copy GB/s).
+    static func measure(rows: Int, cols: Int, _ context: BenchContext) throws -> [BenchResult] {
+        let backend = context.backend
+        let shape = [rows, cols]
+        let (x, _) = try context.random(shape, seed: 7)
+        let (dy, _) = try context.random(shape, seed: 8)
+        let out = try backend.zeros(shape), out2 = try backend.zeros(shape)
+        let (gamma, _) = try context.random([cols], seed: 9)
+        let (beta, _) = try context.random([cols], seed: 10)
+        let (mean, rstd) = (try backend.zeros([rows]), try backend.zeros([rows]))
+        let targets = try backend.upload((0..<rows).map { Float($0 * 7 % cols) }, shape: [rows])
+        let (losses, result) = (try backend.zeros([rows]), try backend.zeros([1]))
+        let (m, v) = (try backend.zeros(shape), try backend.zeros(shape))
+        try backend.layerNorm(LayerNorm(x: x, gamma: gamma, beta: beta, y: out, mean: mean, rstd: rstd))
+        let cases: [(String, Double, () throws -> Void)] = [
+            ("layernorm", 2, { try backend.layerNorm(LayerNorm(x: x, gamma: gamma, beta: beta, y: out, mean: mean, rstd: rstd)) }),
+            ("ln_bwd", 3, { try backend.layerNormBackward(LayerNormBackward(x: x, gamma: gamma, mean: mean, rstd: rstd, dy: dy, dx: out2)) }),
+            ("gelu", 2, { try backend.gelu(GELU(x: x, y: out)) }),
+            ("gelu_bwd", 3, { try backend.geluBackward(GELUBackward(x: x, dy: dy, dx: out2)) }),
+            ("xent", 2, { try backend.crossEntropy(CrossEntropy(logits: x, targets: targets, losses: losses, dlogits: out2, gradientScale: 0.01)) }),
+            ("adamw", 7, { try backend.adamW(AdamW(parameters: out, gradients: dy, firstMoment: m, secondMoment: v, learningRate: 1e-4, step: 1)) }),
+            ("sumsq", 1, { try backend.reduce(Reduction(.sumOfSquares, of: x, into: result)) }),
+        ]
+        let tensorBytes = Double(rows * cols * MemoryLayout<Float>.size)
+        return try cases.map { name, traffic, body in
+            let (seconds, copy) = try context.medians({ try body(); try backend.synchronize() },
+                                                      { try backend.copy(x, to: out2); try backend.synchronize() })
+            return BenchResult(op: name, device: backend.name, rows: rows, cols: cols, seconds: seconds,
+                               gbps: traffic * tensorBytes / seconds / 1e9, peer: "copy", peerSeconds: copy,
+                               peerGbps: 2 * tensorBytes / copy! / 1e9, ratio: traffic * copy! / (2 * seconds))
+        }
+    }
+}
+
 struct AllBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "all", abstract: "gemm, softmax and lora at their default sizes.")
+    static let configuration = CommandConfiguration(commandName: "all", abstract: "gemm, softmax, lora and ops at their default sizes.")
     @OptionGroup var options: BenchOptions
 
     func validate() throws {
@@ -260,6 +310,9 @@ struct AllBench: ParsableCommand {
         }
         for size in try options.cases(defaults: LoRABench.defaultSizes, dimensions: 3, op: "lora") {
             try context.report(LoRABench.measure(tokens: size[0], width: size[1], rank: size[2], context))
+        }
+        for size in try options.cases(defaults: OpsBench.defaultSizes, dimensions: 2, op: "ops") {
+            for result in try OpsBench.measure(rows: size[0], cols: size[1], context) { try context.report(result) }
         }
     }
 }
