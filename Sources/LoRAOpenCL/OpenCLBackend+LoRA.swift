@@ -1,8 +1,18 @@
-// The OpenCL LoRA low-rank path. Ranks up to LORA_MAX_RANK run as one fused kernel (Kernels/lora.cl): a
-// work-group per row of x computes u = x·Aᵀ into local memory, then y += s·u·Bᵀ, so u never makes a round
-// trip through global memory between the two halves. Larger ranks run as two GEMMs on the device.
+// The OpenCL LoRA low-rank path, two ways. The fused kernel (Kernels/lora.cl): a work-group per row of x
+// computes u = x·Aᵀ into local memory, then y += s·u·Bᵀ, so u never makes a round trip through global memory
+// between the two halves. Or two GEMMs through the packed GEMM kernel. Local memory and barriers are slow on
+// CPU devices (PoCL: the fused kernel ran at ~2.5 GFLOP/s where the GEMMs reach 50-90), so CPU devices and
+// ranks beyond the fused kernel's local memory take the GEMMs; GPUs take the fused kernel.
 // Tunables of the kernel (LORA_MAX_RANK, LORA_WG) are passed with -D from the constants below.
 import LoRARuntime
+
+/// How an OpenCL backend runs the LoRA path.
+public enum LoRAPath: String, Sendable, CaseIterable {
+    /// Kernels/lora.cl, one launch.
+    case fused
+    /// Two GEMMs.
+    case gemm
+}
 
 extension OpenCLBackend {
     /// Largest rank the fused kernel is built for (its local-memory array; `-D LORA_MAX_RANK`).
@@ -11,8 +21,13 @@ extension OpenCLBackend {
     static let fusedLoRAWorkGroup = 64
 
     public func loraProject(_ op: LoRAProjection) throws {
+        try loraProject(op, path: device.kind == .cpu ? .gemm : .fused)
+    }
+
+    /// Runs `op` along a given path (tests compare them); ranks beyond the fused kernel always take the GEMMs.
+    public func loraProject(_ op: LoRAProjection, path: LoRAPath) throws {
         try requireOwned(op)
-        guard op.rank <= Self.fusedLoRAMaxRank else { return try loraProjectWithGEMM(op) }
+        guard path == .fused, op.rank <= Self.fusedLoRAMaxRank else { return try loraProjectWithGEMM(op) }
         let options = "-D LORA_MAX_RANK=\(Self.fusedLoRAMaxRank) -D LORA_WG=\(Self.fusedLoRAWorkGroup)"
         let k = try kernel("lora_forward", file: "lora", options: options)
         let group = min(Self.fusedLoRAWorkGroup, try maxWorkGroupSize(k))
@@ -23,7 +38,7 @@ extension OpenCLBackend {
         ])
     }
 
-    /// The same path as two GEMMs, for ranks beyond the fused kernel's local memory.
+    /// The same path as two GEMMs.
     private func loraProjectWithGEMM(_ op: LoRAProjection) throws {
         let u = try op.u ?? empty([op.rows, op.rank])
         let (n, r) = (op.rows, op.rank)

@@ -58,23 +58,28 @@ struct OpenCLOpsTests {
         #expect(firstMismatch(try run(cl), try run(cpu), atol: 1e-6, rtol: 1e-4) == nil)
     }
 
-    @Test("OpenCL fused LoRA projection (lora.cl) matches the CPU",
+    @Test("OpenCL LoRA projection matches the CPU, fused (lora.cl) and as two GEMMs",
           arguments: [(1, 1, 1, 1), (1, 7, 5, 1), (3, 13, 17, 2), (9, 64, 96, 8), (5, 31, 300, 16), (2, 3, 5, 3), (4, 70, 90, 65), (3, 40, 200, 33), (2, 300, 301, 257)])
     func loraProjection(rows: Int, inF: Int, outF: Int, rank: Int) throws {
+        for path in LoRAPath.allCases { try loraProjection(rows: rows, inF: inF, outF: outF, rank: rank, path: path) }
+    }
+
+    func loraProjection(rows: Int, inF: Int, outF: Int, rank: Int, path: LoRAPath) throws {
         let (xv, av, bv, yv) = (randomValues(rows * inF, seed: 1), randomValues(rank * inF, seed: 2),
                                 randomValues(outF * rank, seed: 3), randomValues(rows * outF, seed: 4))
         func run(_ b: any Backend, saveU: Bool) throws -> ([Float], [Float]) {
             let y = try b.upload(yv, shape: [rows, outF]), u = try b.zeros([rows, rank])
-            try b.loraProject(LoRAProjection(
+            let op = try LoRAProjection(
                 x: b.upload(xv, shape: [rows, inF]), a: b.upload(av, shape: [rank, inF]),
-                b: b.upload(bv, shape: [outF, rank]), scale: 0.75, y: y, u: saveU ? u : nil))
+                b: b.upload(bv, shape: [outF, rank]), scale: 0.75, y: y, u: saveU ? u : nil)
+            if let cl = b as? OpenCLBackend { try cl.loraProject(op, path: path) } else { try b.loraProject(op) }
             return (try y.toArray(), try u.toArray())
         }
         let (expectedY, expectedU) = try run(cpu, saveU: true)
         let (y, u) = try run(cl, saveU: true)
-        #expect(firstMismatch(y, expectedY, atol: 1e-4, rtol: 1e-4) == nil)
-        #expect(firstMismatch(u, expectedU, atol: 1e-4, rtol: 1e-4) == nil)
-        #expect(firstMismatch(try run(cl, saveU: false).0, expectedY, atol: 1e-4, rtol: 1e-4) == nil)
+        #expect(firstMismatch(y, expectedY, atol: 1e-4, rtol: 1e-4) == nil, "\(path)")
+        #expect(firstMismatch(u, expectedU, atol: 1e-4, rtol: 1e-4) == nil, "\(path)")
+        #expect(firstMismatch(try run(cl, saveU: false).0, expectedY, atol: 1e-4, rtol: 1e-4) == nil, "\(path)")
     }
 
     @Test("OpenCL bias add and axpy (elementwise.cl), fill and copy match the CPU")
