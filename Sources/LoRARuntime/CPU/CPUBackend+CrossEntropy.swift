@@ -31,7 +31,7 @@ extension CPUBackend {
         }
         let t = Int(target)
         let targetLogit = x[t]  // read before the gradient may overwrite x
-        let largest = rowMaximum(x, count: classes)
+        let largest = scaledMaximum(x, count: classes, scale: 1)
         // Without a gradient the exponentials still need somewhere to go: this thread's scratch row.
         let e = gradient ?? ThreadScratch.current(.part, floats: classes)
         let sum = exponentiate(x, e, count: classes, scale: 1, shift: largest)
@@ -43,22 +43,5 @@ extension CPUBackend {
             gradient[t] -= scale
         }
         return Foundation.log(sum) + largest - targetLogit
-    }
-
-    /// The largest of `count` floats. (A NaN may be skipped here; it still reaches the sum of exponentials, so a
-    /// row holding NaN gives a NaN loss.)
-    static func rowMaximum(_ x: UnsafeMutablePointer<Float>, count: Int) -> Float {
-        var (m0, m1) = (Vector(repeating: -.infinity), Vector(repeating: -.infinity))
-        let full = count & ~15
-        var j = 0
-        while j + 32 <= full {
-            m0 = maximum(m0, loadVector(x + j))
-            m1 = maximum(m1, loadVector(x + j + 16))
-            j += 32
-        }
-        if j < full { m0 = maximum(m0, loadVector(x + j)) }
-        var largest = horizontalMax(maximum(m0, m1))
-        for j in full..<count { largest = max(largest, x[j]) }
-        return largest
     }
 }

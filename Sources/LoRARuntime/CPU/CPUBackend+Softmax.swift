@@ -3,25 +3,51 @@
 
 extension CPUBackend {
     /// y[row, j] = exp(s·x[j] − max) / Σ over the visible keys; masked entries 0.
+    ///
+    /// Rows are pipelined: the pass that scales row r's exponentials also finds row r+1's maximum. That pass
+    /// is the first to read row r+1 from memory, and sharing it with work on data already in L1 lets the
+    /// loads overlap (a separate max pass stalled on them: half the op's time).
     public func softmax(_ op: Softmax) throws {
         try requireOwned(op)
         let (x, y, cols, scale) = (elements(op.x), elements(op.y), op.cols, op.scale)
         forEachRowRange(rows: op.rows, cols: cols) { rows in
+            guard let first = rows.first else { return }
+            var largest = Self.scaledMaximum(x + first * cols, count: op.visibleCount(row: first), scale: scale)
             for r in rows {
                 let visible = op.visibleCount(row: r)
-                Self.softmaxRow(x + r * cols, y + r * cols, visible: visible, scale: scale)
+                let nextVisible = r + 1 < rows.upperBound ? op.visibleCount(row: r + 1) : 0
+                largest = Self.softmaxRow(x + r * cols, y + r * cols, visible: visible, scale: scale, largest: largest,
+                                          next: x + (r + 1) * cols, nextVisible: nextVisible)
                 (y + r * cols + visible).update(repeating: 0, count: cols - visible)
             }
         }
     }
 
-    /// One row: max, then exp and sum in one pass (written to y), then one scaling pass; all in L1.
-    /// Kept out of line: inlined into the ops' closures, vector code here compiles to split 128-bit halves.
-    static func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, visible: Int, scale: Float) {
-        guard visible > 0 else { return }
-        let vs = Vector(repeating: scale)
+    /// One row from its maximum: exp and sum in one pass (written to y), then the scaling pass, which also
+    /// finds the maximum of the next row's first `nextVisible` entries (returned; −inf when there are none).
+    /// Out of line: inlined into the ops' closures, vector code here compiles to split 128-bit halves.
+    static func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, visible: Int, scale: Float,
+                           largest: Float, next: UnsafeMutablePointer<Float>, nextVisible: Int) -> Float {
+        guard visible > 0 else { return scaledMaximum(next, count: nextVisible, scale: scale) }
+        let sum = exponentiate(x, y, count: visible, scale: scale, shift: largest)
+        let (inverse, vs) = (Vector(repeating: 1 / sum), Vector(repeating: scale))
+        let common = min(visible, nextVisible) & ~15
+        var nextMax = Vector(repeating: -.infinity)
+        for j in stride(from: 0, to: common, by: 16) {
+            storeVector(loadVector(y + j) * inverse, y + j)
+            nextMax = maximum(nextMax, loadVector(next + j) * vs)
+        }
         let full = visible & ~15
-        // Two running maxima halve the dependency chain.
+        for j in stride(from: common, to: full, by: 16) { storeVector(loadVector(y + j) * inverse, y + j) }
+        for j in full..<visible { y[j] *= inverse[0] }
+        return max(horizontalMax(nextMax), scaledMaximum(next + common, count: nextVisible - common, scale: scale))
+    }
+
+    /// The largest scale·x[j] over `count` entries (−inf for none), with two running maxima to halve the
+    /// dependency chain. A NaN may be skipped here; it still reaches the sum of exponentials.
+    static func scaledMaximum(_ x: UnsafeMutablePointer<Float>, count: Int, scale: Float) -> Float {
+        let vs = Vector(repeating: scale)
+        let full = count & ~15
         var (max0, max1) = (Vector(repeating: -.infinity), Vector(repeating: -.infinity))
         var j = 0
         while j + 32 <= full {
@@ -31,11 +57,8 @@ extension CPUBackend {
         }
         if j < full { max0 = maximum(max0, loadVector(x + j) * vs) }
         var largest = horizontalMax(maximum(max0, max1))
-        for j in full..<visible { largest = max(largest, x[j] * scale) }
-        let sum = exponentiate(x, y, count: visible, scale: scale, shift: largest)
-        let inverse = Vector(repeating: 1 / sum)
-        for j in stride(from: 0, to: full, by: 16) { storeVector(loadVector(y + j) * inverse, y + j) }
-        for j in full..<visible { y[j] *= inverse[0] }
+        for j in full..<count { largest = max(largest, x[j] * scale) }
+        return largest
     }
 
     /// dx = s·y⊙(dy − Σ dy⊙y), per row.
