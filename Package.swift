@@ -27,6 +27,7 @@ let package = Package(
         .library(name: "LoRARuntime", targets: ["LoRARuntime"]),
         .library(name: "LoRAOpenCL", targets: ["LoRAOpenCL"]),
         .library(name: "LoRANN", targets: ["LoRANN"]),
+        .library(name: "LoRAFormats", targets: ["LoRAFormats"]),
         .executable(name: "lora", targets: ["lora"]),
     ],
     dependencies: [
@@ -40,8 +41,10 @@ let package = Package(
         .target(name: "LoRAOpenCL", dependencies: ["LoRARuntime"], plugins: ["EmbedKernels"]),
         // Layers: LoRALinear.
         .target(name: "LoRANN", dependencies: ["LoRARuntime"]),
+        // Files: safetensors, JSON values, atomic writes (no device code).
+        .target(name: "LoRAFormats"),
         // Umbrella: re-exports the modules above and chooses the device.
-        .target(name: "SwiftLoRA", dependencies: ["LoRARuntime", "LoRAOpenCL", "LoRANN"]),
+        .target(name: "SwiftLoRA", dependencies: ["LoRARuntime", "LoRAOpenCL", "LoRANN", "LoRAFormats"]),
         .executableTarget(
             name: "lora",
             dependencies: ["SwiftLoRA", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
@@ -55,6 +58,7 @@ let package = Package(
         .testTarget(name: "LoRARuntimeTests", dependencies: ["LoRARuntime", "LoRATestSupport"]),
         .testTarget(name: "LoRAOpenCLTests", dependencies: ["SwiftLoRA", "LoRATestSupport"]),
         .testTarget(name: "LoRANNTests", dependencies: ["SwiftLoRA", "LoRATestSupport"]),
+        .testTarget(name: "LoRAFormatsTests", dependencies: ["LoRAFormats", "LoRATestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

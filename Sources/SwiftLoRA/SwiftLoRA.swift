@@ -1,5 +1,6 @@
 // SwiftLoRA: the umbrella module. `import SwiftLoRA` brings in tensors and backends (LoRARuntime), the OpenCL
-// backend (LoRAOpenCL) and the layers (LoRANN).
+// backend (LoRAOpenCL), the layers (LoRANN) and the file formats (LoRAFormats).
+@_exported import LoRAFormats
 @_exported import LoRANN
 @_exported import LoRAOpenCL
 @_exported import LoRARuntime
