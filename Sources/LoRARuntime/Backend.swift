@@ -54,6 +54,8 @@ public protocol Backend: AnyObject, Sendable {
     func adamW(_ op: AdamW) throws
     /// A whole-tensor sum or sum of squares. See `Reduction`.
     func reduce(_ op: Reduction) throws
+    /// Rows of a table picked by ids. See `EmbeddingLookup`.
+    func embedding(_ op: EmbeddingLookup) throws
 }
 
 /// A validated op description. All its tensors live on `owner`, checked when it was made.

@@ -42,7 +42,11 @@ public struct GEMM: BackendOp {
         try GEMM.check("A", a, rows: transposeA ? k : m, cols: transposeA ? m : k, batch: batch)
         try GEMM.check("B", b, rows: transposeB ? n : k, cols: transposeB ? k : n, batch: batch)
         try GEMM.check("C", c, rows: m, cols: n, batch: batch)
-        if batch > 1 && c.batchStride < (m - 1) * c.ld + n {
+        // Batches of C must not overlap: either one after another, or side by side within each row (attention
+        // heads writing their columns of a [tokens, heads·dim] output).
+        let stacked = c.batchStride >= (m - 1) * c.ld + n
+        let sideBySide = c.batchStride >= n && (batch - 1) * c.batchStride + n <= c.ld
+        if batch > 1 && !stacked && !sideBySide {
             throw LoRAError.invalidArgument("gemm: C's batch stride \(c.batchStride) makes batches overlap")
         }
         try c.tensor.backend.requireOwned("gemm", a.tensor, b.tensor)

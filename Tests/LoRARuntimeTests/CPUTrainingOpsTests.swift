@@ -128,6 +128,48 @@ struct CPUTrainingOpsTests {
         #expect(firstMismatch([try run.reduce(values, .sumOfSquares, accumulate: true)], [squares + 0.5], atol: 1e-4, rtol: 1e-5) == nil)
     }
 
+    @Test("embedding lookup adds token and position rows; a bad id gives a NaN row")
+    func embedding() throws {
+        let (vocab, width) = (11, 37)
+        let tokens: [Float] = [0, 10, 3, 3, 10.5, -1, 11, .nan]
+        let got = try run.embedding(tokens: tokens, vocab: vocab, width: width)
+        let (table, positions) = (randomValues(vocab * width, seed: 33), randomValues(tokens.count * width, seed: 34))
+        for (n, id) in tokens.enumerated() {
+            let row = Array(got[n * width..<(n + 1) * width])
+            if n < 4 {
+                #expect(row == (0..<width).map { table[Int(id) * width + $0] + positions[n * width + $0] }, "row \(n)")
+            } else {
+                #expect(row.allSatisfy { $0.isNaN }, "id \(id)")
+            }
+        }
+    }
+
+    @Test("attention-shaped batched GEMMs (heads side by side in C) match the reference")
+    func headsGEMM() throws {
+        let (t, heads, d) = (7, 3, 5)
+        let width = heads * d
+        let qkv = randomValues(t * 3 * width, seed: 35).map(Double.init)
+        let got = try run.headsGEMM(tokens: t, heads: heads, dim: d)
+        var (scores, out) = ([Double](repeating: 0, count: heads * t * t), [Double](repeating: 0, count: t * width))
+        for h in 0..<heads {
+            for i in 0..<t { for j in 0..<t {
+                scores[(h * t + i) * t + j] = (0..<d).reduce(0) { $0 + qkv[i * 3 * width + h * d + $1] * qkv[j * 3 * width + width + h * d + $1] }
+            } }
+            for i in 0..<t { for c in 0..<d {
+                out[i * width + h * d + c] = (0..<t).reduce(0) { $0 + Double(got.scores[(h * t + i) * t + $1]) * qkv[$1 * 3 * width + 2 * width + h * d + c] }
+            } }
+        }
+        #expect(firstMismatch(got.scores, scores) == nil)
+        #expect(firstMismatch(got.out, out) == nil)
+        // Side-by-side batches that would overlap are still refused.
+        let cpu = CPUBackend.shared
+        let c = try cpu.zeros([t, width])
+        #expect(throws: LoRAError.self) {
+            try GEMM(m: t, n: d + 1, k: d, batch: heads, a: GEMMOperand(cpu.zeros([t, d]), ld: d),
+                     b: GEMMOperand(cpu.zeros([d, d + 1]), ld: d + 1), c: GEMMOperand(c, ld: width, batchStride: d))
+        }
+    }
+
     @Test("training ops give the same bits on 1, 2 and 3 threads")
     func threadCountInvariance() throws {
         let runners = [1, 2, 3].map { TrainingOpRunner(CPUBackend(pool: ThreadPool(threadCount: $0))) }

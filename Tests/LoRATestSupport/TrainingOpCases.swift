@@ -98,4 +98,33 @@ public struct TrainingOpRunner {
         try b.reduce(Reduction(kind, of: b.upload(values, shape: [values.count]), into: result, accumulate: accumulate))
         return try result.toArray()[0]
     }
+
+    /// Token then position embeddings, added: ids `tokens` into a [vocab, width] table `randomValues(seed: 33)`,
+    /// positions 0..<count into a [count, width] table `randomValues(seed: 34)`.
+    public func embedding(tokens: [Float], vocab: Int, width: Int) throws -> [Float] {
+        let b = backend
+        let table = try b.upload(randomValues(vocab * width, seed: 33), shape: [vocab, width])
+        let positions = try b.upload(randomValues(tokens.count * width, seed: 34), shape: [tokens.count, width])
+        let out = try b.empty([tokens.count, width])
+        try b.embedding(EmbeddingLookup(table: table, indices: b.upload(tokens, shape: [tokens.count]), output: out))
+        let order = try b.upload((0..<tokens.count).map(Float.init), shape: [tokens.count])
+        try b.embedding(EmbeddingLookup(table: positions, indices: order, output: out, accumulate: true))
+        return try out.toArray()
+    }
+
+    /// Attention-shaped batched GEMM: per head h, `out[:, h·d..<(h+1)·d] = q_h · k_hᵀ · v_h`-style products where
+    /// q, k, v are column blocks of one [t, 3·heads·d] matrix and the output heads sit side by side in [t, heads·d].
+    /// Returns (scores [heads, t, t], out [t, heads·d]).
+    public func headsGEMM(tokens t: Int, heads: Int, dim d: Int) throws -> (scores: [Float], out: [Float]) {
+        let b = backend, width = heads * d
+        let qkv = try b.upload(randomValues(t * 3 * width, seed: 35), shape: [t, 3 * width])
+        let scores = try b.empty([heads, t, t]), out = try b.empty([t, width])
+        try b.gemm(GEMM(m: t, n: t, k: d, batch: heads, a: GEMMOperand(qkv, ld: 3 * width, batchStride: d),
+                        b: GEMMOperand(qkv, offset: width, ld: 3 * width, batchStride: d), transposeB: true,
+                        c: GEMMOperand(scores, ld: t, batchStride: t * t)))
+        try b.gemm(GEMM(m: t, n: d, k: t, batch: heads, a: GEMMOperand(scores, ld: t, batchStride: t * t),
+                        b: GEMMOperand(qkv, offset: 2 * width, ld: 3 * width, batchStride: d),
+                        c: GEMMOperand(out, ld: width, batchStride: d)))
+        return (try scores.toArray(), try out.toArray())
+    }
 }

@@ -1,0 +1,32 @@
+// Embedding lookup: rows of a table picked by ids (token ids into wte, positions into wpe).
+
+/// `output[n, :] = table[indices[n], :]`, or `+=` when `accumulate` (adding position embeddings to token ones).
+///
+/// table is `[rows, width]`, indices holds N ids stored as floats (exact below 2²⁴), output is `[..., width]`
+/// with N rows. An id that is not an integer in `0..<rows` writes a row of NaN (the check happens on the device),
+/// so a bad token id surfaces as a NaN loss rather than a read outside the table.
+public struct EmbeddingLookup: BackendOp {
+    public var owner: any Backend { table.backend }
+    public let table: Tensor, indices: Tensor, output: Tensor
+    public let accumulate: Bool
+    public let count: Int, width: Int
+
+    public init(table: Tensor, indices: Tensor, output: Tensor, accumulate: Bool = false) throws {
+        try table.backend.requireOwned("embedding", table, indices, output)
+        guard table.rank == 2 else {
+            throw LoRAError.shapeMismatch("embedding: the table must be [rows, width], got \(describe(table.shape))")
+        }
+        let width = table.shape[1]
+        guard output.shape.last == width, output.count == indices.count * width else {
+            throw LoRAError.shapeMismatch("embedding: \(indices.count) ids of width \(width) do not fill output \(describe(output.shape))")
+        }
+        guard table.shape[0] < 1 << 24 else {
+            throw LoRAError.invalidArgument("embedding: \(table.shape[0]) rows cannot be named exactly by float ids (limit 2^24)")
+        }
+        guard output.storage !== table.storage, output.storage !== indices.storage else {
+            throw LoRAError.invalidArgument("embedding: output cannot share storage with the table or the ids")
+        }
+        (self.table, self.indices, self.output, self.accumulate) = (table, indices, output, accumulate)
+        (count, self.width) = (indices.count, width)
+    }
+}
