@@ -28,6 +28,7 @@ let package = Package(
         .library(name: "LoRAOpenCL", targets: ["LoRAOpenCL"]),
         .library(name: "LoRANN", targets: ["LoRANN"]),
         .library(name: "LoRAFormats", targets: ["LoRAFormats"]),
+        .library(name: "LoRAGPT2", targets: ["LoRAGPT2"]),
         .executable(name: "lora", targets: ["lora"]),
     ],
     dependencies: [
@@ -43,8 +44,10 @@ let package = Package(
         .target(name: "LoRANN", dependencies: ["LoRARuntime"]),
         // Files: safetensors, JSON values, atomic writes (no device code).
         .target(name: "LoRAFormats"),
+        // GPT-2 with LoRA, Hugging Face model folders and PEFT adapter folders.
+        .target(name: "LoRAGPT2", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats"]),
         // Umbrella: re-exports the modules above and chooses the device.
-        .target(name: "SwiftLoRA", dependencies: ["LoRARuntime", "LoRAOpenCL", "LoRANN", "LoRAFormats"]),
+        .target(name: "SwiftLoRA", dependencies: ["LoRARuntime", "LoRAOpenCL", "LoRANN", "LoRAFormats", "LoRAGPT2"]),
         .executableTarget(
             name: "lora",
             dependencies: ["SwiftLoRA", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
@@ -59,6 +62,7 @@ let package = Package(
         .testTarget(name: "LoRAOpenCLTests", dependencies: ["SwiftLoRA", "LoRATestSupport"]),
         .testTarget(name: "LoRANNTests", dependencies: ["SwiftLoRA", "LoRATestSupport"]),
         .testTarget(name: "LoRAFormatsTests", dependencies: ["LoRAFormats", "LoRATestSupport"]),
+        .testTarget(name: "LoRAGPT2Tests", dependencies: ["SwiftLoRA", "LoRATestSupport"], exclude: []),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,82 @@
+// GPT-2's loss and backward pass. Only the LoRA parameters receive gradients (they accumulate, as PyTorch's do;
+// `zeroGradients` clears them). Frozen weights pass dx through; the embeddings, being frozen, get nothing, so the
+// first block's input gradient is never formed.
+import LoRANN
+import LoRARuntime
+
+extension GPT2Model {
+    /// Mean next-token cross-entropy of a batch, PyTorch's `labels = input_ids` loss: predictions at positions
+    /// 0..T−2 against ids 1..T−1, averaged over all of them. With `gradients`, also runs backward.
+    public func loss(_ tokens: [[Int]], gradients: Bool = false) throws -> Float {
+        let logits = try forward(tokens)
+        let (batch, length) = (tokens.count, tokens[0].count)
+        guard length >= 2 else { throw LoRAError.invalidArgument("GPT-2 loss: sequences need at least 2 tokens, got \(length)") }
+        let targets = tokens.flatMap { row in (0..<length).map { $0 + 1 < length ? Float(row[$0 + 1]) : -100 } }
+        let n = batch * length
+        let losses = try backend.empty([n]), total = try backend.empty([1])
+        let predictions = batch * (length - 1)
+        try backend.crossEntropy(CrossEntropy(logits: logits, targets: backend.upload(targets, shape: [n]), losses: losses,
+                                              dlogits: gradients ? logits : nil, gradientScale: 1 / Float(predictions)))
+        try backend.reduce(Reduction(.sum, of: losses, into: total))
+        if gradients { try backward(dlogits: logits) }
+        return try total.toArray()[0] / Float(predictions)
+    }
+
+    /// Sets every adapter's gradients to zero.
+    public func zeroGradients() throws { for (_, layer) in loraLayers { try layer.zeroGradients() } }
+
+    /// Backward from the gradient of the loss with respect to the last forward's logits `[N, V]`.
+    public func backward(dlogits: Tensor) throws {
+        guard let saved, let final = saved.final else { throw LoRAError.invalidState("GPT-2: backward before forward") }
+        let dx = try backend.empty(final.x.shape)
+        try backend.layerNormBackward(LayerNormBackward(x: final.x, gamma: lnF.gamma, mean: final.mean, rstd: final.rstd,
+                                                        dy: backend.matmul(dlogits, lmHead), dx: dx))
+        for (index, block) in blocks.enumerated().reversed() {
+            try backward(block, saved.layers[index], dx: dx, batch: saved.batch, length: saved.length, needsInput: index > 0)
+        }
+    }
+
+    /// Turns dx (the gradient at the block's output) into the gradient at its input, in place.
+    private func backward(_ block: Block, _ a: LayerActivations, dx: Tensor, batch: Int, length: Int, needsInput: Bool) throws {
+        // MLP branch: out = middle + mlpOut(gelu(fc(ln_2(middle)))).
+        let dActivated = try block.mlpOut.backward(dx)
+        try backend.geluBackward(GELUBackward(x: a.preActivation, dy: dActivated, dx: dActivated))
+        let dh2 = try block.fc.backward(dActivated)
+        try backend.layerNormBackward(LayerNormBackward(x: a.middle, gamma: block.ln2.gamma, mean: a.mean2, rstd: a.rstd2,
+                                                        dy: dh2, dx: dx, accumulate: true))
+        // Attention branch: middle = input + attentionOut(attention(ln_1(input))).
+        let dContext = try block.attentionOut.backward(dx)
+        let dqkv = try attentionBackward(a, dContext: dContext, batch: batch, length: length)
+        let dh1 = try block.attention.backward(dqkv)
+        guard needsInput else { return }
+        try backend.layerNormBackward(LayerNormBackward(x: a.input, gamma: block.ln1.gamma, mean: a.mean1, rstd: a.rstd1,
+                                                        dy: dh1, dx: dx, accumulate: true))
+    }
+
+    /// dqkv `[N, 3C]` from the context's gradient `[N, C]`:
+    /// ```
+    /// dP = dCtx·vᵀ, dv = Pᵀ·dCtx, dS = softmax′(P, dP)·scale, dq = dS·k, dk = dSᵀ·q   (per sequence and head)
+    /// ```
+    private func attentionBackward(_ a: LayerActivations, dContext: Tensor, batch: Int, length t: Int) throws -> Tensor {
+        let (c, h, d) = (config.width, config.heads, config.headDim)
+        let dqkv = try backend.empty(a.qkv.shape)
+        let dScores = try backend.empty(a.probabilities.shape)
+        for b in 0..<batch {
+            let dctx = GEMMOperand(dContext, offset: b * t * c, ld: c, batchStride: d)
+            let p = GEMMOperand(a.probabilities, offset: b * h * t * t, ld: t, batchStride: t * t)
+            try backend.gemm(GEMM(m: t, n: t, k: d, batch: h, a: dctx, b: head(a.qkv, b, length: t, part: 2), transposeB: true,
+                                  c: GEMMOperand(dScores, offset: b * h * t * t, ld: t, batchStride: t * t)))
+            try backend.gemm(GEMM(m: t, n: d, k: t, batch: h, a: p, transposeA: true, b: dctx,
+                                  c: head(dqkv, b, length: t, part: 2)))
+        }
+        try backend.softmaxBackward(SoftmaxBackward(y: a.probabilities, dy: dScores, dx: dScores, scale: attentionScale))
+        for b in 0..<batch {
+            let ds = GEMMOperand(dScores, offset: b * h * t * t, ld: t, batchStride: t * t)
+            try backend.gemm(GEMM(m: t, n: d, k: t, batch: h, a: ds, b: head(a.qkv, b, length: t, part: 1),
+                                  c: head(dqkv, b, length: t, part: 0)))
+            try backend.gemm(GEMM(m: t, n: d, k: t, batch: h, a: ds, transposeA: true, b: head(a.qkv, b, length: t, part: 0),
+                                  c: head(dqkv, b, length: t, part: 1)))
+        }
+        return dqkv
+    }
+}

@@ -1,0 +1,193 @@
+// GPT-2 (the language model: transformer + tied LM head) on any backend, built from the runtime's ops, with
+// LoRA adapters on the modules a LoRAConfig selects. Forward saves what backward needs; backward gives
+// gradients to the LoRA parameters only (frozen weights pass dx through and get none).
+//
+// Shapes: B sequences of T tokens, N = B·T rows, C = width, H heads of D = C/H, V = vocab.
+import Foundation
+import LoRAFormats
+import LoRANN
+import LoRARuntime
+
+/// A GPT-2 language model on one backend.
+public final class GPT2Model {
+    public let config: GPT2Config
+    public let backend: any Backend
+    let wte: Tensor, wpe: Tensor, lnF: (gamma: Tensor, beta: Tensor)
+    /// The output projection `[V, C]`: `wte` itself unless the checkpoint has its own `lm_head.weight`.
+    let lmHead: Tensor
+    let blocks: [Block]
+    /// The adapters' settings, once `applyLoRA` ran.
+    public private(set) var loraConfig: LoRAConfig?
+    var saved: Saved?
+
+    final class Block {
+        let ln1: (gamma: Tensor, beta: Tensor), ln2: (gamma: Tensor, beta: Tensor)
+        let attention: Projection, attentionOut: Projection, fc: Projection, mlpOut: Projection
+
+        init(_ i: Int, _ t: (String) throws -> Tensor) throws {
+            let p = "h.\(i)."
+            ln1 = (try t(p + "ln_1.weight"), try t(p + "ln_1.bias"))
+            ln2 = (try t(p + "ln_2.weight"), try t(p + "ln_2.bias"))
+            func projection(_ module: String) throws -> Projection {
+                Projection(name: "transformer." + p + module, weight: try t(p + module + ".weight"), bias: try t(p + module + ".bias"))
+            }
+            (attention, attentionOut) = (try projection("attn.c_attn"), try projection("attn.c_proj"))
+            (fc, mlpOut) = (try projection("mlp.c_fc"), try projection("mlp.c_proj"))
+        }
+
+        var projections: [Projection] { [attention, attentionOut, fc, mlpOut] }
+    }
+
+    /// What one forward keeps for backward.
+    struct Saved {
+        let batch: Int, length: Int
+        var layers: [LayerActivations] = []
+        var final: (x: Tensor, mean: Tensor, rstd: Tensor)?
+        var logits: Tensor?
+    }
+
+    struct LayerActivations {
+        let input: Tensor, mean1: Tensor, rstd1: Tensor, qkv: Tensor, probabilities: Tensor
+        let middle: Tensor, mean2: Tensor, rstd2: Tensor, preActivation: Tensor
+    }
+
+    /// Loads a Hugging Face GPT-2 folder (config.json, model.safetensors) onto `backend`.
+    public convenience init(folder: String, backend: any Backend) throws {
+        try self.init(checkpoint: try GPT2Checkpoint.load(folder: folder), backend: backend)
+    }
+
+    init(checkpoint: GPT2Checkpoint, backend: any Backend) throws {
+        (config, self.backend) = (checkpoint.config, backend)
+        func t(_ name: String) throws -> Tensor {
+            let (shape, values) = checkpoint.tensors[name]!
+            return try backend.upload(values, shape: shape)
+        }
+        (wte, wpe, lnF) = (try t("wte.weight"), try t("wpe.weight"), (try t("ln_f.weight"), try t("ln_f.bias")))
+        lmHead = checkpoint.tensors["lm_head.weight"] == nil ? wte : try t("lm_head.weight")
+        blocks = try (0..<config.layers).map { try Block($0, t) }
+    }
+
+    /// Every linear module, by PEFT's name (`transformer.h.N.attn.c_attn`, ...).
+    public var projections: [Projection] { blocks.flatMap(\.projections) }
+
+    /// The adapters, by module name.
+    public var loraLayers: [(name: String, layer: LoRALinear)] {
+        projections.compactMap { p in p.lora.map { (p.name, $0) } }
+    }
+
+    /// Puts a fresh adapter (A initialized as PEFT does, B = 0) on every module `lora` selects.
+    public func applyLoRA(_ lora: LoRAConfig, seed: UInt64 = 0) throws {
+        guard loraConfig == nil else { throw LoRAConfigError("this model already has adapters") }
+        guard lora.rank >= 1 else { throw LoRAConfigError("r = \(lora.rank) must be at least 1") }
+        guard (0..<1).contains(lora.dropout) else { throw LoRAConfigError("lora_dropout \(lora.dropout) must lie in [0, 1)") }
+        var matched = 0
+        for (index, p) in projections.enumerated() where try lora.matches(p.name) {
+            p.lora = try LoRALinear(weight: p.weight, bias: p.bias, layout: .inOut, rank: lora.rank, alpha: lora.alpha,
+                                    useRSLoRA: lora.useRSLoRA, initialization: lora.gaussianInit ? .gaussian : .kaimingUniform,
+                                    seed: seed &+ UInt64(index))
+            matched += 1
+        }
+        guard matched > 0 else {
+            throw LoRAConfigError("target_modules \(lora.targets) match no module of this GPT-2 (modules: "
+                + "attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj in each of h.0...h.\(config.layers - 1))")
+        }
+        loraConfig = lora
+    }
+
+    // MARK: - Forward
+
+    /// Logits `[B·T, V]` for B sequences of T token ids each; saves what `backward` needs.
+    public func forward(_ tokens: [[Int]]) throws -> Tensor {
+        let (batch, length) = try checkTokens(tokens)
+        let n = batch * length
+        let ids = try backend.upload(tokens.joined().map(Float.init), shape: [n])
+        let positions = try backend.upload((0..<n).map { Float($0 % length) }, shape: [n])
+        var x = try backend.empty([n, config.width])
+        try backend.embedding(EmbeddingLookup(table: wte, indices: ids, output: x))
+        try backend.embedding(EmbeddingLookup(table: wpe, indices: positions, output: x, accumulate: true))
+        var saved = Saved(batch: batch, length: length)
+        for block in blocks {
+            let (next, layer) = try forward(block, x, batch: batch, length: length)
+            saved.layers.append(layer)
+            x = next
+        }
+        let (h, mean, rstd) = try layerNorm(x, lnF)
+        let logits = try backend.matmul(h, lmHead, transposeB: true)
+        saved.final = (x, mean, rstd)
+        saved.logits = logits
+        self.saved = saved
+        return logits
+    }
+
+    /// (B, T) after checking the batch: equal lengths, T within the model's positions, ids within the vocab.
+    func checkTokens(_ tokens: [[Int]]) throws -> (Int, Int) {
+        guard let length = tokens.first?.count, length > 0 else { throw LoRAError.invalidArgument("GPT-2: an empty batch") }
+        guard tokens.allSatisfy({ $0.count == length }) else {
+            throw LoRAError.shapeMismatch("GPT-2: sequences differ in length (\(Set(tokens.map(\.count)).sorted()))")
+        }
+        guard length <= config.positions else {
+            throw LoRAError.invalidArgument("GPT-2: \(length) tokens exceed the model's \(config.positions) positions")
+        }
+        if let bad = tokens.joined().first(where: { !(0..<config.vocabSize).contains($0) }) {
+            throw LoRAError.invalidArgument("GPT-2: token id \(bad) is outside the vocabulary 0..<\(config.vocabSize)")
+        }
+        return (tokens.count, length)
+    }
+
+    private func layerNorm(_ x: Tensor, _ p: (gamma: Tensor, beta: Tensor)) throws -> (Tensor, Tensor, Tensor) {
+        let rows = x.shape[0]
+        let (y, mean, rstd) = (try backend.empty(x.shape), try backend.empty([rows]), try backend.empty([rows]))
+        try backend.layerNorm(LayerNorm(x: x, gamma: p.gamma, beta: p.beta, y: y, mean: mean, rstd: rstd,
+                                        epsilon: config.layerNormEpsilon))
+        return (y, mean, rstd)
+    }
+
+    /// x + attn(ln_1(x)), then + mlp(ln_2(·)).
+    private func forward(_ block: Block, _ x: Tensor, batch: Int, length: Int) throws -> (Tensor, LayerActivations) {
+        let (h1, mean1, rstd1) = try layerNorm(x, block.ln1)
+        let qkv = try block.attention.forward(h1)
+        let (probabilities, context) = try attention(qkv, batch: batch, length: length)
+        let middle = try residual(x, try block.attentionOut.forward(context))
+        let (h2, mean2, rstd2) = try layerNorm(middle, block.ln2)
+        let preActivation = try block.fc.forward(h2)
+        let activated = try backend.empty(preActivation.shape)
+        try backend.gelu(GELU(x: preActivation, y: activated))
+        let output = try residual(middle, try block.mlpOut.forward(activated))
+        return (output, LayerActivations(input: x, mean1: mean1, rstd1: rstd1, qkv: qkv, probabilities: probabilities,
+                                         middle: middle, mean2: mean2, rstd2: rstd2, preActivation: preActivation))
+    }
+
+    /// x + branch, in a new tensor.
+    private func residual(_ x: Tensor, _ branch: Tensor) throws -> Tensor {
+        let sum = try backend.empty(x.shape)
+        try backend.copy(x, to: sum)
+        try backend.axpy(Axpy(alpha: 1, x: branch, y: sum))
+        return sum
+    }
+
+    var attentionScale: Float { config.scaleAttentionWeights ? 1 / Float(config.headDim).squareRoot() : 1 }
+
+    /// Causal self-attention over qkv `[N, 3C]` (q, k, v side by side, heads within each): returns the
+    /// probabilities `[B, H, T, T]` and the context `[N, C]` (heads side by side).
+    private func attention(_ qkv: Tensor, batch: Int, length t: Int) throws -> (Tensor, Tensor) {
+        let (c, h, d) = (config.width, config.heads, config.headDim)
+        let scores = try backend.empty([batch, h, t, t])
+        let context = try backend.empty([batch * t, c])
+        for b in 0..<batch {
+            try backend.gemm(GEMM(m: t, n: t, k: d, batch: h, a: head(qkv, b, length: t, part: 0), b: head(qkv, b, length: t, part: 1),
+                                  transposeB: true, c: GEMMOperand(scores, offset: b * h * t * t, ld: t, batchStride: t * t)))
+        }
+        try backend.softmax(Softmax(x: scores, y: scores, scale: attentionScale, causal: true))
+        for b in 0..<batch {
+            try backend.gemm(GEMM(m: t, n: d, k: t, batch: h, a: GEMMOperand(scores, offset: b * h * t * t, ld: t, batchStride: t * t),
+                                  b: head(qkv, b, length: t, part: 2), c: GEMMOperand(context, offset: b * t * c, ld: c, batchStride: d)))
+        }
+        return (scores, context)
+    }
+
+    /// The heads of q (part 0), k (1) or v (2) of sequence b in a `[N, 3C]` tensor, as a batch of `[T, D]` matrices.
+    func head(_ qkv: Tensor, _ b: Int, length t: Int, part: Int) -> GEMMOperand {
+        let c = config.width
+        return GEMMOperand(qkv, offset: b * t * 3 * c + part * c, ld: 3 * c, batchStride: config.headDim)
+    }
+}

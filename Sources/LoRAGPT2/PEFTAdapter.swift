@@ -1,0 +1,129 @@
+// PEFT adapter folders: adapter_config.json + adapter_model.safetensors, with PEFT's key names
+// (`base_model.model.transformer.h.N.attn.c_attn.lora_A.weight` [r, in], `lora_B.weight` [out, r]). Settings this
+// project does not implement (DoRA, bias training, modules_to_save, per-module ranks, ...) are refused by field name.
+import Foundation
+import LoRAFormats
+import LoRARuntime
+
+/// Reading and writing PEFT LoRA adapters for a GPT-2 model.
+public enum PEFTAdapter {
+    /// The key prefix PEFT gives a causal LM's modules.
+    static let keyPrefix = "base_model.model."
+
+    /// Reads `folder/adapter_config.json`.
+    public static func readConfig(folder: String) throws -> LoRAConfig {
+        let path = folder + "/adapter_config.json"
+        guard let data = FileManager.default.contents(atPath: path) else { throw FormatError.io(path: path, reason: "cannot be read") }
+        guard let root = (try? JSONValue.parse(data))?.objectValue else { throw FormatError.invalid(path: path, reason: "not a JSON object") }
+        return try config(from: root, path: path)
+    }
+
+    static func config(from root: [String: JSONValue], path: String) throws -> LoRAConfig {
+        func invalid(_ reason: String) -> FormatError { .invalid(path: path, reason: reason) }
+        func unsupported(_ reason: String) -> FormatError { .unsupported(path: path, reason: reason) }
+        guard root["peft_type"]?.stringValue == "LORA" else {
+            throw unsupported("peft_type \(root["peft_type"].map { $0.serialized() } ?? "(missing)"): only LORA adapters are supported")
+        }
+        // Fields that change the math in ways not implemented here: refused unless at their no-op value.
+        let inactive: [String: (JSONValue) -> Bool] = [
+            "use_dora": { $0 == .bool(false) || $0 == .null },
+            "lora_bias": { $0 == .bool(false) || $0 == .null },
+            "bias": { $0 == .string("none") || $0 == .null },
+            "modules_to_save": { $0 == .null || $0 == .array([]) },
+            "rank_pattern": { $0 == .null || $0 == .object([:]) },
+            "alpha_pattern": { $0 == .null || $0 == .object([:]) },
+            "layers_to_transform": { $0 == .null },
+            "layer_replication": { $0 == .null },
+            "exclude_modules": { $0 == .null || $0 == .array([]) },
+            "target_parameters": { $0 == .null || $0 == .array([]) },
+            "trainable_token_indices": { $0 == .null },
+            "use_qalora": { $0 == .bool(false) || $0 == .null },
+            "alora_invocation_tokens": { $0 == .null },
+        ]
+        for (field, isInactive) in inactive.sorted(by: { $0.key < $1.key }) {
+            if let value = root[field], !isInactive(value) { throw unsupported("\(field) = \(value.serialized()) is not supported") }
+        }
+        if let task = root["task_type"], task != .null, task != .string("CAUSAL_LM") {
+            throw unsupported("task_type \(task.serialized()) (supported: CAUSAL_LM)")
+        }
+        guard let rank = root["r"]?.intValue, rank >= 1 else { throw invalid("r must be a positive integer") }
+        guard let alpha = root["lora_alpha"]?.doubleValue, alpha.isFinite else { throw invalid("lora_alpha must be a number") }
+        let targets: LoRAConfig.Targets
+        switch root["target_modules"] {
+        case .string(let pattern): targets = .pattern(pattern)
+        case .array(let items):
+            let names = items.compactMap(\.stringValue)
+            guard names.count == items.count, !names.isEmpty else { throw invalid("target_modules must be a list of names or a string") }
+            targets = .names(names)
+        default: throw invalid("target_modules must be a list of names or a string")
+        }
+        let dropout = root["lora_dropout"]?.doubleValue ?? 0
+        guard (0..<1).contains(dropout) else { throw invalid("lora_dropout \(dropout) must lie in [0, 1)") }
+        let rslora = root["use_rslora"].map { $0 == .null ? false : $0.boolValue } ?? false
+        guard let rslora else { throw invalid("use_rslora must be a boolean") }
+        let gaussian: Bool
+        switch root["init_lora_weights"] ?? .bool(true) {
+        case .bool: gaussian = false
+        case .string("gaussian"): gaussian = true
+        case let other: throw unsupported("init_lora_weights = \(other.serialized()) (supported: true, false, \"gaussian\")")
+        }
+        return LoRAConfig(rank: rank, alpha: Float(alpha), targets: targets, dropout: Float(dropout),
+                          useRSLoRA: rslora, gaussianInit: gaussian)
+    }
+
+    /// adapter_config.json's contents for `config`, with the fields PEFT needs to load it.
+    static func configJSON(_ config: LoRAConfig) -> JSONValue {
+        let targets: JSONValue = switch config.targets {
+        case .names(let names): .array(names.map { .string($0) })
+        case .pattern(let pattern): .string(pattern)
+        }
+        return .object([
+            "peft_type": .string("LORA"), "task_type": .string("CAUSAL_LM"), "r": .integer(config.rank),
+            "lora_alpha": config.alpha.rounded() == config.alpha ? .integer(Int(config.alpha)) : .number(Double(config.alpha)),
+            "target_modules": targets, "lora_dropout": .number(Double(config.dropout)), "fan_in_fan_out": .bool(true),
+            "bias": .string("none"), "use_rslora": .bool(config.useRSLoRA), "use_dora": .bool(false),
+            "init_lora_weights": config.gaussianInit ? .string("gaussian") : .bool(true), "inference_mode": .bool(true),
+            "modules_to_save": .null, "base_model_name_or_path": .null, "rank_pattern": .object([:]), "alpha_pattern": .object([:]),
+        ])
+    }
+}
+
+extension GPT2Model {
+    /// Puts the adapter in `folder` on this model: its config selects the modules, its tensors set A and B.
+    /// Every expected key must be present with its shape, and no other key may be.
+    public func loadAdapter(folder: String) throws {
+        let config = try PEFTAdapter.readConfig(folder: folder)
+        let path = folder + "/adapter_model.safetensors"
+        let file = try SafeTensorsFile(path: path)
+        try applyLoRA(config)
+        var expected = Set<String>()
+        for (name, layer) in loraLayers {
+            for (suffix, tensor) in [("lora_A.weight", layer.loraA), ("lora_B.weight", layer.loraB)] {
+                let key = PEFTAdapter.keyPrefix + name + "." + suffix
+                expected.insert(key)
+                guard let entry = file.entries[key] else { throw FormatError.invalid(path: path, reason: "missing '\(key)'") }
+                guard entry.shape == tensor.shape else {
+                    throw FormatError.invalid(path: path, reason: "'\(key)' is \(entry.shape), but r = \(config.rank) on \(name) needs \(tensor.shape)")
+                }
+                try backend.copy(backend.upload(try file.floats(key), shape: tensor.shape), to: tensor)
+            }
+        }
+        if let extra = file.entries.keys.sorted().first(where: { !expected.contains($0) }) {
+            throw FormatError.invalid(path: path, reason: "'\(extra)' belongs to no module the adapter's target_modules select")
+        }
+    }
+
+    /// Writes this model's adapters as a PEFT folder (each file through a temporary name and a rename).
+    public func saveAdapter(folder: String) throws {
+        guard let config = loraConfig else { throw LoRAError.invalidState("GPT-2: no adapter to save") }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        var items: [SafeTensorsWriter.Item] = []
+        for (name, layer) in loraLayers {
+            for (suffix, tensor) in [("lora_A.weight", layer.loraA), ("lora_B.weight", layer.loraB)] {
+                items.append(.float32(PEFTAdapter.keyPrefix + name + "." + suffix, shape: tensor.shape, values: try tensor.toArray()))
+            }
+        }
+        try SafeTensorsWriter.write(items, metadata: ["format": "pt"], to: folder + "/adapter_model.safetensors")
+        try AtomicFile.write(Data((PEFTAdapter.configJSON(config).serialized() + "\n").utf8), to: folder + "/adapter_config.json")
+    }
+}

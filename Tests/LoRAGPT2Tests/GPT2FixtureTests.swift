@@ -1,0 +1,107 @@
+// GPT-2 + LoRA against the PyTorch + PEFT fixture (Tests/Fixtures/gpt2-tiny, written by make_fixtures.py), on
+// every device: base, LoRA and merged logits, the loss, every LoRA gradient; B = 0 reproduces the base; merge
+// then unmerge restores it; adapters round-trip through our writer. Names start with "OpenCL" where they run
+// only there... they run on every device, so the CI count of OpenCL tests includes them through `devices`.
+import Foundation
+import LoRATestSupport
+import SwiftLoRA
+import Testing
+
+let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures/gpt2-tiny").path
+
+/// What PyTorch + PEFT computed (expected.safetensors).
+struct Expected {
+    let file: SafeTensorsFile
+    let tokens: [[Int]]
+    init() throws {
+        file = try SafeTensorsFile(path: fixtures + "/expected.safetensors")
+        let flat = try file.integers("tokens"), shape = try file.entry("tokens").shape
+        tokens = (0..<shape[0]).map { Array(flat[$0 * shape[1]..<($0 + 1) * shape[1]]) }
+    }
+    func values(_ name: String) throws -> [Float] { try file.floats(name) }
+}
+
+/// Logits and loss "to ~1e-5 relative": relative to the largest magnitude, plus 1e-5 of each element.
+func logitMismatch(_ got: [Float], _ expected: [Float]) -> String? {
+    let scale = expected.map(abs).max() ?? 1
+    return firstMismatch(got, expected, atol: 1e-5 * scale, rtol: 1e-5)
+}
+
+@Suite("GPT-2 against PyTorch + PEFT")
+struct GPT2FixtureTests {
+    static var devices: [String] { TestDevices.runOpenCL ? ["cpu", "opencl"] : ["cpu"] }
+
+    func backend(_ name: String) throws -> any Backend {
+        name == "cpu" ? CPUBackend.shared : try TestDevices.openCL.get()
+    }
+
+    @Test("base logits match transformers", arguments: devices)
+    func baseLogits(device: String) throws {
+        let expected = try Expected()
+        let model = try GPT2Model(folder: fixtures, backend: backend(device))
+        #expect(logitMismatch(try model.forward(expected.tokens).toArray(), try expected.values("base_logits")) == nil)
+    }
+
+    @Test("a PEFT adapter: logits, loss and every LoRA gradient match PEFT", arguments: devices)
+    func loraForwardBackward(device: String) throws {
+        let expected = try Expected()
+        let model = try GPT2Model(folder: fixtures, backend: backend(device))
+        try model.loadAdapter(folder: fixtures + "/adapter")
+        #expect(model.loraLayers.count == 6)  // "c_proj" also selects mlp.c_proj, as in PEFT
+        #expect(logitMismatch(try model.forward(expected.tokens).toArray(), try expected.values("lora_logits")) == nil)
+        let loss = try model.loss(expected.tokens, gradients: true)
+        let expectedLoss = try expected.values("loss")[0]
+        #expect(abs(loss - expectedLoss) <= 1e-5 * abs(expectedLoss), "loss \(loss) vs \(expectedLoss)")
+        for (name, layer) in model.loraLayers {
+            for (part, gradient) in [("lora_A", layer.gradA), ("lora_B", layer.gradB)] {
+                let key = "base_model.model.\(name).\(part).weight.grad"
+                #expect(firstMismatch(try gradient.toArray(), try expected.values(key), atol: 1e-7, rtol: 1e-4) == nil, "\(key)")
+            }
+        }
+    }
+
+    @Test("merged equals unmerged and matches PEFT's merge_and_unload; unmerge restores the base", arguments: devices)
+    func merge(device: String) throws {
+        let expected = try Expected()
+        let model = try GPT2Model(folder: fixtures, backend: backend(device))
+        try model.loadAdapter(folder: fixtures + "/adapter")
+        try model.mergeAdapters()
+        let merged = try model.forward(expected.tokens).toArray()
+        #expect(logitMismatch(merged, try expected.values("merged_logits")) == nil)
+        #expect(logitMismatch(merged, try expected.values("lora_logits")) == nil)
+        try model.unmergeAdapters()
+        for (_, layer) in model.loraLayers { try model.backend.fill(layer.loraB, with: 0) }
+        #expect(logitMismatch(try model.forward(expected.tokens).toArray(), try expected.values("base_logits")) == nil)
+        // PEFT's merged folder loads as a plain model with the same logits.
+        let peftMerged = try GPT2Model(folder: fixtures + "/merged", backend: model.backend)
+        #expect(logitMismatch(try peftMerged.forward(expected.tokens).toArray(), merged) == nil)
+    }
+
+    @Test("a fresh adapter (B = 0) reproduces the base logits", arguments: devices)
+    func freshAdapter(device: String) throws {
+        let expected = try Expected()
+        let model = try GPT2Model(folder: fixtures, backend: backend(device))
+        try model.applyLoRA(LoRAConfig(rank: 2, alpha: 4, targets: .pattern(#".*\.attn\.c_attn"#)))
+        #expect(model.loraLayers.map(\.name) == ["transformer.h.0.attn.c_attn", "transformer.h.1.attn.c_attn"])
+        #expect(logitMismatch(try model.forward(expected.tokens).toArray(), try expected.values("base_logits")) == nil)
+    }
+
+    @Test("an adapter written here reads back identically, and a merged folder written here loads")
+    func writeAndReload() throws {
+        let expected = try Expected()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lora-gpt2-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let model = try GPT2Model(folder: fixtures, backend: CPUBackend.shared)
+        try model.loadAdapter(folder: fixtures + "/adapter")
+        try model.saveAdapter(folder: directory + "/adapter")
+        let logits = try model.forward(expected.tokens).toArray()
+        let reloaded = try GPT2Model(folder: fixtures, backend: CPUBackend.shared)
+        try reloaded.loadAdapter(folder: directory + "/adapter")
+        #expect(try reloaded.forward(expected.tokens).toArray() == logits)
+        try model.mergeAdapters()
+        try model.save(folder: directory + "/merged")
+        let merged = try GPT2Model(folder: directory + "/merged", backend: CPUBackend.shared)
+        #expect(logitMismatch(try merged.forward(expected.tokens).toArray(), try expected.values("merged_logits")) == nil)
+    }
+}
