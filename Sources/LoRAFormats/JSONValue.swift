@@ -71,7 +71,8 @@ extension JSONValue {
         }
     }
 
-    static func quote(_ s: String) -> String {
+    /// `s` as a JSON string literal (also for naming odd tokens in messages).
+    public static func quote(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {

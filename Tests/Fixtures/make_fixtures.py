@@ -30,7 +30,7 @@ TOKENIZER_CASES = TEXT + [
 def make_tokenizer():
     from tokenizers import ByteLevelBPETokenizer
     tok = ByteLevelBPETokenizer()
-    tok.train_from_iterator(TEXT * 4, vocab_size=300, min_frequency=2, special_tokens=["<|endoftext|>"])
+    tok.train_from_iterator(TEXT * 4, vocab_size=400, min_frequency=2, special_tokens=["<|endoftext|>"])
     tok.save_model(OUT)
     from transformers import GPT2Tokenizer
     return GPT2Tokenizer(os.path.join(OUT, "vocab.json"), os.path.join(OUT, "merges.txt"))
