@@ -104,18 +104,25 @@ def main():
           f"{len(cases)} tokenizer cases")
 
 
-def check(adapter_dir):
-    """Loads an adapter folder swift-lora wrote into PEFT and compares PEFT's logits with the ones swift-lora
-    saved next to it (expected_logits.safetensors: tokens, logits)."""
+def check(folder):
+    """Loads a folder swift-lora wrote and compares logits. An adapter folder (adapter_config.json) goes into PEFT
+    on the fixture model and is compared with the logits swift-lora saved next to it (expected_logits.safetensors);
+    a model folder (`lora merge` output of the fixture adapter) goes into transformers and is compared with
+    PEFT's merge_and_unload logits."""
     from transformers import GPT2LMHeadModel
-    from peft import PeftModel
-    base = GPT2LMHeadModel.from_pretrained(OUT).eval()
-    model = PeftModel.from_pretrained(base, adapter_dir).eval()
-    saved = load_file(os.path.join(adapter_dir, "expected_logits.safetensors"))
+    expected = load_file(os.path.join(OUT, "expected.safetensors"))
+    if os.path.exists(os.path.join(folder, "adapter_config.json")):
+        from peft import PeftModel
+        model = PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained(OUT).eval(), folder).eval()
+        saved = load_file(os.path.join(folder, "expected_logits.safetensors"))
+        tokens, reference, what = saved["tokens"], saved["logits"], "PEFT"
+    else:
+        model = GPT2LMHeadModel.from_pretrained(folder).eval()
+        tokens, reference, what = expected["tokens"], expected["merged_logits"], "transformers"
     with torch.no_grad():
-        logits = model(saved["tokens"]).logits.reshape(saved["logits"].shape)
-    gap = ((logits - saved["logits"]).abs().max() / saved["logits"].abs().max()).item()
-    print(f"PEFT loaded {adapter_dir}: max relative logit gap to swift-lora {gap:.3g}")
+        logits = model(tokens).logits.reshape(reference.shape)
+    gap = ((logits - reference).abs().max() / reference.abs().max()).item()
+    print(f"{what} loaded {folder}: max relative logit gap {gap:.3g}")
     sys.exit(0 if gap < 1e-5 else 1)
 
 

@@ -104,4 +104,51 @@ struct GPT2FixtureTests {
         let merged = try GPT2Model(folder: directory + "/merged", backend: CPUBackend.shared)
         #expect(logitMismatch(try merged.forward(expected.tokens).toArray(), try expected.values("merged_logits")) == nil)
     }
+
+    /// An adapter made here (rsLoRA, a regex target, non-zero B), written with the logits it gives. With
+    /// LORA_FIXTURE_EXPORT=DIR the folder is kept there for `make_fixtures.py --check DIR` (PEFT loads it and
+    /// compares); the check's last result is recorded in Tests/Fixtures/README.md.
+    @Test("an adapter made here is written with PEFT's names and config, and reads back with the same logits")
+    func exportForPEFT() throws {
+        let expected = try Expected()
+        let keep = ProcessInfo.processInfo.environment["LORA_FIXTURE_EXPORT"]
+        let folder = keep ?? FileManager.default.temporaryDirectory.appendingPathComponent("lora-export-\(UUID().uuidString)").path
+        defer { if keep == nil { try? FileManager.default.removeItem(atPath: folder) } }
+        let model = try GPT2Model(folder: fixtures, backend: CPUBackend.shared)
+        try model.applyLoRA(LoRAConfig(rank: 3, alpha: 5, targets: .pattern(#"transformer\.h\.\d+\.(attn\.c_attn|mlp\.c_fc)"#),
+                                       useRSLoRA: true), seed: 7)
+        #expect(model.loraLayers.count == 4)
+        for (index, (_, layer)) in model.loraLayers.enumerated() {
+            try model.backend.copy(model.backend.upload(randomValues(layer.loraB.count, seed: 40 + UInt64(index)), shape: layer.loraB.shape),
+                                   to: layer.loraB)
+        }
+        try model.saveAdapter(folder: folder)
+        let logits = try model.forward(expected.tokens)
+        try SafeTensorsWriter.write([.int64("tokens", shape: [expected.tokens.count, expected.tokens[0].count], values: Array(expected.tokens.joined())),
+                                     .float32("logits", shape: logits.shape, values: try logits.toArray())],
+                                    to: folder + "/expected_logits.safetensors")
+        let config = try JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: folder + "/adapter_config.json"))).objectValue ?? [:]
+        #expect(config["peft_type"] == .string("LORA") && config["use_rslora"] == .bool(true) && config["r"] == .integer(3))
+        let reloaded = try GPT2Model(folder: fixtures, backend: CPUBackend.shared)
+        try reloaded.loadAdapter(folder: folder)
+        #expect(try reloaded.forward(expected.tokens).toArray() == logits.toArray())
+    }
+
+    @Test("unsupported adapter settings are refused by field name", arguments: [
+        ("use_dora", "true"), ("bias", "\"all\""), ("modules_to_save", "[\"lm_head\"]"), ("rank_pattern", "{\"c_attn\": 8}"),
+        ("peft_type", "\"IA3\""), ("task_type", "\"SEQ_CLS\""), ("layers_to_transform", "[0]"), ("init_lora_weights", "\"pissa\""),
+    ])
+    func refusedAdapterFields(field: String, value: String) throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lora-refuse-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var text = try String(contentsOfFile: fixtures + "/adapter/adapter_config.json", encoding: .utf8)
+        let line = try #require(text.split(separator: "\n").first { $0.contains("\"\(field)\":") })
+        text = text.replacingOccurrences(of: String(line), with: "  \"\(field)\": \(value)" + (line.hasSuffix(",") ? "," : ""))
+        try text.write(toFile: folder + "/adapter_config.json", atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(atPath: fixtures + "/adapter/adapter_model.safetensors", toPath: folder + "/adapter_model.safetensors")
+        let model = try GPT2Model(folder: fixtures, backend: CPUBackend.shared)
+        let error = #expect(throws: FormatError.self) { try model.loadAdapter(folder: folder) }
+        #expect(error?.description.contains(field) == true, "\(String(describing: error))")
+    }
 }
