@@ -18,6 +18,10 @@ public final class GPT2Model {
     let blocks: [Block]
     /// The adapters' settings, once `applyLoRA` ran.
     public private(set) var loraConfig: LoRAConfig?
+    /// Training mode (PyTorch's `model.train()`): the adapters' dropout applies. Off by default.
+    public var training = false {
+        didSet { for (_, layer) in loraLayers { layer.training = training } }
+    }
     var saved: Saved?
 
     final class Block {
@@ -84,7 +88,8 @@ public final class GPT2Model {
         for (index, p) in projections.enumerated() where try lora.matches(p.name) {
             p.lora = try LoRALinear(weight: p.weight, bias: p.bias, layout: .inOut, rank: lora.rank, alpha: lora.alpha,
                                     useRSLoRA: lora.useRSLoRA, initialization: lora.gaussianInit ? .gaussian : .kaimingUniform,
-                                    seed: seed &+ UInt64(index))
+                                    dropout: lora.dropout, seed: seed &+ UInt64(index))
+            p.lora?.training = training
             matched += 1
         }
         guard matched > 0 else {

@@ -2,6 +2,7 @@
 //   y = x·W0ᵀ + b + s·(x·Aᵀ)·Bᵀ,   A [r, in], B [out, r], s = alpha / r (rsLoRA: alpha / √r)
 // x is [..., in] (leading axes are rows), y is [..., out]. W0 is [out, in] like nn.Linear, or [in, out] like
 // GPT-2's Conv1D (PEFT's fan_in_fan_out). Backward gives dx, dA and dB; W0 and b never get a gradient.
+// With dropout p and `training` on, the low-rank path sees dropout(x) (PEFT's lora_dropout), the base path x.
 import LoRARuntime
 
 /// A linear layer with a LoRA adapter.
@@ -40,16 +41,27 @@ public final class LoRALinear {
     public let gradA: Tensor, gradB: Tensor
     /// Whether `s·B·A` is currently folded into `weight`.
     public private(set) var isMerged = false
+    /// PEFT's `lora_dropout`: the probability of dropping an input of the low-rank path while `training`.
+    public let dropout: Float
+    /// Training mode: dropout applies (PyTorch's `model.train()`); off by default, as for inference.
+    public var training = false
 
-    private var savedInput: Tensor?
+    /// What the low-rank path saw in the last forward: x, or dropout(x).
+    private var savedLoRAInput: Tensor?
     private var savedU: Tensor?
+    /// The seed of the last forward's dropout mask (nil when none applied): `Dropout` with it reproduces the mask.
+    public private(set) var lastDropoutSeed: UInt64?
+    /// The seed the next forward's mask will use; advances each forward, and a checkpoint saves it.
+    public var nextDropoutSeed: UInt64
 
     /// - Parameters:
     ///   - weight: the frozen base weight, `[out, in]` or `[in, out]` as `layout` says.
     ///   - rank: r, between 1 and min(in, out).
-    ///   - seed: seeds A's initialization.
+    ///   - dropout: PEFT's `lora_dropout`, applied to the low-rank path's input while `training`.
+    ///   - seed: seeds A's initialization and the dropout masks.
     public init(weight: Tensor, bias: Tensor? = nil, layout: WeightLayout = .outIn, rank: Int, alpha: Float,
-                useRSLoRA: Bool = false, initialization: Initialization = .kaimingUniform, seed: UInt64 = 0) throws {
+                useRSLoRA: Bool = false, initialization: Initialization = .kaimingUniform, dropout: Float = 0,
+                seed: UInt64 = 0) throws {
         guard weight.rank == 2 else {
             throw LoRAError.shapeMismatch("LoRALinear: weight must be a matrix, got \(describe(weight.shape))")
         }
@@ -59,6 +71,7 @@ public final class LoRALinear {
                 "LoRA rank \(rank) must be between 1 and min(in \(inF), out \(outF)) = \(min(inF, outF))")
         }
         guard alpha.isFinite else { throw LoRAError.invalidArgument("LoRA alpha \(alpha) must be finite") }
+        guard dropout >= 0, dropout < 1 else { throw LoRAError.invalidArgument("LoRA dropout \(dropout) must lie in [0, 1)") }
         if let bias, bias.shape != [outF] {
             throw LoRAError.shapeMismatch("LoRALinear: bias is \(describe(bias.shape)) but the layer has \(outF) outputs")
         }
@@ -67,6 +80,7 @@ public final class LoRALinear {
         (self.backend, self.weight, self.bias, self.layout) = (backend, weight, bias, layout)
         (inFeatures, outFeatures, self.rank, self.alpha) = (inF, outF, rank, alpha)
         scale = useRSLoRA ? alpha / Float(rank).squareRoot() : alpha / Float(rank)
+        self.dropout = dropout
         var generator = SeededGenerator(seed: seed)
         let a = switch initialization {
         case .kaimingUniform: generator.uniform(count: rank * inF, bound: 1 / Float(inF).squareRoot())
@@ -76,6 +90,7 @@ public final class LoRALinear {
         loraB = try backend.zeros([outF, rank])
         gradA = try backend.zeros([rank, inF])
         gradB = try backend.zeros([outF, rank])
+        nextDropoutSeed = generator.next()
     }
 
     /// The trainable parameters and their gradients: only A and B, never the base weight.
@@ -93,25 +108,32 @@ public final class LoRALinear {
         let y = try backend.empty([rows, outFeatures])
         try backend.gemm(GEMM(a: x2, b: weight, c: y, transposeB: layout == .outIn))
         if let bias { try backend.addBias(BiasAdd(bias: bias, y: y)) }
+        lastDropoutSeed = nil
+        savedLoRAInput = x2
         if !isMerged {
+            if training && dropout > 0 {
+                let dropped = try backend.empty(x2.shape)
+                try backend.dropout(Dropout(x: x2, y: dropped, probability: dropout, seed: nextDropoutSeed))
+                (savedLoRAInput, lastDropoutSeed) = (dropped, nextDropoutSeed)
+                nextDropoutSeed = nextDropoutSeed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            }
             let u = try backend.empty([rows, rank])
-            try backend.loraProject(LoRAProjection(x: x2, a: loraA, b: loraB, scale: scale, y: y, u: u))
+            try backend.loraProject(LoRAProjection(x: savedLoRAInput!, a: loraA, b: loraB, scale: scale, y: y, u: u))
             savedU = u
         }
-        savedInput = x2
         return try y.reshaped(Array(x.shape.dropLast()) + [outFeatures])
     }
 
     /// Given dy `[..., out]` for the last `forward`, adds dA and dB into `gradA`/`gradB` and returns dx `[..., in]`:
     /// ```
-    /// g = dy·B            [N, r]
-    /// dx = dy·W0 + s·g·A  [N, in]
-    /// dA += s·gᵀ·x        [r, in]
-    /// dB += s·dyᵀ·u       [out, r]
+    /// g = dy·B                     [N, r]
+    /// dx = dy·W0 + D(s·g·A)        [N, in]   D: the forward's dropout mask and scale (identity without dropout)
+    /// dA += s·gᵀ·D(x)              [r, in]
+    /// dB += s·dyᵀ·u                [out, r]
     /// ```
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard !isMerged else { throw LoRAError.invalidState("LoRALinear: backward through a merged layer; unmerge first") }
-        guard let x = savedInput, let u = savedU else {
+        guard let x = savedLoRAInput, let u = savedU else {
             throw LoRAError.invalidState("LoRALinear: backward called before forward")
         }
         let rows = x.shape[0]
@@ -122,7 +144,14 @@ public final class LoRALinear {
         let dx = try backend.empty([rows, inFeatures])
         try backend.gemm(GEMM(a: dy2, b: weight, c: dx, transposeB: layout == .inOut))
         let g = try backend.matmul(dy2, loraB)
-        try backend.gemm(GEMM(a: g, b: loraA, c: dx, alpha: scale, beta: 1))
+        if let seed = lastDropoutSeed {
+            // Dropout's backward is the same mask and scale applied to the gradient.
+            let low = try backend.matmul(g, loraA, alpha: scale)
+            try backend.dropout(Dropout(x: low, y: low, probability: dropout, seed: seed))
+            try backend.axpy(Axpy(alpha: 1, x: low, y: dx))
+        } else {
+            try backend.gemm(GEMM(a: g, b: loraA, c: dx, alpha: scale, beta: 1))
+        }
         try backend.gemm(GEMM(a: g, b: x, c: gradA, transposeA: true, alpha: scale, beta: 1))
         try backend.gemm(GEMM(a: dy2, b: u, c: gradB, transposeA: true, alpha: scale, beta: 1))
         return try dx.reshaped(Array(dy.shape.dropLast()) + [inFeatures])
@@ -156,7 +185,7 @@ public final class LoRALinear {
             try backend.gemm(GEMM(a: loraA, b: loraB, c: weight, transposeA: true, transposeB: true,
                                   alpha: sign * scale, beta: 1))
         }
-        savedInput = nil
+        savedLoRAInput = nil
         savedU = nil
     }
 }

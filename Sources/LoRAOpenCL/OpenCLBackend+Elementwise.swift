@@ -1,4 +1,5 @@
-// OpenCL elementwise ops: fill and copy use the queue's own commands; bias add and axpy are Kernels/elementwise.cl.
+// OpenCL elementwise ops: fill and copy use the queue's own commands; bias add, axpy and dropout are
+// Kernels/elementwise.cl.
 import LoRARuntime
 
 extension OpenCLBackend {
@@ -26,5 +27,14 @@ extension OpenCLBackend {
         try requireOwned(op)
         let k = try kernel("axpy", file: "elementwise")
         try launch(k, global: [op.y.count], [.tensor(op.y), .tensor(op.x), .float(op.alpha), .int(op.y.count)])
+    }
+
+    public func dropout(_ op: Dropout) throws {
+        try requireOwned(op)
+        let k = try kernel("dropout", file: "elementwise")
+        try launch(k, global: [op.x.count], [
+            .tensor(op.x), .tensor(op.y), .uint(op.threshold), .float(op.keepScale),
+            .uint(UInt32(truncatingIfNeeded: op.seed)), .uint(UInt32(truncatingIfNeeded: op.seed >> 32)), .int(op.x.count),
+        ])
     }
 }

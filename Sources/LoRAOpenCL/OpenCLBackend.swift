@@ -10,6 +10,8 @@ enum KernelArgument {
     case int(Int)
     /// An OpenCL `long` (64-bit), for offsets that may pass 2³¹.
     case long(Int)
+    /// An OpenCL `uint`, for bit patterns (hash seeds, thresholds).
+    case uint(UInt32)
     case float(Float)
 }
 
@@ -211,6 +213,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
                 case .long(let value):
                     var v = Int64(value)
                     status = api.setKernelArg(kernel.handle, UInt32(index), 8, &v)
+                case .uint(let value):
+                    var v = value
+                    status = api.setKernelArg(kernel.handle, UInt32(index), 4, &v)
                 case .float(let value):
                     var v = value
                     status = api.setKernelArg(kernel.handle, UInt32(index), 4, &v)

@@ -38,6 +38,8 @@ public protocol Backend: AnyObject, Sendable {
     func addBias(_ op: BiasAdd) throws
     /// `y += alpha·x`. See `Axpy`.
     func axpy(_ op: Axpy) throws
+    /// Inverted dropout with a counter-based mask. See `Dropout`.
+    func dropout(_ op: Dropout) throws
     /// The LoRA low-rank path `u = x·Aᵀ; y += s·u·Bᵀ`. See `LoRAProjection`.
     func loraProject(_ op: LoRAProjection) throws
     /// Layer normalization over the last axis. See `LayerNorm`.

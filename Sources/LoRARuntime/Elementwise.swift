@@ -31,3 +31,44 @@ public struct Axpy: BackendOp {
         (self.alpha, self.x, self.y) = (alpha, x, y)
     }
 }
+
+/// Inverted dropout: `y[i] = x[i] / (1 − p)` where element i is kept, 0 where dropped.
+///
+/// Whether element i is kept depends only on (`seed`, i): a 32-bit integer hash of both compared with p·2³², the
+/// same on every device. So applying the op with the same seed to the output's gradient is its backward, and a
+/// run repeats exactly. `y` may be `x`.
+public struct Dropout: BackendOp {
+    public var owner: any Backend { x.backend }
+    public let x: Tensor, y: Tensor
+    public let probability: Float
+    public let seed: UInt64
+    /// Elements whose hash is below this are dropped: p·2³², rounded.
+    public let threshold: UInt32
+    /// 1 / (1 − p).
+    public let keepScale: Float
+
+    public init(x: Tensor, y: Tensor, probability: Float, seed: UInt64) throws {
+        try x.backend.requireOwned("dropout", x, y)
+        guard x.count == y.count else {
+            throw LoRAError.shapeMismatch("dropout: x \(describe(x.shape)) and y \(describe(y.shape)) differ in size")
+        }
+        guard probability >= 0, probability < 1 else {
+            throw LoRAError.invalidArgument("dropout: probability \(probability) must lie in [0, 1)")
+        }
+        (self.x, self.y, self.probability, self.seed) = (x, y, probability, seed)
+        threshold = UInt32(min(Double(UInt32.max), (Double(probability) * 4_294_967_296).rounded()))
+        keepScale = 1 / (1 - probability)
+    }
+
+    /// The hash that decides element `index` (the kernels repeat it): lowbias32 of the index mixed with the seed.
+    @inlinable public static func hash(_ index: UInt32, seed: UInt64) -> UInt32 {
+        var h = index &* 0x9E37_79B1 &+ UInt32(truncatingIfNeeded: seed)
+        h ^= UInt32(truncatingIfNeeded: seed >> 32)
+        h ^= h >> 16
+        h = h &* 0x7FEB_352D
+        h ^= h >> 15
+        h = h &* 0x846C_A68B
+        h ^= h >> 16
+        return h
+    }
+}

@@ -144,6 +144,49 @@ struct LoRALinearTests {
         #expect(firstMismatch(results[1], results[0], atol: 1e-5, rtol: 1e-4) == nil)
     }
 
+    @Test("OpenCL and CPU: with dropout in training, the low-rank path sees the mask and backward applies it")
+    func dropout() throws {
+        let (n, inF, outF, r) = (LayerFixture.rows, LayerFixture.inF, LayerFixture.outF, 4)
+        for backend in try TestDevices.all() {
+            let w = try backend.upload(fixture.weight, shape: [outF, inF]), bias = try backend.upload(fixture.bias, shape: [outF])
+            let layer = try LoRALinear(weight: w, bias: bias, rank: r, alpha: 7, dropout: 0.4, seed: 5)
+            try backend.copy(backend.upload(Array(fixture.b.prefix(outF * r)), shape: [outF, r]), to: layer.loraB)
+            let x = try backend.upload(fixture.x, shape: [n, inF])
+            // Not training: no mask.
+            let plain = try layer.forward(x).toArray()
+            #expect(layer.lastDropoutSeed == nil)
+            layer.training = true
+            let y = try layer.forward(x).toArray()
+            let seed = try #require(layer.lastDropoutSeed)
+            #expect(y != plain && layer.nextDropoutSeed != seed)
+            let dx = try layer.backward(backend.upload(fixture.dy, shape: [n, outF])).toArray()
+            // Reference in Double from the same mask: D(x) = x·keep/(1 − p).
+            let masked = try backend.empty([n, inF])
+            try backend.dropout(Dropout(x: x, y: masked, probability: 0.4, seed: seed))
+            let xd = try masked.toArray().map(Double.init), a = try layer.loraA.toArray().map(Double.init)
+            let b = Array(fixture.b.prefix(outF * r)).map(Double.init), s = Double(layer.scale)
+            let keep = (0..<(n * inF)).map { Dropout.hash(UInt32($0), seed: seed) >= (try! Dropout(x: x, y: x, probability: 0.4, seed: 0)).threshold }
+            func u(_ i: Int, _ q: Int) -> Double { (0..<inF).reduce(0) { $0 + xd[i * inF + $1] * a[q * inF + $1] } }
+            func g(_ i: Int, _ q: Int) -> Double { (0..<outF).reduce(0) { $0 + Double(fixture.dy[i * outF + $1]) * b[$1 * r + q] } }
+            var (expectedY, expectedDX) = ([Double](), [Double]())
+            for i in 0..<n {
+                for o in 0..<outF {
+                    let base = (0..<inF).reduce(Double(fixture.bias[o])) { $0 + Double(fixture.x[i * inF + $1]) * Double(fixture.weight[o * inF + $1]) }
+                    expectedY.append(base + s * (0..<r).reduce(0) { $0 + u(i, $1) * b[o * r + $1] })
+                }
+                for c in 0..<inF {
+                    let dense = (0..<outF).reduce(0.0) { $0 + Double(fixture.dy[i * outF + $1]) * Double(fixture.weight[$1 * inF + c]) }
+                    let low = s * (0..<r).reduce(0) { $0 + g(i, $1) * a[$1 * inF + c] }
+                    expectedDX.append(dense + (keep[i * inF + c] ? low / 0.6 : 0))
+                }
+            }
+            let expectedDA = (0..<(r * inF)).map { k in s * (0..<n).reduce(0) { $0 + g($1, k / inF) * xd[$1 * inF + k % inF] } }
+            #expect(firstMismatch(y, expectedY, atol: 1e-5, rtol: 1e-4) == nil, "\(backend.name)")
+            #expect(firstMismatch(dx, expectedDX, atol: 1e-5, rtol: 1e-4) == nil, "\(backend.name)")
+            #expect(firstMismatch(try layer.gradA.toArray(), expectedDA, atol: 1e-5, rtol: 1e-4) == nil, "\(backend.name)")
+        }
+    }
+
     @Test("a rank larger than the layer, bad shapes and misuse are clear errors")
     func badInput() throws {
         let cpu = CPUBackend.shared

@@ -85,4 +85,9 @@ struct OpenCLTrainingOpsTests {
         #expect(firstMismatch(heads.scores, reference.scores, atol: 1e-5) == nil)
         #expect(firstMismatch(heads.out, reference.out, atol: 1e-5) == nil)
     }
+
+    @Test("OpenCL dropout (elementwise.cl) drops exactly the CPU's elements", arguments: [Float(0), 0.25, 0.9])
+    func dropout(probability: Float) throws {
+        #expect(try cl.dropout(count: 70_001, probability: probability) == cpu.dropout(count: 70_001, probability: probability))
+    }
 }

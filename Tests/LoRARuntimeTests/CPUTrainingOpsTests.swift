@@ -170,6 +170,22 @@ struct CPUTrainingOpsTests {
         }
     }
 
+    @Test("dropout keeps each element with probability 1 − p, scaled by 1/(1 − p), decided by (seed, index) only",
+          arguments: [Float(0), 0.1, 0.5, 0.9])
+    func dropout(probability: Float) throws {
+        let count = 100_003
+        let x = randomValues(count, seed: 36)
+        let y = try run.dropout(count: count, probability: probability)
+        let dropped = y.indices.filter { y[$0] == 0 && x[$0] != 0 }
+        #expect(abs(Double(dropped.count) / Double(count) - Double(probability)) < 0.01)
+        let op = try Dropout(x: CPUBackend.shared.zeros([1]), y: CPUBackend.shared.zeros([1]), probability: probability, seed: 9)
+        for i in y.indices {
+            let keep = Dropout.hash(UInt32(i), seed: 9) >= op.threshold
+            guard y[i] == (keep ? x[i] * op.keepScale : 0) else { Issue.record("element \(i)"); break }
+        }
+        #expect(try run.dropout(count: 1000, probability: probability) == Array(y.prefix(1000)))
+    }
+
     @Test("training ops give the same bits on 1, 2 and 3 threads")
     func threadCountInvariance() throws {
         let runners = [1, 2, 3].map { TrainingOpRunner(CPUBackend(pool: ThreadPool(threadCount: $0))) }
@@ -179,6 +195,7 @@ struct CPUTrainingOpsTests {
             #expect(try r.layerNorm(rows: 300, cols: 257) == runners[0].layerNorm(rows: 300, cols: 257))
             #expect(try r.layerNormBackward(rows: 300, cols: 257) == runners[0].layerNormBackward(rows: 300, cols: 257))
             #expect(try r.gelu(values).y == runners[0].gelu(values).y)
+            #expect(try r.dropout(count: 300_001, probability: 0.3) == runners[0].dropout(count: 300_001, probability: 0.3))
             #expect(try r.crossEntropy(rows: 300, classes: 500, targets: targets) == runners[0].crossEntropy(rows: 300, classes: 500, targets: targets))
             #expect(try r.adamW(count: 100_000, steps: 2) == runners[0].adamW(count: 100_000, steps: 2))
             #expect(try r.reduce(values, .sumOfSquares) == runners[0].reduce(values, .sumOfSquares))

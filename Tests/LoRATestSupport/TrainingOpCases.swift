@@ -127,4 +127,15 @@ public struct TrainingOpRunner {
                         c: GEMMOperand(out, ld: width, batchStride: d)))
         return (try scores.toArray(), try out.toArray())
     }
+
+    /// Dropout with probability p and seed 9 of `randomValues(seed: 36)`, out of place and then in place.
+    public func dropout(count: Int, probability: Float) throws -> [Float] {
+        let b = backend
+        let x = try b.upload(randomValues(count, seed: 36), shape: [count]), y = try b.empty([count])
+        try b.dropout(Dropout(x: x, y: y, probability: probability, seed: 9))
+        try b.dropout(Dropout(x: x, y: x, probability: probability, seed: 9))
+        let (inPlace, outOfPlace) = (try x.toArray(), try y.toArray())
+        precondition(inPlace == outOfPlace, "in-place dropout differs")
+        return outOfPlace
+    }
 }

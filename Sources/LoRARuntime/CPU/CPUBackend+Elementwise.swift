@@ -1,4 +1,4 @@
-// CPU elementwise ops: fill, copy, bias add, axpy. 16 lanes at a time, chunks split over the pool.
+// CPU elementwise ops: fill, copy, bias add, axpy, dropout. 16 lanes at a time, chunks split over the pool.
 
 extension CPUBackend {
     public func fill(_ tensor: Tensor, with value: Float) throws {
@@ -44,6 +44,40 @@ extension CPUBackend {
                 i += 16
             }
             while i < range.upperBound { y[i] = multiplyAdd(y[i], alpha, x[i]); i += 1 }
+        }
+    }
+
+    /// y = x·mask/(1 − p), the mask from `Dropout.hash`, 16 lanes at a time.
+    public func dropout(_ op: Dropout) throws {
+        try requireOwned(op)
+        let (x, y) = (elements(op.x), elements(op.y))
+        forEachChunk(count: op.x.count) { range in
+            Self.dropoutChunk(x, y, range: range, threshold: op.threshold, scale: op.keepScale, seed: op.seed)
+        }
+    }
+
+    /// Out of line so the integer hash runs as vector code.
+    static func dropoutChunk(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, range: Range<Int>,
+                             threshold: UInt32, scale: Float, seed: UInt64) {
+        let lanes = SIMD16<UInt32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+        let (low, high) = (SIMD16<UInt32>(repeating: UInt32(truncatingIfNeeded: seed)), SIMD16<UInt32>(repeating: UInt32(truncatingIfNeeded: seed >> 32)))
+        var i = range.lowerBound
+        while i + 16 <= range.upperBound {
+            var h = (SIMD16<UInt32>(repeating: UInt32(i)) &+ lanes) &* 0x9E37_79B1 &+ low
+            h ^= high
+            h ^= h &>> 16
+            h = h &* 0x7FEB_352D
+            h ^= h &>> 15
+            h = h &* 0x846C_A68B
+            h ^= h &>> 16
+            var out = loadVector(x + i) * scale
+            out.replace(with: 0, where: h .< SIMD16(repeating: threshold))
+            storeVector(out, y + i)
+            i += 16
+        }
+        while i < range.upperBound {
+            y[i] = Dropout.hash(UInt32(i), seed: seed) < threshold ? 0 : x[i] * scale
+            i += 1
         }
     }
 }
