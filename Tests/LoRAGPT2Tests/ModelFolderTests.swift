@@ -78,4 +78,27 @@ struct ModelFolderTests {
         #expect(throws: LoRAError.self) { try model.loss([[5]]) }
         #expect(throws: (any Error).self) { try model.applyLoRA(LoRAConfig(targets: .names(["wte"]))) }
     }
+
+    @Test("names without the transformer. prefix, an explicit lm_head and the mask buffers load; foreign tensors do not")
+    func variants() throws {
+        let source = try SafeTensorsFile(path: fixtures + "/model.safetensors")
+        var items: [SafeTensorsWriter.Item] = []
+        for name in source.names {
+            items.append(.float32(String(name.dropFirst("transformer.".count)), shape: try source.entry(name).shape,
+                                  values: try source.floats(name)))
+        }
+        let wte = try source.floats("transformer.wte.weight")
+        items.append(.float32("lm_head.weight", shape: [400, 32], values: wte))
+        items.append(.float32("h.0.attn.bias", shape: [1, 1, 32, 32], values: Array(repeating: 1, count: 1024)))
+        try FileManager.default.copyItem(atPath: fixtures + "/config.json", toPath: directory + "/config.json")
+        try SafeTensorsWriter.write(items, to: directory + "/model.safetensors")
+        let expected = try Expected()
+        let model = try GPT2Model(folder: directory, backend: CPUBackend.shared)
+        #expect(logitMismatch(try model.forward(expected.tokens).toArray(), try expected.values("base_logits")) == nil)
+        // A foreign tensor is refused by name.
+        items.append(.float32("score.weight", shape: [2, 32], values: Array(repeating: 0, count: 64)))
+        try SafeTensorsWriter.write(items, to: directory + "/model.safetensors")
+        let error = #expect(throws: FormatError.self) { try GPT2Model(folder: directory, backend: CPUBackend.shared) }
+        #expect(error?.description.contains("score.weight") == true)
+    }
 }
