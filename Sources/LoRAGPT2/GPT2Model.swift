@@ -47,7 +47,6 @@ public final class GPT2Model {
         let batch: Int, length: Int
         var layers: [LayerActivations] = []
         var final: (x: Tensor, mean: Tensor, rstd: Tensor)?
-        var logits: Tensor?
     }
 
     struct LayerActivations {
@@ -119,7 +118,6 @@ public final class GPT2Model {
         let (h, mean, rstd) = try layerNorm(x, lnF)
         let logits = try backend.matmul(h, lmHead, transposeB: true)
         saved.final = (x, mean, rstd)
-        saved.logits = logits
         self.saved = saved
         return logits
     }

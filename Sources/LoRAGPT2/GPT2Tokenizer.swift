@@ -4,6 +4,7 @@
 // are looked up in the vocabulary. Every byte has a symbol, so any UTF-8 text encodes and decodes back exactly.
 import Foundation
 import LoRAFormats
+import LoRARuntime
 
 /// Encodes text to GPT-2 token ids and back.
 public final class GPT2Tokenizer: @unchecked Sendable {
@@ -91,9 +92,9 @@ public final class GPT2Tokenizer: @unchecked Sendable {
     public func decode(_ ids: [Int]) throws -> String {
         var bytes: [UInt8] = []
         for id in ids {
-            guard let symbol = symbols[id] else { throw LoRAConfigError("token id \(id) is not in the vocabulary") }
+            guard let symbol = symbols[id] else { throw LoRAError.invalidArgument("token id \(id) is not in the vocabulary") }
             for character in symbol {
-                guard let byte = Self.symbolBytes[character] else { throw LoRAConfigError("token \(id) holds a character that stands for no byte") }
+                guard let byte = Self.symbolBytes[character] else { throw LoRAError.invalidArgument("token \(id) holds a character that stands for no byte") }
                 bytes.append(byte)
             }
         }
@@ -125,7 +126,7 @@ public final class GPT2Tokenizer: @unchecked Sendable {
             word = merged
         }
         let ids = try word.map { symbol in
-            guard let id = vocabulary[symbol] else { throw LoRAConfigError("the merges produce \(JSONValue.quote(symbol)), which the vocabulary lacks") }
+            guard let id = vocabulary[symbol] else { throw LoRAError.invalidArgument("the merges produce \(JSONValue.quote(symbol)), which the vocabulary lacks") }
             return id
         }
         lock.withLock { cache[piece] = ids }

@@ -108,18 +108,18 @@ public final class LoRALinear {
         let y = try backend.empty([rows, outFeatures])
         try backend.gemm(GEMM(a: x2, b: weight, c: y, transposeB: layout == .outIn))
         if let bias { try backend.addBias(BiasAdd(bias: bias, y: y)) }
-        lastDropoutSeed = nil
-        savedLoRAInput = x2
+        (savedLoRAInput, savedU, lastDropoutSeed) = (nil, nil, nil)
         if !isMerged {
+            var input = x2
             if training && dropout > 0 {
-                let dropped = try backend.empty(x2.shape)
-                try backend.dropout(Dropout(x: x2, y: dropped, probability: dropout, seed: nextDropoutSeed))
-                (savedLoRAInput, lastDropoutSeed) = (dropped, nextDropoutSeed)
+                input = try backend.empty(x2.shape)
+                try backend.dropout(Dropout(x: x2, y: input, probability: dropout, seed: nextDropoutSeed))
+                lastDropoutSeed = nextDropoutSeed
                 nextDropoutSeed = nextDropoutSeed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             }
             let u = try backend.empty([rows, rank])
-            try backend.loraProject(LoRAProjection(x: savedLoRAInput!, a: loraA, b: loraB, scale: scale, y: y, u: u))
-            savedU = u
+            try backend.loraProject(LoRAProjection(x: input, a: loraA, b: loraB, scale: scale, y: y, u: u))
+            (savedLoRAInput, savedU) = (input, u)
         }
         return try y.reshaped(Array(x.shape.dropLast()) + [outFeatures])
     }

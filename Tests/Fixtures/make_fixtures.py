@@ -89,10 +89,14 @@ def main():
         merged_logits = merged(tokens).logits
     merged.save_pretrained(os.path.join(OUT, "merged"), safe_serialization=True)
 
+    train_losses, trained = train_steps(adapter_dir, tokens)
+
     tensors = {"tokens": tokens.to(torch.int64), "base_logits": base_logits.reshape(-1, vocab),
                "lora_logits": out.logits.detach().reshape(-1, vocab), "loss": out.loss.detach().reshape(1),
                "merged_logits": merged_logits.reshape(-1, vocab)}
     tensors.update(grads)
+    tensors["train_losses"] = train_losses
+    tensors.update(trained)
     save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(OUT, "expected.safetensors"))
 
     cases = [{"text": t, "ids": tokenizer.encode(t)} for t in TOKENIZER_CASES]
@@ -102,6 +106,27 @@ def main():
         json.dump(tokens.tolist(), f)
     print(f"wrote {OUT}: vocab {vocab}, loss {out.loss.item():.6f}, {len(grads)} LoRA gradients, "
           f"{len(cases)} tokenizer cases")
+
+
+def train_steps(adapter_dir, tokens, steps=10):
+    """10 AdamW steps (lr 1e-3, weight decay 0.01, constant schedule, no clipping) from the saved adapter on the
+    fixed batch: the loss of each step's forward (before its update) and the adapter after the last step."""
+    from transformers import GPT2LMHeadModel
+    from peft import PeftModel
+    model = PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained(OUT), adapter_dir, is_trainable=True)
+    model.train()  # lora_dropout is 0: train mode changes nothing but is what a trainer runs
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = model(tokens, labels=tokens).loss
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    trained = {"trained." + name.replace(".default", ""): p.detach().clone()
+               for name, p in model.named_parameters() if p.requires_grad}
+    return torch.tensor(losses, dtype=torch.float32), trained
 
 
 def check(folder):

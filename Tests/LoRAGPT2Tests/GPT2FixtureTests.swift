@@ -152,3 +152,27 @@ struct GPT2FixtureTests {
         #expect(error?.description.contains(field) == true, "\(String(describing: error))")
     }
 }
+
+@Suite("Training against PyTorch + PEFT")
+struct TrainingFixtureTests {
+    @Test("10 AdamW steps from the PEFT adapter: every step's loss and the trained adapter match PEFT",
+          arguments: GPT2FixtureTests.devices)
+    func adamWSteps(device: String) throws {
+        let expected = try Expected()
+        let backend: any Backend = device == "cpu" ? CPUBackend.shared : try TestDevices.openCL.get()
+        let model = try GPT2Model(folder: fixtures, backend: backend)
+        try model.loadAdapter(folder: fixtures + "/adapter")
+        model.training = true
+        let optimizer = try Optimizer(.adamw, parameters: model.trainableParameters)
+        let reference = try expected.values("train_losses")
+        for step in 0..<10 {
+            try model.zeroGradients()
+            let loss = try model.loss(expected.tokens, gradients: true)
+            #expect(abs(loss - reference[step]) <= 1e-5 * abs(reference[step]), "step \(step + 1): \(loss) vs \(reference[step])")
+            try optimizer.update(learningRate: 1e-3)
+        }
+        for p in model.trainableParameters {
+            #expect(firstMismatch(try p.value.toArray(), try expected.values("trained." + p.name), atol: 1e-4, rtol: 0) == nil, "\(p.name)")
+        }
+    }
+}
