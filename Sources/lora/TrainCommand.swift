@@ -1,0 +1,214 @@
+// `lora train`: LoRA fine-tuning of a GPT-2 folder on text or token ids, writing a PEFT adapter, metrics.jsonl,
+// loss.svg and (with --checkpoint-every) a checkpoint that --resume continues from.
+import ArgumentParser
+import Foundation
+import SwiftLoRA
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train", abstract: "Fine-tune a GPT-2 model with LoRA; writes a PEFT adapter folder.")
+
+    @Option(help: "A Hugging Face GPT-2 folder (config.json, model.safetensors; vocab.json + merges.txt for --data).")
+    var model: String
+    @Option(help: "UTF-8 training text: tokenized, cut into --seq + 1 windows, shuffled by --seed.")
+    var data: String?
+    @Option(help: "Token ids as `lora eval` takes them; the whole array is the batch at every step.")
+    var tokens: String?
+    @Option(help: "Output folder: the adapter, metrics.jsonl, loss.svg, checkpoint.safetensors.")
+    var out = "lora-out"
+    @Option(help: "Start from this PEFT adapter (its config sets rank, alpha, targets and dropout).")
+    var adapterInit: String?
+    @Option(help: "LoRA rank r.") var rank = 8
+    @Option(help: "LoRA alpha (scale alpha/r).") var alpha: Float = 16
+    @Option(help: "LoRA dropout on the low-rank path's input.") var dropout: Float = 0
+    @Option(help: "Comma-separated target modules, PEFT's matching (a name or its dotted suffix).")
+    var targets = "attn.c_attn,attn.c_proj"
+    @Flag(help: "rsLoRA: scale alpha/√r.") var rslora = false
+    @Option(help: "Updates to run (default: --epochs of --data, else 100).") var steps: Int?
+    @Option(help: "Passes over --data (default 1 when --steps is not given).") var epochs: Int?
+    @Option(help: "Windows per batch (--data).") var batch = 8
+    @Option(help: "Tokens predicted per window (--data); at most the model's positions − 1.") var seq = 128
+    @Option(help: "Peak learning rate.") var lr: Float = 1e-3
+    @Option(help: "constant, linear or cosine (after --warmup linear steps).") var lrSchedule = "constant"
+    @Option(help: "Warmup steps.") var warmup = 0
+    @Option(help: "adamw or sgd.") var optimizer = "adamw"
+    @Option(help: "Decoupled weight decay.") var weightDecay: Float = 0.01
+    @Option(help: "AdamW β₁.") var beta1: Float = 0.9
+    @Option(help: "AdamW β₂.") var beta2: Float = 0.999
+    @Option(help: "AdamW ε.") var eps: Float = 1e-8
+    @Option(help: "Clip the global gradient norm to this (0: off).") var maxGradNorm: Float = 1
+    @Option(help: "Seeds A's initialization, the data order and dropout.") var seed: UInt64 = 0
+    @OptionGroup var device: DeviceOptions
+    @Option(help: "UTF-8 text for eval loss (windows of --seq + 1 tokens).") var evalData: String?
+    @Option(help: "Evaluate every N steps (0: only at the end).") var evalEvery = 0
+    @Option(help: "Write a checkpoint every N steps (0: none).") var checkpointEvery = 0
+    @Flag(help: "Continue from --out's checkpoint.safetensors.") var resume = false
+    @Option(help: "Where the metrics go (default: --out/metrics.jsonl).") var metrics: String?
+    @Flag(help: "Print one JSON summary at the end (and no progress display).") var json = false
+
+    func validate() throws {
+        guard (data == nil) != (tokens == nil) else { throw ValidationError("give exactly one of --data and --tokens") }
+        guard TrainingOptions.Schedule(rawValue: lrSchedule) != nil else { throw ValidationError("--lr-schedule takes constant, linear or cosine") }
+        guard Optimizer.Kind(rawValue: optimizer) != nil else { throw ValidationError("--optimizer takes adamw or sgd") }
+        guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be positive") }
+        guard batch >= 1, seq >= 1, warmup >= 0, evalEvery >= 0, checkpointEvery >= 0 else {
+            throw ValidationError("--batch and --seq must be at least 1; --warmup, --eval-every, --checkpoint-every at least 0")
+        }
+        if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
+        if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
+        if steps != nil && epochs != nil { throw ValidationError("give --steps or --epochs, not both") }
+        if evalEvery > 0 && evalData == nil { throw ValidationError("--eval-every needs --eval-data") }
+    }
+
+    func run() throws {
+        let backend = try device.select(announce: !json)
+        let gpt2 = try GPT2Model(folder: model, backend: backend)
+        guard seq + 1 <= gpt2.config.positions || tokens != nil else {
+            throw ValidationError("--seq \(seq) needs windows of \(seq + 1) tokens, beyond the model's \(gpt2.config.positions) positions")
+        }
+        if let adapterInit { try gpt2.loadAdapter(folder: adapterInit) } else {
+            try gpt2.applyLoRA(LoRAConfig(rank: rank, alpha: alpha, targets: .names(targets.split(separator: ",").map(String.init)),
+                                          dropout: dropout, useRSLoRA: rslora), seed: seed)
+        }
+        let trainingData = try loadData(gpt2)
+        var options = TrainingOptions(steps: steps ?? (epochs.map { $0 * trainingData.batchesPerEpoch }
+            ?? (tokens != nil ? 100 : trainingData.batchesPerEpoch)))
+        (options.learningRate, options.schedule, options.warmup) = (lr, TrainingOptions.Schedule(rawValue: lrSchedule)!, warmup)
+        (options.optimizer, options.weightDecay, options.beta1, options.beta2, options.epsilon) =
+            (Optimizer.Kind(rawValue: optimizer)!, weightDecay, beta1, beta2, eps)
+        (options.maxGradNorm, options.evalEvery, options.checkpointEvery) = (maxGradNorm, evalEvery, checkpointEvery)
+        let evalWindows = try evalData.map { try windows(of: $0, gpt2) }
+        let trainer = try Trainer(model: gpt2, data: trainingData, evalData: evalWindows, options: options)
+        try TrainingRun(command: self, trainer: trainer).execute()
+    }
+
+    func loadData(_ gpt2: GPT2Model) throws -> TrainingData {
+        if let tokens { return try TrainingData(fixedBatch: EvalCommand.readTokens(tokens)) }
+        let ids = try tokenize(data!)
+        return try TrainingData(stream: ids, seq: seq, batch: batch, seed: seed)
+    }
+
+    func tokenize(_ path: String) throws -> [Int] {
+        guard let bytes = FileManager.default.contents(atPath: path) else { throw ValidationError("\(path): cannot be read") }
+        guard let text = String(data: bytes, encoding: .utf8) else { throw ValidationError("\(path): not UTF-8 text") }
+        guard !text.isEmpty else { throw ValidationError("\(path) is empty") }
+        return try GPT2Tokenizer(folder: model).encode(text)
+    }
+
+    func windows(of path: String, _ gpt2: GPT2Model) throws -> [[Int]] {
+        try TrainingData(stream: tokenize(path), seq: seq, batch: batch, seed: 0).windows
+    }
+}
+
+/// One run's files and display: metrics lines, checkpoints, the progress line, the adapter, the plot.
+struct TrainingRun {
+    let command: TrainCommand
+    let trainer: Trainer
+
+    var checkpointPath: String { command.out + "/checkpoint.safetensors" }
+    var metricsPath: String { command.metrics ?? command.out + "/metrics.jsonl" }
+
+    func execute() throws {
+        try FileManager.default.createDirectory(atPath: command.out, withIntermediateDirectories: true)
+        var history = try prepareMetrics()
+        let options = trainer.options
+        let counts = (trained: trainer.model.trainableParameters.reduce(0) { $0 + $1.value.count }, total: totalParameters())
+        if !command.json {
+            print(String(format: "training %d of %d parameters (%.3f%%), %d steps from step %d", counts.trained, counts.total,
+                         100 * Double(counts.trained) / Double(counts.total), options.steps, trainer.step))
+        }
+        let metrics = try openMetrics()
+        defer { try? metrics.close() }
+        let progress = command.json ? nil : Progress(total: options.steps)
+        var speeds: [Double] = []
+        while trainer.step < options.steps {
+            var record: StepRecord
+            do { record = try trainer.trainStep() } catch let error as TrainingError {
+                progress?.finish()
+                let saved = FileManager.default.fileExists(atPath: checkpointPath) ? "; the last checkpoint is \(checkpointPath)" : ""
+                throw ValidationError("\(error)\(saved)")
+            }
+            speeds.append(record.tokensPerSecond)
+            if options.evalEvery > 0 && record.step % options.evalEvery == 0 || record.step == options.steps {
+                record.evalLoss = try trainer.evaluate()
+            }
+            try write(record, to: metrics)
+            history.append(record)
+            progress?.update(step: record.step, message: String(format: "loss %.4f  %.0f tok/s", record.loss, record.tokensPerSecond))
+            if options.checkpointEvery > 0 && record.step % options.checkpointEvery == 0 { try trainer.saveCheckpoint(to: checkpointPath) }
+        }
+        progress?.finish()
+        try trainer.model.saveAdapter(folder: command.out)
+        let plot = command.out + "/loss.svg"
+        try AtomicFile.write(Data(LossPlot.svg(train: history.map { ($0.step, $0.loss) },
+                                               eval: history.compactMap { r in r.evalLoss.map { (r.step, $0) } },
+                                               title: "lora train: \(command.model)").utf8), to: plot)
+        try summarize(history: history, speeds: speeds, counts: counts, plot: plot)
+    }
+
+    func totalParameters() -> Int {
+        let c = trainer.model.config
+        let perLayer = 4 * c.width + (3 * c.width * c.width + 3 * c.width) + (c.width * c.width + c.width)
+            + (c.width * c.inner + c.inner) + (c.inner * c.width + c.width)
+        return c.vocabSize * c.width + c.positions * c.width + c.layers * perLayer + 2 * c.width
+            + trainer.model.trainableParameters.reduce(0) { $0 + $1.value.count }
+    }
+
+    /// Resuming: restores the checkpoint and keeps the metrics lines up to its step; otherwise starts them anew.
+    func prepareMetrics() throws -> [StepRecord] {
+        guard command.resume else {
+            try AtomicFile.write(Data(), to: metricsPath)
+            return []
+        }
+        guard FileManager.default.fileExists(atPath: checkpointPath) else {
+            throw ValidationError("--resume: there is no \(checkpointPath) to continue from")
+        }
+        try trainer.loadCheckpoint(from: checkpointPath)
+        let text = (try? String(contentsOfFile: metricsPath, encoding: .utf8)) ?? ""
+        var kept: [String] = [], history: [StepRecord] = []
+        for line in text.split(separator: "\n") {
+            guard let object = (try? JSONValue.parse(Data(line.utf8)))?.objectValue, let step = object["step"]?.intValue,
+                  step <= trainer.step else { continue }
+            kept.append(String(line))
+            if let loss = object["loss"]?.doubleValue {
+                history.append(StepRecord(step: step, loss: Float(loss), learningRate: Float(object["lr"]?.doubleValue ?? 0),
+                                          gradientNorm: Float(object["grad_norm"]?.doubleValue ?? 0),
+                                          tokensPerSecond: object["tokens_per_s"]?.doubleValue ?? 0,
+                                          evalLoss: object["eval_loss"]?.doubleValue.map(Float.init)))
+            }
+        }
+        try AtomicFile.write(Data(kept.map { $0 + "\n" }.joined().utf8), to: metricsPath)
+        return history
+    }
+
+    func openMetrics() throws -> FileHandle {
+        guard let handle = FileHandle(forWritingAtPath: metricsPath) else { throw ValidationError("\(metricsPath): cannot be opened") }
+        handle.seekToEndOfFile()
+        return handle
+    }
+
+    func write(_ r: StepRecord, to handle: FileHandle) throws {
+        var line = String(format: #"{"step": %d, "loss": %.8g, "lr": %.8g, "grad_norm": %.8g, "tokens_per_s": %.1f"#,
+                          r.step, r.loss, r.learningRate, r.gradientNorm, r.tokensPerSecond)
+        if let e = r.evalLoss { line += String(format: #", "eval_loss": %.8g"#, e) }
+        try handle.write(contentsOf: Data((line + "}\n").utf8))
+    }
+
+    func summarize(history: [StepRecord], speeds: [Double], counts: (trained: Int, total: Int), plot: String) throws {
+        let median = speeds.isEmpty ? 0 : speeds.sorted()[speeds.count / 2]
+        let first = history.first?.loss ?? .nan, last = history.last?.loss ?? .nan
+        let evalLoss = history.last?.evalLoss
+        if command.json {
+            var fields = [String(format: #""steps": %d, "first_loss": %.8g, "final_loss": %.8g, "tokens_per_s": %.1f"#,
+                                 trainer.step, first, last, median),
+                          #""trained_parameters": \#(counts.trained), "total_parameters": \#(counts.total)"#,
+                          #""adapter": \#(JSONValue.quote(command.out)), "metrics": \#(JSONValue.quote(metricsPath)), "plot": \#(JSONValue.quote(plot))"#]
+            if let evalLoss { fields.append(String(format: #""eval_loss": %.8g"#, evalLoss)) }
+            print("{" + fields.joined(separator: ", ") + "}")
+        } else {
+            print(String(format: "loss %.4f → %.4f over %d steps, %.0f tokens/s (median)", first, last, trainer.step, median)
+                + (evalLoss.map { String(format: ", eval loss %.4f", $0) } ?? ""))
+            print("adapter: \(command.out)/adapter_config.json + adapter_model.safetensors; metrics: \(metricsPath); plot: \(plot)")
+        }
+    }
+}
