@@ -1,6 +1,6 @@
-// GPT-2's loss and backward pass. Only the LoRA parameters receive gradients (they accumulate, as PyTorch's do;
-// `zeroGradients` clears them). Frozen weights pass dx through; the embeddings, being frozen, get nothing, so the
-// first block's input gradient is never formed.
+// GPT-2's loss and backward pass. With adapters only the LoRA parameters receive gradients (they accumulate, as
+// PyTorch's do; `zeroGradients` clears them): frozen weights pass dx through, and the embeddings, being frozen, get
+// nothing, so the first block's input gradient is never formed. In full fine-tuning every weight gets one.
 import LoRANN
 import LoRARuntime
 
@@ -22,35 +22,51 @@ extension GPT2Model {
         return try total.toArray()[0] / Float(predictions)
     }
 
-    /// Sets every adapter's gradients to zero.
-    public func zeroGradients() throws { for (_, layer) in loraLayers { try layer.zeroGradients() } }
+    /// Sets every gradient (the adapters', or every weight's in full fine-tuning) to zero.
+    public func zeroGradients() throws {
+        for (_, layer) in loraLayers { try layer.zeroGradients() }
+        for p in trainableParameters where fullGradients != nil { try backend.fill(p.gradient, with: 0) }
+    }
 
     /// Backward from the gradient of the loss with respect to the last forward's logits `[N, V]`.
     public func backward(dlogits: Tensor) throws {
         guard let saved, let final = saved.final else { throw LoRAError.invalidState("GPT-2: backward before forward") }
         let dx = try backend.empty(final.x.shape)
+        let full = fullGradients
+        if let full {  // the LM head: wte's gradient when tied
+            try backend.gemm(GEMM(a: dlogits, b: final.h, c: full.lmHead ?? full.wte, transposeA: true, beta: 1))
+        }
         try backend.layerNormBackward(LayerNormBackward(x: final.x, gamma: lnF.gamma, mean: final.mean, rstd: final.rstd,
-                                                        dy: backend.matmul(dlogits, lmHead), dx: dx))
+                                                        dy: backend.matmul(dlogits, lmHead), dx: dx,
+                                                        dgamma: full?.lnF.gamma, dbeta: full?.lnF.beta))
         for (index, block) in blocks.enumerated().reversed() {
-            try backward(block, saved.layers[index], dx: dx, batch: saved.batch, length: saved.length, needsInput: index > 0)
+            try backward(block, saved.layers[index], dx: dx, batch: saved.batch, length: saved.length,
+                         norms: full?.norms[index], needsInput: index > 0 || full != nil)
+        }
+        if let full {
+            try backend.embeddingBackward(EmbeddingBackward(indices: saved.ids, dOutput: dx, dTable: full.wte))
+            try backend.embeddingBackward(EmbeddingBackward(indices: saved.positions, dOutput: dx, dTable: full.wpe))
         }
     }
 
     /// Turns dx (the gradient at the block's output) into the gradient at its input, in place.
-    private func backward(_ block: Block, _ a: LayerActivations, dx: Tensor, batch: Int, length: Int, needsInput: Bool) throws {
+    private func backward(_ block: Block, _ a: LayerActivations, dx: Tensor, batch: Int, length: Int,
+                          norms: (ln1: (gamma: Tensor, beta: Tensor), ln2: (gamma: Tensor, beta: Tensor))?, needsInput: Bool) throws {
         // MLP branch: out = middle + mlpOut(gelu(fc(ln_2(middle)))).
         let dActivated = try block.mlpOut.backward(dx)
         try backend.geluBackward(GELUBackward(x: a.preActivation, dy: dActivated, dx: dActivated))
         let dh2 = try block.fc.backward(dActivated)
         try backend.layerNormBackward(LayerNormBackward(x: a.middle, gamma: block.ln2.gamma, mean: a.mean2, rstd: a.rstd2,
-                                                        dy: dh2, dx: dx, accumulate: true))
+                                                        dy: dh2, dx: dx, dgamma: norms?.ln2.gamma, dbeta: norms?.ln2.beta,
+                                                        accumulate: true))
         // Attention branch: middle = input + attentionOut(attention(ln_1(input))).
         let dContext = try block.attentionOut.backward(dx)
         let dqkv = try attentionBackward(a, dContext: dContext, batch: batch, length: length)
         let dh1 = try block.attention.backward(dqkv)
         guard needsInput else { return }
         try backend.layerNormBackward(LayerNormBackward(x: a.input, gamma: block.ln1.gamma, mean: a.mean1, rstd: a.rstd1,
-                                                        dy: dh1, dx: dx, accumulate: true))
+                                                        dy: dh1, dx: dx, dgamma: norms?.ln1.gamma, dbeta: norms?.ln1.beta,
+                                                        accumulate: true))
     }
 
     /// dqkv `[N, 3C]` from the context's gradient `[N, C]`:

@@ -42,11 +42,22 @@ public final class GPT2Model {
         var projections: [Projection] { [attention, attentionOut, fc, mlpOut] }
     }
 
+    /// Gradients of every weight in full fine-tuning (the projections hold their own); nil when frozen.
+    var fullGradients: FullGradients?
+
+    struct FullGradients {
+        let wte: Tensor, wpe: Tensor, lnF: (gamma: Tensor, beta: Tensor)
+        /// lm_head's own, when it is not tied to wte.
+        let lmHead: Tensor?
+        let norms: [(ln1: (gamma: Tensor, beta: Tensor), ln2: (gamma: Tensor, beta: Tensor))]
+    }
+
     /// What one forward keeps for backward.
     struct Saved {
         let batch: Int, length: Int
+        let ids: Tensor, positions: Tensor
         var layers: [LayerActivations] = []
-        var final: (x: Tensor, mean: Tensor, rstd: Tensor)?
+        var final: (x: Tensor, h: Tensor, mean: Tensor, rstd: Tensor)?
     }
 
     struct LayerActivations {
@@ -81,6 +92,7 @@ public final class GPT2Model {
     /// Puts a fresh adapter (A initialized as PEFT does, B = 0) on every module `lora` selects.
     public func applyLoRA(_ lora: LoRAConfig, seed: UInt64 = 0) throws {
         guard loraConfig == nil else { throw LoRAConfigError("this model already has adapters") }
+        guard fullGradients == nil else { throw LoRAConfigError("this model is set up for full fine-tuning; adapters do not mix with it") }
         guard lora.rank >= 1 else { throw LoRAConfigError("r = \(lora.rank) must be at least 1") }
         guard (0..<1).contains(lora.dropout) else { throw LoRAConfigError("lora_dropout \(lora.dropout) must lie in [0, 1)") }
         var matched = 0
@@ -109,7 +121,7 @@ public final class GPT2Model {
         var x = try backend.empty([n, config.width])
         try backend.embedding(EmbeddingLookup(table: wte, indices: ids, output: x))
         try backend.embedding(EmbeddingLookup(table: wpe, indices: positions, output: x, accumulate: true))
-        var saved = Saved(batch: batch, length: length)
+        var saved = Saved(batch: batch, length: length, ids: ids, positions: positions)
         for block in blocks {
             let (next, layer) = try forward(block, x, batch: batch, length: length)
             saved.layers.append(layer)
@@ -117,7 +129,7 @@ public final class GPT2Model {
         }
         let (h, mean, rstd) = try layerNorm(x, lnF)
         let logits = try backend.matmul(h, lmHead, transposeB: true)
-        saved.final = (x, mean, rstd)
+        saved.final = (x, h, mean, rstd)
         self.saved = saved
         return logits
     }

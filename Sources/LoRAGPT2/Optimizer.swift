@@ -56,13 +56,3 @@ public final class Optimizer {
     /// Restores the step count (a checkpoint's); the moments are restored by writing their tensors.
     public func restore(step: Int) { self.step = step }
 }
-
-extension GPT2Model {
-    /// The adapters' A and B with their gradients, named as PEFT names them in adapter files.
-    public var trainableParameters: [TrainableParameter] {
-        loraLayers.flatMap { name, layer in
-            [TrainableParameter(name: PEFTAdapter.keyPrefix + name + ".lora_A.weight", value: layer.loraA, gradient: layer.gradA),
-             TrainableParameter(name: PEFTAdapter.keyPrefix + name + ".lora_B.weight", value: layer.loraB, gradient: layer.gradB)]
-        }
-    }
-}

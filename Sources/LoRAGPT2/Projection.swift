@@ -12,6 +12,9 @@ public final class Projection {
     public let bias: Tensor
     /// The adapter, when this module is a LoRA target.
     public internal(set) var lora: LoRALinear?
+    /// Gradients of the weight and bias, in full fine-tuning (nil otherwise: frozen).
+    public internal(set) var gradients: (weight: Tensor, bias: Tensor)?
+    private var savedInput: Tensor?
     public var inFeatures: Int { weight.shape[0] }
     public var outFeatures: Int { weight.shape[1] }
 
@@ -23,14 +26,22 @@ public final class Projection {
     func forward(_ x: Tensor) throws -> Tensor {
         if let lora { return try lora.forward(x) }
         let backend = weight.backend
+        if gradients != nil { savedInput = x }
         let y = try backend.matmul(x, weight)
         try backend.addBias(BiasAdd(bias: bias, y: y))
         return y
     }
 
-    /// dx `[N, in]` for dy `[N, out]` of the last forward; the adapter's gradients accumulate.
+    /// dx `[N, in]` for dy `[N, out]` of the last forward; the adapter's (or, in full fine-tuning, the weight's
+    /// and bias's) gradients accumulate: `dW += xᵀ·dy`, `db += Σ_rows dy`.
     func backward(_ dy: Tensor) throws -> Tensor {
         if let lora { return try lora.backward(dy) }
-        return try weight.backend.matmul(dy, weight, transposeB: true)
+        let backend = weight.backend
+        if let gradients, let x = savedInput {
+            try backend.gemm(GEMM(a: x, b: dy, c: gradients.weight, transposeA: true, beta: 1))
+            let ones = try backend.upload(Array(repeating: 1, count: dy.shape[0]), shape: [1, dy.shape[0]])
+            try backend.gemm(GEMM(a: ones, b: dy, c: gradients.bias.reshaped([1, outFeatures]), beta: 1))
+        }
+        return try backend.matmul(dy, weight, transposeB: true)
     }
 }

@@ -58,6 +58,8 @@ public protocol Backend: AnyObject, Sendable {
     func reduce(_ op: Reduction) throws
     /// Rows of a table picked by ids. See `EmbeddingLookup`.
     func embedding(_ op: EmbeddingLookup) throws
+    /// Gradient of `embedding` into the table. See `EmbeddingBackward`.
+    func embeddingBackward(_ op: EmbeddingBackward) throws
 }
 
 /// A validated op description. All its tensors live on `owner`, checked when it was made.

@@ -30,3 +30,28 @@ public struct EmbeddingLookup: BackendOp {
         (count, self.width) = (indices.count, width)
     }
 }
+
+/// Gradient of `EmbeddingLookup` with respect to the table: `dTable[indices[n], :] += dOutput[n, :]`.
+///
+/// Rows with an invalid id (which gave NaN forward) add nothing. Each column is summed over n in order, so
+/// repeated ids accumulate the same way on every device and thread count.
+public struct EmbeddingBackward: BackendOp {
+    public var owner: any Backend { dTable.backend }
+    public let indices: Tensor, dOutput: Tensor, dTable: Tensor
+    public let count: Int, width: Int
+
+    public init(indices: Tensor, dOutput: Tensor, dTable: Tensor) throws {
+        try dTable.backend.requireOwned("embeddingBackward", indices, dOutput, dTable)
+        guard dTable.rank == 2 else {
+            throw LoRAError.shapeMismatch("embeddingBackward: dTable must be [rows, width], got \(describe(dTable.shape))")
+        }
+        let width = dTable.shape[1]
+        guard dOutput.shape.last == width, dOutput.count == indices.count * width else {
+            throw LoRAError.shapeMismatch("embeddingBackward: \(indices.count) ids of width \(width) do not match dOutput \(describe(dOutput.shape))")
+        }
+        guard dTable.storage !== dOutput.storage, dTable.storage !== indices.storage else {
+            throw LoRAError.invalidArgument("embeddingBackward: dTable cannot share storage with dOutput or the ids")
+        }
+        (self.indices, self.dOutput, self.dTable, count, self.width) = (indices, dOutput, dTable, indices.count, width)
+    }
+}

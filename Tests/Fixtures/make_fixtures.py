@@ -69,6 +69,8 @@ def main():
     with torch.no_grad():
         base_logits = model(tokens).logits
 
+    full_grads = full_gradients(model, tokens)
+
     from peft import get_peft_model, PeftModel
     peft_model = get_peft_model(model, lora_config())
     with torch.no_grad():
@@ -79,6 +81,12 @@ def main():
     adapter_dir = os.path.join(OUT, "adapter")
     peft_model.save_pretrained(adapter_dir, safe_serialization=True)
     os.remove(os.path.join(adapter_dir, "README.md"))  # PEFT's model-card template
+    config_path = os.path.join(adapter_dir, "adapter_config.json")  # PEFT keeps targets in a set: fix the order
+    with open(config_path) as f:
+        adapter_config = json.load(f)
+    adapter_config["target_modules"] = sorted(adapter_config["target_modules"])
+    with open(config_path, "w") as f:
+        json.dump(adapter_config, f, indent=2, sort_keys=True)
 
     out = peft_model(tokens, labels=tokens)
     out.loss.backward()
@@ -96,6 +104,7 @@ def main():
                "merged_logits": merged_logits.reshape(-1, vocab)}
     tensors.update(grads)
     tensors["train_losses"] = train_losses
+    tensors.update(full_grads)
     tensors.update(trained)
     save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(OUT, "expected.safetensors"))
 
@@ -106,6 +115,15 @@ def main():
         json.dump(tokens.tolist(), f)
     print(f"wrote {OUT}: vocab {vocab}, loss {out.loss.item():.6f}, {len(grads)} LoRA gradients, "
           f"{len(cases)} tokenizer cases")
+
+
+def full_gradients(model, tokens):
+    """Every weight's gradient of the plain model's loss (full fine-tuning; wte's includes the tied LM head's)."""
+    model.zero_grad()
+    model(tokens, labels=tokens).loss.backward()
+    grads = {"full." + name + ".grad": p.grad.detach().clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    return grads
 
 
 def train_steps(adapter_dir, tokens, steps=10):

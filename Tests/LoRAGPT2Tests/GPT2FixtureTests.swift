@@ -176,3 +176,24 @@ struct TrainingFixtureTests {
         }
     }
 }
+
+@Suite("Full fine-tuning against PyTorch")
+struct FullTrainingFixtureTests {
+    @Test("every weight's gradient matches PyTorch's (wte with the tied LM head)", arguments: GPT2FixtureTests.devices)
+    func fullGradients(device: String) throws {
+        let expected = try Expected()
+        let backend: any Backend = device == "cpu" ? CPUBackend.shared : try TestDevices.openCL.get()
+        let model = try GPT2Model(folder: fixtures, backend: backend)
+        try model.enableFullTraining()
+        let loss = try model.loss(expected.tokens, gradients: true)
+        #expect(loss.isFinite)
+        let parameters = model.trainableParameters
+        #expect(parameters.count == 28)
+        for p in parameters {
+            let reference = try expected.values("full." + p.name + ".grad")
+            let scale = reference.map(abs).max() ?? 1
+            #expect(firstMismatch(try p.gradient.toArray(), reference, atol: 1e-5 * scale, rtol: 1e-4) == nil, "\(p.name)")
+        }
+        #expect(throws: LoRAConfigError.self) { try model.applyLoRA(LoRAConfig()) }
+    }
+}

@@ -81,6 +81,9 @@ struct OpenCLTrainingOpsTests {
         let tokens: [Float] = [0, 10, 3, 3, 10.5, -1, 11, .nan]
         let (got, expected) = (try cl.embedding(tokens: tokens, vocab: 11, width: 37), try cpu.embedding(tokens: tokens, vocab: 11, width: 37))
         #expect(zip(got, expected).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) })
+        let back = (try cl.embeddingBackward(tokens: tokens + [3, 0], vocab: 11, width: 37),
+                    try cpu.embeddingBackward(tokens: tokens + [3, 0], vocab: 11, width: 37))
+        #expect(firstMismatch(back.0, back.1, atol: 1e-6, rtol: 1e-6) == nil)
         let (heads, reference) = (try cl.headsGEMM(tokens: 9, heads: 4, dim: 6), try cpu.headsGEMM(tokens: 9, heads: 4, dim: 6))
         #expect(firstMismatch(heads.scores, reference.scores, atol: 1e-5) == nil)
         #expect(firstMismatch(heads.out, reference.out, atol: 1e-5) == nil)

@@ -144,6 +144,19 @@ struct CPUTrainingOpsTests {
         }
     }
 
+    @Test("embedding backward adds each row's gradient into its id's row; repeated ids add up; bad ids add nothing")
+    func embeddingBackward() throws {
+        let (vocab, width) = (11, 70)
+        let tokens: [Float] = [0, 10, 3, 3, 10.5, -1, 11, .nan, 3]
+        let got = try run.embeddingBackward(tokens: tokens, vocab: vocab, width: width)
+        let upstream = randomValues(tokens.count * width, seed: 37)
+        var expected = [Double](repeating: 0.25, count: vocab * width)
+        for (n, id) in tokens.enumerated() where id >= 0 && id == id.rounded() && Int(id) < vocab {
+            for j in 0..<width { expected[Int(id) * width + j] += Double(upstream[n * width + j]) }
+        }
+        #expect(firstMismatch(got, expected, atol: 1e-6, rtol: 1e-6) == nil)
+    }
+
     @Test("attention-shaped batched GEMMs (heads side by side in C) match the reference")
     func headsGEMM() throws {
         let (t, heads, d) = (7, 3, 5)

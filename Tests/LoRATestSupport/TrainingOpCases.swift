@@ -138,4 +138,15 @@ public struct TrainingOpRunner {
         precondition(inPlace == outOfPlace, "in-place dropout differs")
         return outOfPlace
     }
+
+    /// The table gradient of an embedding lookup of `tokens` into a [vocab, width] table for upstream
+    /// `randomValues(seed: 37)`, added to a gradient that starts at 0.25.
+    public func embeddingBackward(tokens: [Float], vocab: Int, width: Int) throws -> [Float] {
+        let b = backend
+        let dTable = try b.upload(Array(repeating: 0.25, count: vocab * width), shape: [vocab, width])
+        try b.embeddingBackward(EmbeddingBackward(indices: b.upload(tokens, shape: [tokens.count]),
+                                                  dOutput: b.upload(randomValues(tokens.count * width, seed: 37), shape: [tokens.count, width]),
+                                                  dTable: dTable))
+        return try dTable.toArray()
+    }
 }

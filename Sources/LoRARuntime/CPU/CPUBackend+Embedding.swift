@@ -1,4 +1,5 @@
-// CPU embedding lookup: row copies (or adds), rows split over the pool.
+// CPU embedding lookup (row copies or adds, rows split over the pool) and its gradient (column blocks split
+// over the pool, each summed over the ids in order).
 
 extension CPUBackend {
     public func embedding(_ op: EmbeddingLookup) throws {
@@ -15,6 +16,21 @@ extension CPUBackend {
                 }
                 let source = table + Int(id) * width
                 if accumulate { Self.addRow(source, into: target, count: width) } else { target.update(from: source, count: width) }
+            }
+        }
+    }
+
+    public func embeddingBackward(_ op: EmbeddingBackward) throws {
+        try requireOwned(op)
+        let (ids, dOut, dTable, width) = (elements(op.indices), elements(op.dOutput), elements(op.dTable), op.width)
+        let rows = Float(op.dTable.shape[0])
+        let blocks = (width + 63) / 64
+        forEachPart(parts: blocks, work: op.count * width) { block in
+            let columns = block * 64..<min(width, block * 64 + 64)
+            for n in 0..<op.count {
+                let id = ids[n]
+                guard id >= 0, id == id.rounded(.down), id < rows else { continue }
+                Self.addRow(dOut + n * width + columns.lowerBound, into: dTable + Int(id) * width + columns.lowerBound, count: columns.count)
             }
         }
     }

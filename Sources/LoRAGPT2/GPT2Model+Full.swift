@@ -1,0 +1,47 @@
+// Full fine-tuning: every weight trainable (the baseline the LoRA paper compares against, and how this project
+// trains its own small base models). Parameters are named as transformers names them.
+import LoRARuntime
+
+extension GPT2Model {
+    /// Gives every weight a gradient. Adapters and full fine-tuning do not mix.
+    public func enableFullTraining() throws {
+        guard loraConfig == nil else { throw LoRAConfigError("full fine-tuning trains the weights themselves; do not add adapters") }
+        guard fullGradients == nil else { return }
+        func zeros(like t: Tensor) throws -> Tensor { try backend.zeros(t.shape) }
+        for p in projections { p.gradients = (try zeros(like: p.weight), try zeros(like: p.bias)) }
+        fullGradients = FullGradients(
+            wte: try zeros(like: wte), wpe: try zeros(like: wpe), lnF: (try zeros(like: lnF.gamma), try zeros(like: lnF.beta)),
+            lmHead: lmHead === wte ? nil : try zeros(like: lmHead),
+            norms: try blocks.map { b in ((try zeros(like: b.ln1.gamma), try zeros(like: b.ln1.beta)),
+                                          (try zeros(like: b.ln2.gamma), try zeros(like: b.ln2.beta))) })
+    }
+
+    /// The tensors training updates: the adapters' A and B (PEFT's names), or in full fine-tuning every weight
+    /// (transformers' names).
+    public var trainableParameters: [TrainableParameter] {
+        guard let full = fullGradients else {
+            return loraLayers.flatMap { name, layer in
+                [TrainableParameter(name: PEFTAdapter.keyPrefix + name + ".lora_A.weight", value: layer.loraA, gradient: layer.gradA),
+                 TrainableParameter(name: PEFTAdapter.keyPrefix + name + ".lora_B.weight", value: layer.loraB, gradient: layer.gradB)]
+            }
+        }
+        var list = [TrainableParameter(name: "transformer.wte.weight", value: wte, gradient: full.wte),
+                    TrainableParameter(name: "transformer.wpe.weight", value: wpe, gradient: full.wpe)]
+        for (i, block) in blocks.enumerated() {
+            let p = "transformer.h.\(i)."
+            for (name, value, gradient) in [("ln_1.weight", block.ln1.gamma, full.norms[i].ln1.gamma), ("ln_1.bias", block.ln1.beta, full.norms[i].ln1.beta),
+                                            ("ln_2.weight", block.ln2.gamma, full.norms[i].ln2.gamma), ("ln_2.bias", block.ln2.beta, full.norms[i].ln2.beta)] {
+                list.append(TrainableParameter(name: p + name, value: value, gradient: gradient))
+            }
+            for projection in block.projections {
+                let name = String(projection.name.dropFirst(p.count))
+                list.append(TrainableParameter(name: p + name + ".weight", value: projection.weight, gradient: projection.gradients!.weight))
+                list.append(TrainableParameter(name: p + name + ".bias", value: projection.bias, gradient: projection.gradients!.bias))
+            }
+        }
+        list.append(TrainableParameter(name: "transformer.ln_f.weight", value: lnF.gamma, gradient: full.lnF.gamma))
+        list.append(TrainableParameter(name: "transformer.ln_f.bias", value: lnF.beta, gradient: full.lnF.beta))
+        if let head = full.lmHead { list.append(TrainableParameter(name: "lm_head.weight", value: lmHead, gradient: head)) }
+        return list
+    }
+}
