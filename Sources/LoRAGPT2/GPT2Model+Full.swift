@@ -44,4 +44,11 @@ extension GPT2Model {
         if let head = full.lmHead { list.append(TrainableParameter(name: "lm_head.weight", value: lmHead, gradient: head)) }
         return list
     }
+
+    /// Elements in the model's own weights (adapters excluded; a tied LM head counted once).
+    public var baseParameterCount: Int {
+        let norms = blocks.reduce(lnF.gamma.count + lnF.beta.count) { $0 + $1.ln1.gamma.count * 4 }
+        let linear = projections.reduce(0) { $0 + $1.weight.count + $1.bias.count }
+        return wte.count + wpe.count + norms + linear + (lmHead === wte ? 0 : lmHead.count)
+    }
 }

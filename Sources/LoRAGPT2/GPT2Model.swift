@@ -70,6 +70,11 @@ public final class GPT2Model {
         try self.init(checkpoint: try GPT2Checkpoint.load(folder: folder), backend: backend)
     }
 
+    /// A model of `config` with random weights, initialized as transformers initializes GPT-2 (training from scratch).
+    public convenience init(config: GPT2Config, seed: UInt64, backend: any Backend) throws {
+        try self.init(checkpoint: GPT2Checkpoint.random(config, seed: seed), backend: backend)
+    }
+
     init(checkpoint: GPT2Checkpoint, backend: any Backend) throws {
         (config, self.backend) = (checkpoint.config, backend)
         func t(_ name: String) throws -> Tensor {

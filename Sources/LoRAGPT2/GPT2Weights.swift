@@ -4,6 +4,7 @@
 // against the config before anything is uploaded; any other tensor is refused by name.
 import Foundation
 import LoRAFormats
+import LoRARuntime
 
 /// GPT-2's tensors on the host, by their names without the `transformer.` prefix.
 struct GPT2Checkpoint {
@@ -57,6 +58,25 @@ struct GPT2Checkpoint {
         }
         if let missing = expected.keys.sorted().first(where: { tensors[$0] == nil }) {
             throw FormatError.invalid(path: path, reason: "missing tensor '\(missing)' (or 'transformer.\(missing)')")
+        }
+        return GPT2Checkpoint(config: config, tensors: tensors)
+    }
+
+    /// Random weights for `config`, as transformers initializes GPT-2: normal(0, 0.02) matrices and embeddings,
+    /// the residual projections (`c_proj`) scaled by 1/√(2·layers), zero biases, layer norms at 1 and 0.
+    static func random(_ config: GPT2Config, seed: UInt64) -> GPT2Checkpoint {
+        var generator = SeededGenerator(seed: seed)
+        var tensors: [String: (shape: [Int], values: [Float])] = [:]
+        for (name, shape) in expectedShapes(config).sorted(by: { $0.key < $1.key }) {
+            let count = shape.reduce(1, *)
+            let values: [Float]
+            if name.hasSuffix(".bias") { values = Array(repeating: 0, count: count) }
+            else if name.contains("ln_") { values = Array(repeating: 1, count: count) }
+            else {
+                let std: Float = name.hasSuffix("c_proj.weight") ? 0.02 / Float(2 * config.layers).squareRoot() : 0.02
+                values = generator.normal(count: count, standardDeviation: std)
+            }
+            tensors[name] = (shape, values)
         }
         return GPT2Checkpoint(config: config, tensors: tensors)
     }

@@ -120,16 +120,19 @@ public final class Trainer {
         try SafeTensorsWriter.write(items, metadata: [
             "step": String(step), "optimizer_step": String(optimizer.step), "epoch": String(data.epoch),
             "index": String(data.index), "dropout_seeds": seeds, "optimizer": optimizer.kind.rawValue,
-            "lora_config": PEFTAdapter.configJSON(model.loraConfig!).serialized(),
+            "trains": trainedWhat,
         ], to: path)
     }
+
+    /// What this run trains, as a checkpoint records it: "full", or the adapter's config.
+    var trainedWhat: String { model.loraConfig.map { PEFTAdapter.configJSON($0).serialized() } ?? "full" }
 
     /// Restores a checkpoint written by `saveCheckpoint` for the same adapter settings.
     public func loadCheckpoint(from path: String) throws {
         let file = try SafeTensorsFile(path: path)
         func invalid(_ reason: String) -> FormatError { .invalid(path: path, reason: reason) }
-        guard file.metadata["lora_config"] == PEFTAdapter.configJSON(model.loraConfig!).serialized() else {
-            throw invalid("it was written for other adapter settings (rank, alpha, targets, dropout); resume with the same ones")
+        guard file.metadata["trains"] == trainedWhat else {
+            throw invalid("it was written for other settings (full fine-tuning, or the adapter's rank, alpha, targets, dropout); resume with the same ones")
         }
         guard file.metadata["optimizer"] == optimizer.kind.rawValue else {
             throw invalid("it was written by \(file.metadata["optimizer"] ?? "?"), not \(optimizer.kind.rawValue)")

@@ -26,13 +26,7 @@ struct MergeCommand: ParsableCommand {
         try gpt2.loadAdapter(folder: adapter)
         try gpt2.mergeAdapters()
         try gpt2.save(folder: out)
-        var copied: [String] = []
-        for file in ["vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"] {
-            let (from, to) = (model + "/" + file, out + "/" + file)
-            guard FileManager.default.fileExists(atPath: from) else { continue }
-            try AtomicFile.write(try Data(contentsOf: URL(fileURLWithPath: from)), to: to)
-            copied.append(file)
-        }
+        let copied = try copyTokenizerFiles(from: model, to: out)
         print("merged \(gpt2.loraLayers.count) adapted modules into \(out) (config.json, model.safetensors"
             + (copied.isEmpty ? "" : ", " + copied.joined(separator: ", ")) + ")")
     }

@@ -24,6 +24,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Comma-separated target modules, PEFT's matching (a name or its dotted suffix).")
     var targets = "attn.c_attn,attn.c_proj"
     @Flag(help: "rsLoRA: scale alpha/√r.") var rslora = false
+    @Flag(help: "Train every weight instead of an adapter (the LoRA paper's baseline); --out gets a model folder. A --model folder without model.safetensors starts from random weights (--seed).")
+    var full = false
     @Option(help: "Updates to run (default: --epochs of --data, else 100).") var steps: Int?
     @Option(help: "Passes over --data (default 1 when --steps is not given).") var epochs: Int?
     @Option(help: "Windows per batch (--data).") var batch = 8
@@ -58,15 +60,20 @@ struct TrainCommand: ParsableCommand {
         if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
         if steps != nil && epochs != nil { throw ValidationError("give --steps or --epochs, not both") }
         if evalEvery > 0 && evalData == nil { throw ValidationError("--eval-every needs --eval-data") }
+        if full && adapterInit != nil { throw ValidationError("--full trains the weights; it takes no --adapter-init") }
     }
 
     func run() throws {
         let backend = try device.select(announce: !json)
-        let gpt2 = try GPT2Model(folder: model, backend: backend)
+        let fromScratch = full && !FileManager.default.fileExists(atPath: model + "/model.safetensors")
+        let gpt2 = fromScratch
+            ? try GPT2Model(config: GPT2Config(contentsOf: model + "/config.json"), seed: seed, backend: backend)
+            : try GPT2Model(folder: model, backend: backend)
+        if fromScratch && !json { print("no \(model)/model.safetensors: random weights from config.json (seed \(seed))") }
         guard seq + 1 <= gpt2.config.positions || tokens != nil else {
             throw ValidationError("--seq \(seq) needs windows of \(seq + 1) tokens, beyond the model's \(gpt2.config.positions) positions")
         }
-        if let adapterInit { try gpt2.loadAdapter(folder: adapterInit) } else {
+        if full { try gpt2.enableFullTraining() } else if let adapterInit { try gpt2.loadAdapter(folder: adapterInit) } else {
             try gpt2.applyLoRA(LoRAConfig(rank: rank, alpha: alpha, targets: .names(targets.split(separator: ",").map(String.init)),
                                           dropout: dropout, useRSLoRA: rslora), seed: seed)
         }
@@ -138,7 +145,12 @@ struct TrainingRun {
             if options.checkpointEvery > 0 && record.step % options.checkpointEvery == 0 { try trainer.saveCheckpoint(to: checkpointPath) }
         }
         progress?.finish()
-        try trainer.model.saveAdapter(folder: command.out)
+        if command.full {
+            try trainer.model.save(folder: command.out)
+            _ = try copyTokenizerFiles(from: command.model, to: command.out)
+        } else {
+            try trainer.model.saveAdapter(folder: command.out)
+        }
         let plot = command.out + "/loss.svg"
         try AtomicFile.write(Data(LossPlot.svg(train: history.map { ($0.step, $0.loss) },
                                                eval: history.compactMap { r in r.evalLoss.map { (r.step, $0) } },
@@ -146,12 +158,9 @@ struct TrainingRun {
         try summarize(history: history, speeds: speeds, counts: counts, plot: plot)
     }
 
+    /// Every element the model computes with: its weights plus any adapters.
     func totalParameters() -> Int {
-        let c = trainer.model.config
-        let perLayer = 4 * c.width + (3 * c.width * c.width + 3 * c.width) + (c.width * c.width + c.width)
-            + (c.width * c.inner + c.inner) + (c.inner * c.width + c.width)
-        return c.vocabSize * c.width + c.positions * c.width + c.layers * perLayer + 2 * c.width
-            + trainer.model.trainableParameters.reduce(0) { $0 + $1.value.count }
+        trainer.model.baseParameterCount + (command.full ? 0 : trainer.model.trainableParameters.reduce(0) { $0 + $1.value.count })
     }
 
     /// Resuming: restores the checkpoint and keeps the metrics lines up to its step; otherwise starts them anew.
@@ -208,7 +217,8 @@ struct TrainingRun {
         } else {
             print(String(format: "loss %.4f → %.4f over %d steps, %.0f tokens/s (median)", first, last, trainer.step, median)
                 + (evalLoss.map { String(format: ", eval loss %.4f", $0) } ?? ""))
-            print("adapter: \(command.out)/adapter_config.json + adapter_model.safetensors; metrics: \(metricsPath); plot: \(plot)")
+            let written = command.full ? "model: \(command.out)/config.json + model.safetensors" : "adapter: \(command.out)/adapter_config.json + adapter_model.safetensors"
+            print("\(written); metrics: \(metricsPath); plot: \(plot)")
         }
     }
 }
