@@ -13,7 +13,7 @@ struct Lora: ParsableCommand {
             else the CPU. Other variables: LORA_KERNELS_DIR, LORA_GEMM, LORA_CLBLAST, LORA_OPENCL_LIBRARY.
             """,
         subcommands: [DemoCommand.self, TrainCommand.self, EvalCommand.self, MergeCommand.self, BenchCommand.self, DevicesCommand.self],
-        defaultSubcommand: DemoCommand.self)
+        defaultSubcommand: TrainCommand.self)
 }
 
 /// `--device`, shared by every command that computes.

@@ -6,10 +6,12 @@ import SwiftLoRA
 
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "train", abstract: "Fine-tune a GPT-2 model with LoRA; writes a PEFT adapter folder.")
+        commandName: "train", abstract: "Fine-tune a GPT-2 model with LoRA; writes a PEFT adapter folder.",
+        discussion: "With no arguments: the built-in demo (adapts Models/tiny-base to reversing words; see README).")
 
-    @Option(help: "A Hugging Face GPT-2 folder (config.json, model.safetensors; vocab.json + merges.txt for --data).")
-    var model: String
+    @Option(name: .customLong("model"), help: "A Hugging Face GPT-2 folder (config.json, model.safetensors; vocab.json + merges.txt for --data).")
+    var modelFolder: String?
+    var model: String { modelFolder ?? "" }
     @Option(help: "UTF-8 training text: tokenized, cut into --seq + 1 windows, shuffled by --seed.")
     var data: String?
     @Option(help: "Token ids as `lora eval` takes them; the whole array is the batch at every step.")
@@ -48,7 +50,12 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Where the metrics go (default: --out/metrics.jsonl).") var metrics: String?
     @Flag(help: "Print one JSON summary at the end (and no progress display).") var json = false
 
+    /// No arguments at all: the built-in demo.
+    var isDemo: Bool { modelFolder == nil && data == nil && tokens == nil }
+
     func validate() throws {
+        if isDemo { return }
+        guard modelFolder != nil else { throw ValidationError("--model is required (or give no arguments for the built-in demo)") }
         guard (data == nil) != (tokens == nil) else { throw ValidationError("give exactly one of --data and --tokens") }
         guard TrainingOptions.Schedule(rawValue: lrSchedule) != nil else { throw ValidationError("--lr-schedule takes constant, linear or cosine") }
         guard Optimizer.Kind(rawValue: optimizer) != nil else { throw ValidationError("--optimizer takes adamw or sgd") }
@@ -64,6 +71,12 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
+        if isDemo { return try TrainDemo(options: self).run() }
+        try TrainingRun(command: self, trainer: try prepare()).execute()
+    }
+
+    /// Loads the model, applies the adapter (or full training), reads the data: a trainer ready to run.
+    func prepare() throws -> Trainer {
         let backend = try device.select(announce: !json)
         let fromScratch = full && !FileManager.default.fileExists(atPath: model + "/model.safetensors")
         let gpt2 = fromScratch
@@ -85,8 +98,7 @@ struct TrainCommand: ParsableCommand {
             (Optimizer.Kind(rawValue: optimizer)!, weightDecay, beta1, beta2, eps)
         (options.maxGradNorm, options.evalEvery, options.checkpointEvery) = (maxGradNorm, evalEvery, checkpointEvery)
         let evalWindows = try evalData.map { try windows(of: $0, gpt2) }
-        let trainer = try Trainer(model: gpt2, data: trainingData, evalData: evalWindows, options: options)
-        try TrainingRun(command: self, trainer: trainer).execute()
+        return try Trainer(model: gpt2, data: trainingData, evalData: evalWindows, options: options)
     }
 
     func loadData(_ gpt2: GPT2Model) throws -> TrainingData {
@@ -115,7 +127,9 @@ struct TrainingRun {
     var checkpointPath: String { command.out + "/checkpoint.safetensors" }
     var metricsPath: String { command.metrics ?? command.out + "/metrics.jsonl" }
 
-    func execute() throws {
+    /// Runs the training; returns the median tokens/s and the trained and total parameter counts.
+    @discardableResult
+    func execute() throws -> (tokensPerSecond: Double, trained: Int, total: Int) {
         try FileManager.default.createDirectory(atPath: command.out, withIntermediateDirectories: true)
         var history = try prepareMetrics()
         let options = trainer.options
@@ -156,6 +170,7 @@ struct TrainingRun {
                                                eval: history.compactMap { r in r.evalLoss.map { (r.step, $0) } },
                                                title: "lora train: \(command.model)").utf8), to: plot)
         try summarize(history: history, speeds: speeds, counts: counts, plot: plot)
+        return (speeds.isEmpty ? 0 : speeds.sorted()[speeds.count / 2], counts.trained, counts.total)
     }
 
     /// Every element the model computes with: its weights plus any adapters.
@@ -211,7 +226,7 @@ struct TrainingRun {
             var fields = [String(format: #""steps": %d, "first_loss": %.8g, "final_loss": %.8g, "tokens_per_s": %.1f"#,
                                  trainer.step, first, last, median),
                           #""trained_parameters": \#(counts.trained), "total_parameters": \#(counts.total)"#,
-                          #""adapter": \#(JSONValue.quote(command.out)), "metrics": \#(JSONValue.quote(metricsPath)), "plot": \#(JSONValue.quote(plot))"#]
+                          #""out": \#(JSONValue.quote(command.out)), "metrics": \#(JSONValue.quote(metricsPath)), "plot": \#(JSONValue.quote(plot))"#]
             if let evalLoss { fields.append(String(format: #""eval_loss": %.8g"#, evalLoss)) }
             print("{" + fields.joined(separator: ", ") + "}")
         } else {
