@@ -1,4 +1,4 @@
-// Elementwise ops over flat buffers (bias add, axpy, dropout). One work-item per element.
+// Elementwise ops (bias add, axpy, dropout, block copy). One work-item per element.
 
 // y [rows, cols] += bias [cols], broadcast over rows.
 __kernel void add_bias(__global float* y, __global const float* bias, const int count, const int cols)
@@ -29,4 +29,16 @@ __kernel void dropout(__global const float* x, __global float* y, const uint thr
     h *= 0x846CA68Bu;
     h ^= h >> 16;
     y[i] = h < threshold ? 0.0f : x[i] * scale;
+}
+
+// destination[b][i, j] = source[b][i, j] for blocks addressed like GEMM operands (offset + b·stride + i·ld + j).
+// Global: (cols, rows, batch).
+__kernel void block_copy(__global const float* source, const int source_offset, const int source_ld, const int source_stride,
+                         __global float* destination, const int destination_offset, const int destination_ld,
+                         const int destination_stride, const int rows, const int cols)
+{
+    const int j = get_global_id(0), i = get_global_id(1), b = get_global_id(2);
+    if (j >= cols || i >= rows) return;
+    destination[destination_offset + (long)b * destination_stride + (long)i * destination_ld + j] =
+        source[source_offset + (long)b * source_stride + (long)i * source_ld + j];
 }

@@ -118,35 +118,41 @@ public final class GPT2Model {
     // MARK: - Forward
 
     /// Logits `[B·T, V]` for B sequences of T token ids each; saves what `backward` needs.
-    public func forward(_ tokens: [[Int]]) throws -> Tensor {
-        let (batch, length) = try checkTokens(tokens)
+    public func forward(_ tokens: [[Int]]) throws -> Tensor { try forward(tokens, cache: nil) }
+
+    /// The forward pass; with a cache, the tokens continue the cached ones (positions follow them), their keys and
+    /// values are appended, and attention runs over everything cached.
+    func forward(_ tokens: [[Int]], cache: KVCache?) throws -> Tensor {
+        let (batch, length) = try checkTokens(tokens, start: cache?.length ?? 0)
         let n = batch * length
+        let start = cache?.length ?? 0
         let ids = try backend.upload(tokens.joined().map(Float.init), shape: [n])
-        let positions = try backend.upload((0..<n).map { Float($0 % length) }, shape: [n])
+        let positions = try backend.upload((0..<n).map { Float(start + $0 % length) }, shape: [n])
         var x = try backend.empty([n, config.width])
         try backend.embedding(EmbeddingLookup(table: wte, indices: ids, output: x))
         try backend.embedding(EmbeddingLookup(table: wpe, indices: positions, output: x, accumulate: true))
         var saved = Saved(batch: batch, length: length, ids: ids, positions: positions)
-        for block in blocks {
-            let (next, layer) = try forward(block, x, batch: batch, length: length)
+        for (index, block) in blocks.enumerated() {
+            let (next, layer) = try forward(block, x, batch: batch, length: length, cache: cache.map { ($0, index) })
             saved.layers.append(layer)
             x = next
         }
+        cache?.length += length
         let (h, mean, rstd) = try layerNorm(x, lnF)
         let logits = try backend.matmul(h, lmHead, transposeB: true)
         saved.final = (x, h, mean, rstd)
-        self.saved = saved
+        self.saved = cache == nil ? saved : nil  // a cached step is for generation, not backward
         return logits
     }
 
     /// (B, T) after checking the batch: equal lengths, T within the model's positions, ids within the vocab.
-    func checkTokens(_ tokens: [[Int]]) throws -> (Int, Int) {
+    func checkTokens(_ tokens: [[Int]], start: Int = 0) throws -> (Int, Int) {
         guard let length = tokens.first?.count, length > 0 else { throw LoRAError.invalidArgument("GPT-2: an empty batch") }
         guard tokens.allSatisfy({ $0.count == length }) else {
             throw LoRAError.shapeMismatch("GPT-2: sequences differ in length (\(Set(tokens.map(\.count)).sorted()))")
         }
-        guard length <= config.positions else {
-            throw LoRAError.invalidArgument("GPT-2: \(length) tokens exceed the model's \(config.positions) positions")
+        guard start + length <= config.positions else {
+            throw LoRAError.invalidArgument("GPT-2: \(start + length) tokens exceed the model's \(config.positions) positions")
         }
         if let bad = tokens.joined().first(where: { !(0..<config.vocabSize).contains($0) }) {
             throw LoRAError.invalidArgument("GPT-2: token id \(bad) is outside the vocabulary 0..<\(config.vocabSize)")
@@ -163,10 +169,11 @@ public final class GPT2Model {
     }
 
     /// x + attn(ln_1(x)), then + mlp(ln_2(·)).
-    private func forward(_ block: Block, _ x: Tensor, batch: Int, length: Int) throws -> (Tensor, LayerActivations) {
+    private func forward(_ block: Block, _ x: Tensor, batch: Int, length: Int,
+                         cache: (KVCache, Int)?) throws -> (Tensor, LayerActivations) {
         let (h1, mean1, rstd1) = try layerNorm(x, block.ln1)
         let qkv = try block.attention.forward(h1)
-        let (probabilities, context) = try attention(qkv, batch: batch, length: length)
+        let (probabilities, context) = try attention(qkv, batch: batch, length: length, cache: cache)
         let middle = try residual(x, try block.attentionOut.forward(context))
         let (h2, mean2, rstd2) = try layerNorm(middle, block.ln2)
         let preActivation = try block.fc.forward(h2)
@@ -188,19 +195,34 @@ public final class GPT2Model {
     var attentionScale: Float { config.scaleAttentionWeights ? 1 / Float(config.headDim).squareRoot() : 1 }
 
     /// Causal self-attention over qkv `[N, 3C]` (q, k, v side by side, heads within each): returns the
-    /// probabilities `[B, H, T, T]` and the context `[N, C]` (heads side by side).
-    private func attention(_ qkv: Tensor, batch: Int, length t: Int) throws -> (Tensor, Tensor) {
+    /// probabilities `[B, H, T, Tk]` and the context `[N, C]` (heads side by side). Without a cache Tk = T and the
+    /// keys and values are qkv's; with one, this step's keys and values are appended to the layer's cache first and
+    /// Tk counts every cached position (the mask lets query i see keys up to its own position).
+    private func attention(_ qkv: Tensor, batch: Int, length t: Int, cache: (KVCache, Int)?) throws -> (Tensor, Tensor) {
         let (c, h, d) = (config.width, config.heads, config.headDim)
-        let scores = try backend.empty([batch, h, t, t])
+        var keys = { (b: Int) in self.head(qkv, b, length: t, part: 1) }
+        var values = { (b: Int) in self.head(qkv, b, length: t, part: 2) }
+        var tk = t
+        if let (cache, layer) = cache {
+            let (k, v) = cache.layers[layer]
+            for (part, target) in [(1, k), (2, v)] {
+                try backend.blockCopy(BlockCopy(rows: t, cols: c, batch: batch, from: GEMMOperand(qkv, offset: part * c, ld: 3 * c, batchStride: t * 3 * c),
+                                                to: GEMMOperand(target, offset: cache.length * c, ld: c, batchStride: cache.capacity * c)))
+            }
+            tk = cache.length + t
+            keys = { b in GEMMOperand(k, offset: b * cache.capacity * c, ld: c, batchStride: d) }
+            values = { b in GEMMOperand(v, offset: b * cache.capacity * c, ld: c, batchStride: d) }
+        }
+        let scores = try backend.empty([batch, h, t, tk])
         let context = try backend.empty([batch * t, c])
         for b in 0..<batch {
-            try backend.gemm(GEMM(m: t, n: t, k: d, batch: h, a: head(qkv, b, length: t, part: 0), b: head(qkv, b, length: t, part: 1),
-                                  transposeB: true, c: GEMMOperand(scores, offset: b * h * t * t, ld: t, batchStride: t * t)))
+            try backend.gemm(GEMM(m: t, n: tk, k: d, batch: h, a: head(qkv, b, length: t, part: 0), b: keys(b),
+                                  transposeB: true, c: GEMMOperand(scores, offset: b * h * t * tk, ld: tk, batchStride: t * tk)))
         }
         try backend.softmax(Softmax(x: scores, y: scores, scale: attentionScale, causal: true))
         for b in 0..<batch {
-            try backend.gemm(GEMM(m: t, n: d, k: t, batch: h, a: GEMMOperand(scores, offset: b * h * t * t, ld: t, batchStride: t * t),
-                                  b: head(qkv, b, length: t, part: 2), c: GEMMOperand(context, offset: b * t * c, ld: c, batchStride: d)))
+            try backend.gemm(GEMM(m: t, n: d, k: tk, batch: h, a: GEMMOperand(scores, offset: b * h * t * tk, ld: tk, batchStride: t * tk),
+                                  b: values(b), c: GEMMOperand(context, offset: b * t * c, ld: c, batchStride: d)))
         }
         return (scores, context)
     }

@@ -1,4 +1,4 @@
-// OpenCL elementwise ops: fill and copy use the queue's own commands; bias add, axpy and dropout are
+// OpenCL elementwise ops: fill and copy use the queue's own commands; block copy, bias add, axpy and dropout are
 // Kernels/elementwise.cl.
 import LoRARuntime
 
@@ -15,6 +15,16 @@ extension OpenCLBackend {
         guard source.storage !== destination.storage else { return }
         try api.check(api.enqueueCopyBuffer(queue.handle, buffer(source), buffer(destination), 0, 0, source.count * 4, 0, nil, nil),
                       "clEnqueueCopyBuffer")
+    }
+
+    public func blockCopy(_ op: BlockCopy) throws {
+        try requireOwned(op)
+        let k = try kernel("block_copy", file: "elementwise")
+        let (s, d) = (op.source, op.destination)
+        try launch(k, global: [op.cols, op.rows, op.batch], [
+            .tensor(s.tensor), .int(s.offset), .int(s.ld), .int(s.batchStride),
+            .tensor(d.tensor), .int(d.offset), .int(d.ld), .int(d.batchStride), .int(op.rows), .int(op.cols),
+        ])
     }
 
     public func addBias(_ op: BiasAdd) throws {

@@ -25,6 +25,8 @@ public protocol Backend: AnyObject, Sendable {
     func fill(_ tensor: Tensor, with value: Float) throws
     /// Copies all elements of `source` into `destination` (same element count).
     func copy(_ source: Tensor, to destination: Tensor) throws
+    /// Copies blocks between strided places of two tensors. See `BlockCopy`.
+    func blockCopy(_ op: BlockCopy) throws
     /// Waits until all queued work has finished.
     func synchronize() throws
 

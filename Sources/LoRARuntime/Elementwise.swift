@@ -72,3 +72,29 @@ public struct Dropout: BackendOp {
         return h
     }
 }
+
+/// `destination[b][i, j] = source[b][i, j]` for a batch of `rows × cols` blocks, each operand addressed as a GEMM
+/// operand is (`offset + b·batchStride + i·ld + j`): moving column blocks between matrices (a KV cache's rows).
+public struct BlockCopy: BackendOp {
+    public var owner: any Backend { destination.tensor.backend }
+    public let source: GEMMOperand, destination: GEMMOperand
+    public let rows: Int, cols: Int, batch: Int
+
+    public init(rows: Int, cols: Int, batch: Int = 1, from source: GEMMOperand, to destination: GEMMOperand) throws {
+        try destination.tensor.backend.requireOwned("blockCopy", source.tensor, destination.tensor)
+        guard rows >= 1, cols >= 1, batch >= 1 else {
+            throw LoRAError.invalidArgument("blockCopy: rows \(rows), cols \(cols), batch \(batch) must be ≥ 1")
+        }
+        for (name, x) in [("source", source), ("destination", destination)] {
+            guard x.offset >= 0, x.ld >= cols, x.batchStride >= 0,
+                  x.offset + (batch - 1) * x.batchStride + (rows - 1) * x.ld + cols <= x.tensor.count else {
+                throw LoRAError.shapeMismatch("blockCopy: the \(name) blocks (\(rows)×\(cols), ld \(x.ld), offset \(x.offset), "
+                    + "batch stride \(x.batchStride)) do not fit its tensor \(describe(x.tensor.shape))")
+            }
+        }
+        guard source.tensor.storage !== destination.tensor.storage else {
+            throw LoRAError.invalidArgument("blockCopy: source and destination must be different tensors")
+        }
+        (self.source, self.destination, self.rows, self.cols, self.batch) = (source, destination, rows, cols, batch)
+    }
+}

@@ -197,3 +197,34 @@ struct FullTrainingFixtureTests {
         #expect(throws: LoRAConfigError.self) { try model.applyLoRA(LoRAConfig()) }
     }
 }
+
+@Suite("Generation with a KV cache")
+struct GenerationTests {
+    @Test("cached steps give the full forward's logits, and generation equals greedy decoding without a cache",
+          arguments: GPT2FixtureTests.devices)
+    func cachedEqualsFull(device: String) throws {
+        let expected = try Expected()
+        let backend: any Backend = device == "cpu" ? CPUBackend.shared : try TestDevices.openCL.get()
+        let model = try GPT2Model(folder: fixtures, backend: backend)
+        try model.loadAdapter(folder: fixtures + "/adapter")
+        let tokens = expected.tokens
+        let full = try model.forward(tokens).toArray()
+        // The same batch fed to a cache in three pieces: 4, 1 and 4 positions.
+        let cache = try KVCache(model: model, batch: tokens.count, capacity: 12)
+        var pieces: [[Float]] = [[], []]
+        for range in [0..<4, 4..<5, 5..<9] {
+            let logits = try model.forward(tokens.map { Array($0[range]) }, appendingTo: cache).toArray()
+            let width = model.config.vocabSize * range.count
+            for b in 0..<tokens.count { pieces[b] += logits[b * width..<(b + 1) * width] }
+        }
+        #expect(logitMismatch(pieces[0] + pieces[1], full) == nil)
+        #expect(cache.length == 9)
+        #expect(throws: LoRAError.self) { try model.forward(tokens.map { Array($0[0..<4]) }, appendingTo: cache) }
+        let prompt = Array(tokens[0].prefix(5))
+        let generated = try model.generate(prompt: prompt, maxTokens: 8)
+        #expect(generated == (try model.greedyContinuation([prompt], count: 8))[0])
+        // Sampling is reproducible by seed and stays within the top k.
+        let sampled = try model.generate(prompt: prompt, maxTokens: 8, sampling: Sampling(temperature: 1.5, topK: 3, seed: 11))
+        #expect(sampled == (try model.generate(prompt: prompt, maxTokens: 8, sampling: Sampling(temperature: 1.5, topK: 3, seed: 11))))
+    }
+}

@@ -76,7 +76,7 @@ struct OpenCLTrainingOpsTests {
         }
     }
 
-    @Test("OpenCL embedding lookup (embedding.cl) and attention-shaped GEMMs match the CPU")
+    @Test("OpenCL embedding lookup and backward (embedding.cl), block copy and attention-shaped GEMMs match the CPU")
     func embeddingAndHeads() throws {
         let tokens: [Float] = [0, 10, 3, 3, 10.5, -1, 11, .nan]
         let (got, expected) = (try cl.embedding(tokens: tokens, vocab: 11, width: 37), try cpu.embedding(tokens: tokens, vocab: 11, width: 37))
@@ -84,6 +84,7 @@ struct OpenCLTrainingOpsTests {
         let back = (try cl.embeddingBackward(tokens: tokens + [3, 0], vocab: 11, width: 37),
                     try cpu.embeddingBackward(tokens: tokens + [3, 0], vocab: 11, width: 37))
         #expect(firstMismatch(back.0, back.1, atol: 1e-6, rtol: 1e-6) == nil)
+        #expect(try cl.blockCopy() == cpu.blockCopy())
         let (heads, reference) = (try cl.headsGEMM(tokens: 9, heads: 4, dim: 6), try cpu.headsGEMM(tokens: 9, heads: 4, dim: 6))
         #expect(firstMismatch(heads.scores, reference.scores, atol: 1e-5) == nil)
         #expect(firstMismatch(heads.out, reference.out, atol: 1e-5) == nil)

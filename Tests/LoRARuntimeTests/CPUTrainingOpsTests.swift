@@ -157,6 +157,20 @@ struct CPUTrainingOpsTests {
         #expect(firstMismatch(got, expected, atol: 1e-6, rtol: 1e-6) == nil)
     }
 
+    @Test("block copy moves strided blocks and nothing else; overruns are refused")
+    func blockCopy() throws {
+        let got = try run.blockCopy()
+        let source = randomValues(120, seed: 38)
+        var expected = [Float](repeating: 0.5, count: 189)
+        for b in 0..<3 { for i in 0..<4 { for j in 0..<5 { expected[1 + b * 63 + i * 9 + j] = source[2 + b * 5 + i * 20 + j] } } }
+        #expect(got == expected)
+        let cpu = CPUBackend.shared
+        #expect(throws: LoRAError.self) {
+            try BlockCopy(rows: 4, cols: 5, batch: 4, from: GEMMOperand(cpu.zeros([6, 20]), ld: 20, batchStride: 5),
+                          to: GEMMOperand(cpu.zeros([21, 9]), ld: 9, batchStride: 63))
+        }
+    }
+
     @Test("attention-shaped batched GEMMs (heads side by side in C) match the reference")
     func headsGEMM() throws {
         let (t, heads, d) = (7, 3, 5)

@@ -149,4 +149,15 @@ public struct TrainingOpRunner {
                                                   dTable: dTable))
         return try dTable.toArray()
     }
+
+    /// Three 4×5 blocks of a [6, 20] matrix (`randomValues(seed: 38)`, at offset 2, ld 20, stride 5) copied into a
+    /// [3·7, 9] matrix of 0.5 (offset 1, ld 9, stride 63: one block per 7 rows).
+    public func blockCopy() throws -> [Float] {
+        let b = backend
+        let source = try b.upload(randomValues(120, seed: 38), shape: [6, 20])
+        let destination = try b.upload(Array(repeating: 0.5, count: 189), shape: [21, 9])
+        try b.blockCopy(BlockCopy(rows: 4, cols: 5, batch: 3, from: GEMMOperand(source, offset: 2, ld: 20, batchStride: 5),
+                                  to: GEMMOperand(destination, offset: 1, ld: 9, batchStride: 63)))
+        return try destination.toArray()
+    }
 }

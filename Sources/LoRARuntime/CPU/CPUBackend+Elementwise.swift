@@ -1,4 +1,4 @@
-// CPU elementwise ops: fill, copy, bias add, axpy, dropout. 16 lanes at a time, chunks split over the pool.
+// CPU elementwise ops: fill, copy, block copy, bias add, axpy, dropout. 16 lanes at a time, chunks split over the pool.
 
 extension CPUBackend {
     public func fill(_ tensor: Tensor, with value: Float) throws {
@@ -15,6 +15,18 @@ extension CPUBackend {
         guard src != dst else { return }
         forEachChunk(count: source.count) { range in
             (dst + range.lowerBound).update(from: src + range.lowerBound, count: range.count)
+        }
+    }
+
+    public func blockCopy(_ op: BlockCopy) throws {
+        try requireOwned(op)
+        let (src, dst) = (elements(op.source.tensor), elements(op.destination.tensor))
+        let (s, d, cols) = (op.source, op.destination, op.cols)
+        forEachRowRange(rows: op.batch * op.rows, cols: cols) { range in
+            for r in range {
+                let (b, i) = r.quotientAndRemainder(dividingBy: op.rows)
+                (dst + d.offset + b * d.batchStride + i * d.ld).update(from: src + s.offset + b * s.batchStride + i * s.ld, count: cols)
+            }
         }
     }
 
