@@ -8,7 +8,7 @@ import SwiftLoRA
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure the runtime's ops (median time, GFLOP/s or GB/s).",
-        subcommands: [GEMMBench.self, SoftmaxBench.self, LoRABench.self, OpsBench.self, AllBench.self])
+        subcommands: [GEMMBench.self, SoftmaxBench.self, LoRABench.self, OpsBench.self, TrainBench.self, AllBench.self])
 }
 
 struct BenchOptions: ParsableArguments {

@@ -46,8 +46,11 @@ enum PackedGEMM {
         let packedB = ThreadScratch.current(.shared, floats: kcMax * ncMax)
         // Parts are claimed by whichever thread is free, so a core slowed by another process costs only its
         // current part. Rows are split when C is taller than wide (each part packs its own A block);
-        // otherwise groups of B panels (each part packs all of the short A).
+        // otherwise groups of B panels, which all read one packing of the short A (packed per kc block,
+        // split across threads like B: packed by every part, it cost a fifth of the multiply-adds' time).
         let splitRows = m >= n
+        let shareA = !splitRows && !directA
+        let packedAllA = shareA ? ThreadScratch.current(.sharedA, floats: roundUp(m, mr) * kcMax) : packedB
         let rowParts = threads == 1 ? 1 : max((m + mc - 1) / mc, min(4 * threads, (m + mr - 1) / mr))
         let rowsPerPart = roundUp((m + rowParts - 1) / rowParts, mr)
 
@@ -66,6 +69,14 @@ enum PackedGEMM {
                     packB(b, rows: p0..<p0 + kcBlock, firstColumn: j0, lastColumn: j0 + ncBlock,
                           panels: packFrom + range.lowerBound..<packFrom + range.upperBound, into: packedB)
                 }
+                if shareA {
+                    let tiles = (m + mr - 1) / mr, aParts = min(threads, tiles)
+                    runParts(aParts, pool) { t in
+                        let range = share(t, of: aParts, count: tiles)
+                        packA(a, rows: range.lowerBound * mr..<min(m, range.upperBound * mr), columns: p0..<p0 + kcBlock,
+                              into: packedAllA + range.lowerBound * kcBlock * mr)
+                    }
+                }
                 let bSource = directB
                     ? Panels(base: b.base + p0 * b.rowStride + j0, next: nr, lane: 1, step: b.rowStride,
                              packed: packedB, packedFrom: packFrom, kc: kcBlock, width: nr)
@@ -79,11 +90,15 @@ enum PackedGEMM {
                     for i0 in stride(from: rows.lowerBound, to: rows.upperBound, by: mc) {
                         let mcBlock = min(mc, rows.upperBound - i0)
                         let tiles = (mcBlock + mr - 1) / mr
-                        // A's tiles: packed, or read in place (only a ragged last tile is packed).
+                        // A's tiles: packed (here, or once for all parts), or read in place (only a ragged last
+                        // tile is packed).
                         let packFromTile = directA ? tiles - (mcBlock % mr == 0 ? 0 : 1) : 0
-                        packA(a, rows: i0 + packFromTile * mr..<i0 + mcBlock, columns: p0..<p0 + kcBlock,
-                              into: packedA + packFromTile * kcBlock * mr)
-                        let aSource = directA
+                        if !shareA {
+                            packA(a, rows: i0 + packFromTile * mr..<i0 + mcBlock, columns: p0..<p0 + kcBlock,
+                                  into: packedA + packFromTile * kcBlock * mr)
+                        }
+                        let aSource = shareA ? Panels(packed: packedAllA + (i0 / mr) * kcBlock * mr, kc: kcBlock, width: mr)
+                            : directA
                             ? Panels(base: a.base + i0 * a.rowStride + p0, next: mr * a.rowStride, lane: a.rowStride,
                                      step: 1, packed: packedA, packedFrom: packFromTile, kc: kcBlock, width: mr)
                             : Panels(packed: packedA, kc: kcBlock, width: mr)

@@ -147,10 +147,11 @@ private final class ThreadLocalFlag: @unchecked Sendable {
 /// reuse them instead of allocating (and page-faulting) on every call. A buffer stays valid until the same
 /// thread asks for the same slot again.
 enum ThreadScratch {
-    /// Slots: `.shared` for data a whole op shares (packed B), `.part` for one part's own work (packed A).
-    enum Slot { case shared, part }
+    /// Slots: `.shared` for data a whole op shares (packed B), `.sharedA` for an A block all parts share,
+    /// `.part` for one part's own work (its packed A).
+    enum Slot { case shared, sharedA, part }
 
-    private static let keys = (makeKey(), makeKey())
+    private static let keys = (makeKey(), makeKey(), makeKey())
 
     private static func makeKey() -> pthread_key_t {
         var key = pthread_key_t()
@@ -166,7 +167,11 @@ enum ThreadScratch {
 
     /// At least `floats` floats, 64-byte aligned, contents unspecified.
     static func current(_ slot: Slot, floats: Int) -> UnsafeMutablePointer<Float> {
-        let key = slot == .shared ? keys.0 : keys.1
+        let key = switch slot {
+        case .shared: keys.0
+        case .sharedA: keys.1
+        case .part: keys.2
+        }
         if let raw = pthread_getspecific(key) {
             let header = raw.assumingMemoryBound(to: Header.self)
             if header.pointee.capacity >= floats { return header.pointee.floats }
