@@ -51,4 +51,15 @@ extension GPT2Model {
         let linear = projections.reduce(0) { $0 + $1.weight.count + $1.bias.count }
         return wte.count + wpe.count + norms + linear + (lmHead === wte ? 0 : lmHead.count)
     }
+
+    /// A generous estimate of the bytes one training step on B sequences of T tokens holds at its peak: the
+    /// weights (and, in full fine-tuning, their gradients and AdamW moments), the saved activations of every
+    /// layer, the attention probabilities, and the logits with their gradient.
+    public func trainingStepBytes(batch: Int, length: Int) -> Int {
+        let c = config, n = batch * length
+        let weights = baseParameterCount * (fullGradients == nil ? 1 : 4)
+        let perLayer = n * (8 * c.width + 3 * c.width + 2 * c.inner) + 2 * batch * c.heads * length * length
+        let logits = 2 * n * c.vocabSize
+        return 4 * (weights + c.layers * perLayer + logits + 4 * n * c.width)
+    }
 }

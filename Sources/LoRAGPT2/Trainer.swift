@@ -59,6 +59,13 @@ public final class Trainer {
 
     public init(model: GPT2Model, data: TrainingData, evalData: [[Int]]? = nil, options: TrainingOptions) throws {
         guard options.steps >= 1 else { throw LoRAConfigError("--steps must be at least 1") }
+        // Refuse a run that cannot fit before any work is done (a host would otherwise swap or be OOM-killed).
+        let largest = data.windows.max(by: { $0.count < $1.count })?.count ?? 0
+        let needed = model.trainingStepBytes(batch: data.batch, length: largest)
+        if let capacity = model.backend.memoryCapacity, needed > capacity {
+            throw LoRAConfigError(String(format: "a step of %d × %d tokens needs about %.1f GB, but %@ has %.1f GB available; lower --batch or --seq",
+                                         data.batch, largest, Double(needed) / 1e9, model.backend.name, Double(capacity) / 1e9))
+        }
         (self.model, self.data, self.evalData, self.options) = (model, data, evalData, options)
         optimizer = try Optimizer(options.optimizer, parameters: model.trainableParameters)
         (optimizer.beta1, optimizer.beta2, optimizer.epsilon, optimizer.weightDecay) =

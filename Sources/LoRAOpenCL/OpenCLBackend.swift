@@ -20,6 +20,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     public let name: String
     public let device: OpenCLDeviceInfo
     public var deviceDescription: String { "\(device.name) (\(device.platformName), \(device.openCLVersion), driver \(device.driverVersion))" }
+    /// The device's global memory.
+    public var memoryCapacity: Int? { device.globalMemoryBytes }
     /// Whether CLBlast is loaded for this backend's GEMMs.
     public var hasCLBlast: Bool { clblast != nil }
 

@@ -11,6 +11,9 @@ public protocol Backend: AnyObject, Sendable {
     var name: String { get }
     /// One line for people: the device's name and driver.
     var deviceDescription: String { get }
+    /// Bytes of memory tensors can use on the device, when known (the host's available memory for the CPU,
+    /// the device's global memory for OpenCL): lets a caller refuse work that cannot fit before starting it.
+    var memoryCapacity: Int? { get }
 
     /// A new tensor of the given shape, every element zero.
     func zeros(_ shape: [Int]) throws -> Tensor

@@ -272,6 +272,18 @@ enum PackedGEMM {
                 }
                 continue
             }
+            if b.rowStride == 1 && width == nr {
+                // Bᵀ stored (dy·Wᵀ, a tied LM head): eight read streams per 8 columns, one 32-byte store per k step.
+                for g in stride(from: 0, to: nr, by: 8) {
+                    let (cs, src) = (b.colStride, b.base + (j0 + g) * b.colStride + rows.lowerBound)
+                    for p in 0..<kcBlock {
+                        let v = SIMD8<Float>(src[p], src[cs + p], src[2 * cs + p], src[3 * cs + p],
+                                             src[4 * cs + p], src[5 * cs + p], src[6 * cs + p], src[7 * cs + p])
+                        UnsafeMutableRawPointer(out + p * nr + g).storeBytes(of: v, as: SIMD8<Float>.self)
+                    }
+                }
+                continue
+            }
             if width < nr { (out).update(repeating: 0, count: kcBlock * nr) }
             // Walk the source along its contiguous axis.
             for jj in 0..<width {

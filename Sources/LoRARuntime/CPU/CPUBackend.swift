@@ -1,6 +1,8 @@
 // The CPU backend: pure Swift, no BLAS. It is the specification and the test oracle for every other backend,
 // and the fallback wherever no OpenCL device exists. Inner loops run on raw pointers, never Array subscripts.
 
+import Foundation
+
 /// Host memory for a CPU tensor: 64-byte aligned, zero-initialized.
 public final class CPUStorage: TensorStorage, @unchecked Sendable {
     public let byteCount: Int
@@ -59,4 +61,12 @@ public final class CPUBackend: Backend {
     }
 
     public func synchronize() throws {}
+
+    /// MemAvailable from /proc/meminfo.
+    public var memoryCapacity: Int? {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+              let kb = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return nil }
+        return kb * 1024
+    }
 }
