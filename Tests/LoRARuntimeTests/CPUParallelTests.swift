@@ -7,11 +7,12 @@ import Testing
 @Suite("CPU fast path")
 struct CPUParallelTests {
     /// Shapes that cross mc (128), kc (512) and nc (2048), leave ragged tiles, or take the in-place paths
-    /// (n ≤ 32 with row-major A; m ≤ 32 with row-major B), in every transpose combination.
+    /// (n ≤ 128 with row-major A; m ≤ 32 with row-major B), in every transpose combination.
     static let blockCases: [GEMMCase] = [
         GEMMCase(m: 137, n: 2085, k: 530, beta: 0.5),
         GEMMCase(m: 137, n: 2085, k: 530, transposeA: true, transposeB: true, alpha: -1.5),
         GEMMCase(m: 261, n: 19, k: 1030, pad: 3),
+        GEMMCase(m: 141, n: 100, k: 600, beta: 0.5, pad: 2), GEMMCase(m: 141, n: 128, k: 530, transposeB: true),
         GEMMCase(m: 261, n: 19, k: 1030, transposeB: true),
         GEMMCase(m: 20, n: 700, k: 515, beta: 1, pad: 2, offset: 5),
         GEMMCase(m: 20, n: 700, k: 515, transposeA: true),
