@@ -90,18 +90,18 @@ struct TrainCommand: ParsableCommand {
             try gpt2.applyLoRA(LoRAConfig(rank: rank, alpha: alpha, targets: .names(targets.split(separator: ",").map(String.init)),
                                           dropout: dropout, useRSLoRA: rslora), seed: seed)
         }
-        let trainingData = try loadData(gpt2)
+        let trainingData = try loadData()
         var options = TrainingOptions(steps: steps ?? (epochs.map { $0 * trainingData.batchesPerEpoch }
             ?? (tokens != nil ? 100 : trainingData.batchesPerEpoch)))
         (options.learningRate, options.schedule, options.warmup) = (lr, TrainingOptions.Schedule(rawValue: lrSchedule)!, warmup)
         (options.optimizer, options.weightDecay, options.beta1, options.beta2, options.epsilon) =
             (Optimizer.Kind(rawValue: optimizer)!, weightDecay, beta1, beta2, eps)
         (options.maxGradNorm, options.evalEvery, options.checkpointEvery) = (maxGradNorm, evalEvery, checkpointEvery)
-        let evalWindows = try evalData.map { try windows(of: $0, gpt2) }
+        let evalWindows = try evalData.map { try windows(of: $0) }
         return try Trainer(model: gpt2, data: trainingData, evalData: evalWindows, options: options)
     }
 
-    func loadData(_ gpt2: GPT2Model) throws -> TrainingData {
+    func loadData() throws -> TrainingData {
         if let tokens { return try TrainingData(fixedBatch: EvalCommand.readTokens(tokens)) }
         let ids = try tokenize(data!)
         return try TrainingData(stream: ids, seq: seq, batch: batch, seed: seed)
@@ -114,7 +114,7 @@ struct TrainCommand: ParsableCommand {
         return try GPT2Tokenizer(folder: model).encode(text)
     }
 
-    func windows(of path: String, _ gpt2: GPT2Model) throws -> [[Int]] {
+    func windows(of path: String) throws -> [[Int]] {
         try TrainingData(stream: tokenize(path), seq: seq, batch: batch, seed: 0).windows
     }
 }
