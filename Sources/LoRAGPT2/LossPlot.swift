@@ -10,6 +10,7 @@ public enum LossPlot {
         let maxStep = Double(max(1, all.map(\.0).max() ?? 1))
         var low = Double(all.map(\.1).min() ?? 0), high = Double(all.map(\.1).max() ?? 1)
         if high - low < 1e-6 { (low, high) = (low - 0.5, high + 0.5) }
+        (low, high) = (low - 0.05 * (high - low), high + 0.05 * (high - low))  // keep points off the frame
         func x(_ step: Int) -> Double { left + Double(step) / maxStep * (width - left - right) }
         func y(_ loss: Float) -> Double { top + (high - Double(loss)) / (high - low) * (height - top - bottom) }
         func f(_ v: Double) -> String { String(format: "%.1f", v) }
