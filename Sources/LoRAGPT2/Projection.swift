@@ -15,6 +15,8 @@ public final class Projection {
     /// Gradients of the weight and bias, in full fine-tuning (nil otherwise: frozen).
     public internal(set) var gradients: (weight: Tensor, bias: Tensor)?
     private var savedInput: Tensor?
+    /// A row of ones `[1, N]`: the bias gradient is onesᵀ·dy. Kept between steps (one upload, not one per backward).
+    private var ones: Tensor?
     public var inFeatures: Int { weight.shape[0] }
     public var outFeatures: Int { weight.shape[1] }
 
@@ -39,8 +41,9 @@ public final class Projection {
         let backend = weight.backend
         if let gradients, let x = savedInput {
             try backend.gemm(GEMM(a: x, b: dy, c: gradients.weight, transposeA: true, beta: 1))
-            let ones = try backend.upload(Array(repeating: 1, count: dy.shape[0]), shape: [1, dy.shape[0]])
-            try backend.gemm(GEMM(a: ones, b: dy, c: gradients.bias.reshaped([1, outFeatures]), beta: 1))
+            let rows = dy.shape[0]
+            if ones?.count != rows { ones = try backend.upload(Array(repeating: 1, count: rows), shape: [1, rows]) }
+            try backend.gemm(GEMM(a: ones!, b: dy, c: gradients.bias.reshaped([1, outFeatures]), beta: 1))
         }
         return try backend.matmul(dy, weight, transposeB: true)
     }

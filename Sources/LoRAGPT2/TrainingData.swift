@@ -14,6 +14,8 @@ public struct TrainingData: Sendable {
 
     /// Where the next batch starts: the epoch and the index of its first window in that epoch's order.
     public var epoch = 0, index = 0
+    /// The order of the epoch last drawn from, so it is shuffled once per epoch, not once per batch.
+    private var cachedOrder: (epoch: Int, order: [Int])?
 
     /// The whole array is the batch at every step (`--tokens`).
     public init(fixedBatch: [[Int]]) throws {
@@ -47,7 +49,8 @@ public struct TrainingData: Sendable {
     /// The next batch; advances the position (a new epoch starts when this one runs out).
     public mutating func next() -> [[Int]] {
         if fixed { return windows }
-        let order = self.order(epoch: epoch)
+        if cachedOrder?.epoch != epoch { cachedOrder = (epoch, order(epoch: epoch)) }
+        let order = cachedOrder!.order
         let picked = order[index..<min(order.count, index + batch)].map { windows[$0] }
         index += batch
         if index >= order.count { (epoch, index) = (epoch + 1, 0) }

@@ -1,7 +1,8 @@
 // GPT-2 + LoRA against the PyTorch + PEFT fixture (Tests/Fixtures/gpt2-tiny, written by make_fixtures.py), on
 // every device: base, LoRA and merged logits, the loss, every LoRA gradient; B = 0 reproduces the base; merge
-// then unmerge restores it; adapters round-trip through our writer. Names start with "OpenCL" where they run
-// only there... they run on every device, so the CI count of OpenCL tests includes them through `devices`.
+// then unmerge restores it; adapters round-trip through our writer; training steps, full fine-tuning gradients
+// and KV-cache generation. Each runs once per device (`devices`: OpenCL wherever CI requires it), so these
+// names do not start with "OpenCL" and CI's count of OpenCL tests leaves them out.
 import Foundation
 import LoRATestSupport
 import SwiftLoRA
@@ -9,6 +10,11 @@ import Testing
 
 let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures/gpt2-tiny").path
+
+/// The backend a device-parameterized test runs on: "cpu" or "opencl".
+func testBackend(_ name: String) throws -> any Backend {
+    name == "cpu" ? CPUBackend.shared : try TestDevices.openCL.get()
+}
 
 /// What PyTorch + PEFT computed (expected.safetensors).
 struct Expected {
@@ -32,21 +38,18 @@ func logitMismatch(_ got: [Float], _ expected: [Float]) -> String? {
 struct GPT2FixtureTests {
     static var devices: [String] { TestDevices.runOpenCL ? ["cpu", "opencl"] : ["cpu"] }
 
-    func backend(_ name: String) throws -> any Backend {
-        name == "cpu" ? CPUBackend.shared : try TestDevices.openCL.get()
-    }
 
     @Test("base logits match transformers", arguments: devices)
     func baseLogits(device: String) throws {
         let expected = try Expected()
-        let model = try GPT2Model(folder: fixtures, backend: backend(device))
+        let model = try GPT2Model(folder: fixtures, backend: testBackend(device))
         #expect(logitMismatch(try model.forward(expected.tokens).toArray(), try expected.values("base_logits")) == nil)
     }
 
     @Test("a PEFT adapter: logits, loss and every LoRA gradient match PEFT", arguments: devices)
     func loraForwardBackward(device: String) throws {
         let expected = try Expected()
-        let model = try GPT2Model(folder: fixtures, backend: backend(device))
+        let model = try GPT2Model(folder: fixtures, backend: testBackend(device))
         try model.loadAdapter(folder: fixtures + "/adapter")
         #expect(model.loraLayers.count == 6)  // "c_proj" also selects mlp.c_proj, as in PEFT
         #expect(logitMismatch(try model.forward(expected.tokens).toArray(), try expected.values("lora_logits")) == nil)
@@ -64,7 +67,7 @@ struct GPT2FixtureTests {
     @Test("merged equals unmerged and matches PEFT's merge_and_unload; unmerge restores the base", arguments: devices)
     func merge(device: String) throws {
         let expected = try Expected()
-        let model = try GPT2Model(folder: fixtures, backend: backend(device))
+        let model = try GPT2Model(folder: fixtures, backend: testBackend(device))
         try model.loadAdapter(folder: fixtures + "/adapter")
         try model.mergeAdapters()
         let merged = try model.forward(expected.tokens).toArray()
@@ -81,7 +84,7 @@ struct GPT2FixtureTests {
     @Test("a fresh adapter (B = 0) reproduces the base logits", arguments: devices)
     func freshAdapter(device: String) throws {
         let expected = try Expected()
-        let model = try GPT2Model(folder: fixtures, backend: backend(device))
+        let model = try GPT2Model(folder: fixtures, backend: testBackend(device))
         try model.applyLoRA(LoRAConfig(rank: 2, alpha: 4, targets: .pattern(#".*\.attn\.c_attn"#)))
         #expect(model.loraLayers.map(\.name) == ["transformer.h.0.attn.c_attn", "transformer.h.1.attn.c_attn"])
         #expect(logitMismatch(try model.forward(expected.tokens).toArray(), try expected.values("base_logits")) == nil)
@@ -159,7 +162,7 @@ struct TrainingFixtureTests {
           arguments: GPT2FixtureTests.devices)
     func adamWSteps(device: String) throws {
         let expected = try Expected()
-        let backend: any Backend = device == "cpu" ? CPUBackend.shared : try TestDevices.openCL.get()
+        let backend = try testBackend(device)
         let model = try GPT2Model(folder: fixtures, backend: backend)
         try model.loadAdapter(folder: fixtures + "/adapter")
         model.training = true
@@ -182,7 +185,7 @@ struct FullTrainingFixtureTests {
     @Test("every weight's gradient matches PyTorch's (wte with the tied LM head)", arguments: GPT2FixtureTests.devices)
     func fullGradients(device: String) throws {
         let expected = try Expected()
-        let backend: any Backend = device == "cpu" ? CPUBackend.shared : try TestDevices.openCL.get()
+        let backend = try testBackend(device)
         let model = try GPT2Model(folder: fixtures, backend: backend)
         try model.enableFullTraining()
         let loss = try model.loss(expected.tokens, gradients: true)
@@ -204,7 +207,7 @@ struct GenerationTests {
           arguments: GPT2FixtureTests.devices)
     func cachedEqualsFull(device: String) throws {
         let expected = try Expected()
-        let backend: any Backend = device == "cpu" ? CPUBackend.shared : try TestDevices.openCL.get()
+        let backend = try testBackend(device)
         let model = try GPT2Model(folder: fixtures, backend: backend)
         try model.loadAdapter(folder: fixtures + "/adapter")
         let tokens = expected.tokens
