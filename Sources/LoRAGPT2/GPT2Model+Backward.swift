@@ -62,8 +62,8 @@ extension GPT2Model {
         // Attention branch: middle = input + attentionOut(attention(ln_1(input))).
         let dContext = try block.attentionOut.backward(dx)
         let dqkv = try attentionBackward(a, dContext: dContext, batch: batch, length: length)
+        guard needsInput else { return try block.attention.accumulateGradients(dqkv) }
         let dh1 = try block.attention.backward(dqkv)
-        guard needsInput else { return }
         try backend.layerNormBackward(LayerNormBackward(x: a.input, gamma: block.ln1.gamma, mean: a.mean1, rstd: a.rstd1,
                                                         dy: dh1, dx: dx, dgamma: norms?.ln1.gamma, dbeta: norms?.ln1.beta,
                                                         accumulate: true))

@@ -35,16 +35,26 @@ public final class Projection {
     }
 
     /// dx `[N, in]` for dy `[N, out]` of the last forward; the adapter's (or, in full fine-tuning, the weight's
-    /// and bias's) gradients accumulate: `dW += xᵀ·dy`, `db += Σ_rows dy`.
+    /// and bias's) gradients accumulate.
     func backward(_ dy: Tensor) throws -> Tensor {
         if let lora { return try lora.backward(dy) }
+        try accumulateWeightGradients(dy)
+        return try weight.backend.matmul(dy, weight, transposeB: true)
+    }
+
+    /// The gradients `backward` accumulates, without dx: for a layer whose input came from frozen weights alone.
+    func accumulateGradients(_ dy: Tensor) throws {
+        if let lora { return try lora.accumulateGradients(dy) }
+        try accumulateWeightGradients(dy)
+    }
+
+    /// In full fine-tuning: `dW += xᵀ·dy`, `db += Σ_rows dy`.
+    private func accumulateWeightGradients(_ dy: Tensor) throws {
+        guard let gradients, let x = savedInput else { return }
         let backend = weight.backend
-        if let gradients, let x = savedInput {
-            try backend.gemm(GEMM(a: x, b: dy, c: gradients.weight, transposeA: true, beta: 1))
-            let rows = dy.shape[0]
-            if ones?.count != rows { ones = try backend.upload(Array(repeating: 1, count: rows), shape: [1, rows]) }
-            try backend.gemm(GEMM(a: ones!, b: dy, c: gradients.bias.reshaped([1, outFeatures]), beta: 1))
-        }
-        return try backend.matmul(dy, weight, transposeB: true)
+        try backend.gemm(GEMM(a: x, b: dy, c: gradients.weight, transposeA: true, beta: 1))
+        let rows = dy.shape[0]
+        if ones?.count != rows { ones = try backend.upload(Array(repeating: 1, count: rows), shape: [1, rows]) }
+        try backend.gemm(GEMM(a: ones!, b: dy, c: gradients.bias.reshaped([1, outFeatures]), beta: 1))
     }
 }

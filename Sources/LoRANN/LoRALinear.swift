@@ -132,6 +132,26 @@ public final class LoRALinear {
     /// dB += s·dyᵀ·u                [out, r]
     /// ```
     public func backward(_ dy: Tensor) throws -> Tensor {
+        let (dy2, g) = try accumulate(dy)
+        let dx = try backend.empty([dy2.shape[0], inFeatures])
+        try backend.gemm(GEMM(a: dy2, b: weight, c: dx, transposeB: layout == .inOut))
+        if let seed = lastDropoutSeed {
+            // Dropout's backward is the same mask and scale applied to the gradient.
+            let low = try backend.matmul(g, loraA, alpha: scale)
+            try backend.dropout(Dropout(x: low, y: low, probability: dropout, seed: seed))
+            try backend.axpy(Axpy(alpha: 1, x: low, y: dx))
+        } else {
+            try backend.gemm(GEMM(a: g, b: loraA, c: dx, alpha: scale, beta: 1))
+        }
+        return try dx.reshaped(Array(dy.shape.dropLast()) + [inFeatures])
+    }
+
+    /// `backward` without dx, for a layer whose input needs no gradient (it comes from frozen weights alone):
+    /// skips dx's GEMMs, the largest part of the layer's backward.
+    public func accumulateGradients(_ dy: Tensor) throws { _ = try accumulate(dy) }
+
+    /// dA and dB for dy; returns dy as `[N, out]` and g.
+    private func accumulate(_ dy: Tensor) throws -> (dy: Tensor, g: Tensor) {
         guard !isMerged else { throw LoRAError.invalidState("LoRALinear: backward through a merged layer; unmerge first") }
         guard let x = savedLoRAInput, let u = savedU else {
             throw LoRAError.invalidState("LoRALinear: backward called before forward")
@@ -141,20 +161,10 @@ public final class LoRALinear {
             throw LoRAError.shapeMismatch("LoRALinear: dy is \(describe(dy.shape)) but forward produced \(rows) rows of \(outFeatures)")
         }
         let dy2 = try dy.reshaped([rows, outFeatures])
-        let dx = try backend.empty([rows, inFeatures])
-        try backend.gemm(GEMM(a: dy2, b: weight, c: dx, transposeB: layout == .inOut))
         let g = try backend.matmul(dy2, loraB)
-        if let seed = lastDropoutSeed {
-            // Dropout's backward is the same mask and scale applied to the gradient.
-            let low = try backend.matmul(g, loraA, alpha: scale)
-            try backend.dropout(Dropout(x: low, y: low, probability: dropout, seed: seed))
-            try backend.axpy(Axpy(alpha: 1, x: low, y: dx))
-        } else {
-            try backend.gemm(GEMM(a: g, b: loraA, c: dx, alpha: scale, beta: 1))
-        }
         try backend.gemm(GEMM(a: g, b: x, c: gradA, transposeA: true, alpha: scale, beta: 1))
         try backend.gemm(GEMM(a: dy2, b: u, c: gradB, transposeA: true, alpha: scale, beta: 1))
-        return try dx.reshaped(Array(dy.shape.dropLast()) + [inFeatures])
+        return (dy2, g)
     }
 
     /// Sets both gradients to zero.

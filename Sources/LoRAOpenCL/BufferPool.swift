@@ -3,6 +3,7 @@
 // asking the driver each time. When the driver refuses an allocation the cached buffers are released and the
 // allocation is tried once more.
 import Foundation
+import LoRARuntime
 
 final class BufferPool: @unchecked Sendable {
     private let api: OpenCLAPI
@@ -19,13 +20,8 @@ final class BufferPool: @unchecked Sendable {
 
     deinit { trim() }
 
-    /// The size class of a request: a multiple of 256 bytes and of 1/8 of the largest power of two not above it,
-    /// so a class is never more than 1/8 (or 255 bytes) above the request.
-    static func sizeClass(_ bytes: Int) -> Int {
-        let floorPower = 1 << (Int.bitWidth - 1 - max(bytes, 1).leadingZeroBitCount)
-        let granule = max(256, floorPower / 8)
-        return (bytes + granule - 1) / granule * granule
-    }
+    /// The host pool's size classes (at most 1/8 above the request).
+    static func sizeClass(_ bytes: Int) -> Int { HostMemoryPool.sizeClass(bytes) }
 
     /// A buffer of at least `bytes` bytes.
     func allocate(bytes: Int) throws -> CLBufferStorage {

@@ -93,6 +93,22 @@ struct LoRALinearTests {
         }
     }
 
+    @Test("OpenCL and CPU: gradients without dx equal backward's")
+    func gradientsWithoutInput() throws {
+        for backend in try TestDevices.all() {
+            var results: [[Float]] = []
+            for full in [true, false] {
+                let layer = try fixture.layer(on: backend, rank: 4)
+                _ = try layer.forward(backend.upload(fixture.x, shape: [LayerFixture.rows, LayerFixture.inF]))
+                let dy = try backend.upload(fixture.dy, shape: [LayerFixture.rows, LayerFixture.outF])
+                if full { _ = try layer.backward(dy) } else { try layer.accumulateGradients(dy) }
+                results.append(try layer.gradA.toArray() + layer.gradB.toArray())
+            }
+            #expect(results[0] == results[1], "\(backend.name)")
+            #expect(results[0].contains { $0 != 0 })
+        }
+    }
+
     @Test("OpenCL and CPU: gradients match finite differences, W0 gets none", arguments: [1, 4])
     func gradients(rank: Int) throws {
         for backend in try TestDevices.all() {

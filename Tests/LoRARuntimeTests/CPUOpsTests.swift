@@ -1,6 +1,6 @@
 // The CPU backend against naive Double references, and the validation every op shares.
 import Foundation
-import LoRARuntime
+@testable import LoRARuntime
 import LoRATestSupport
 import Testing
 
@@ -92,6 +92,29 @@ struct CPUOpsTests {
         let y2 = try cpu.upload(yv, shape: [n, outF])
         try cpu.loraProject(LoRAProjection(x: x, a: a, b: b, scale: 1.75, y: y2))
         #expect(try y2.toArray() == y.toArray())
+    }
+
+    @Test("host memory is recycled by size class, zeros() clears what it reuses, and the cap holds")
+    func hostMemoryPool() throws {
+        let pool = HostMemoryPool(limit: 1 << 20)
+        let (p, bytes) = pool.allocate(bytes: 1000 * 4)
+        #expect(bytes == HostMemoryPool.sizeClass(4000))
+        pool.recycle(p, byteCount: bytes)
+        #expect(pool.cachedBytes == bytes)
+        let again = pool.allocate(bytes: 990 * 4)  // same class: the same buffer
+        #expect(again.pointer == p && pool.cachedBytes == 0)
+        pool.recycle(again.pointer, byteCount: again.byteCount)
+        let big = pool.allocate(bytes: 2 << 20)  // beyond the cap: freed, not kept
+        pool.recycle(big.pointer, byteCount: big.byteCount)
+        #expect(pool.cachedBytes == bytes)
+        pool.trim()
+        #expect(pool.cachedBytes == 0)
+
+        let cpu = CPUBackend()
+        // The NaNs' buffer goes back to the shared pool, and zeros() of the same size most likely gets it.
+        let count = 123_457
+        do { _ = try cpu.upload([Float](repeating: .nan, count: count), shape: [count]) }
+        #expect(try cpu.zeros([count]).toArray().allSatisfy { $0 == 0 })
     }
 
     @Test("bias add broadcasts over rows")

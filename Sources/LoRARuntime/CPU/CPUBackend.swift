@@ -3,20 +3,20 @@
 
 import Foundation
 
-/// Host memory for a CPU tensor: 64-byte aligned, zero-initialized.
+/// Host memory for a CPU tensor: 64-byte aligned, from the host pool, contents unspecified until written.
 public final class CPUStorage: TensorStorage, @unchecked Sendable {
     public let byteCount: Int
     /// The elements. Mutated only through backend ops.
     public let pointer: UnsafeMutablePointer<Float>
+    private let pool: HostMemoryPool
 
-    init(count: Int) {
-        byteCount = count * MemoryLayout<Float>.stride
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
-        pointer = raw.bindMemory(to: Float.self, capacity: count)
+    init(count: Int, pool: HostMemoryPool) {
+        let (raw, bytes) = pool.allocate(bytes: count * MemoryLayout<Float>.stride)
+        (byteCount, self.pool) = (bytes, pool)
+        pointer = raw.bindMemory(to: Float.self, capacity: bytes / MemoryLayout<Float>.stride)
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    deinit { pool.recycle(UnsafeMutableRawPointer(pointer), byteCount: byteCount) }
 }
 
 /// Runs every op on the host CPU.
@@ -28,6 +28,8 @@ public final class CPUBackend: Backend {
     }
     /// The threads every op of this backend splits its work over.
     public let pool: ThreadPool
+    /// Where tensors' memory comes from and returns to.
+    let memory = HostMemoryPool.shared
 
     public init(pool: ThreadPool = .shared) { self.pool = pool }
 
@@ -41,16 +43,26 @@ public final class CPUBackend: Backend {
     }
 
     public func zeros(_ shape: [Int]) throws -> Tensor {
-        try Tensor.validate(shape: shape)
-        return try Tensor(shape: shape, storage: CPUStorage(count: shape.reduce(1, *)), backend: self)
+        let t = try empty(shape)
+        elements(t).initialize(repeating: 0, count: t.count)
+        return t
     }
 
-    /// Host memory is zeroed anyway: allocation dominates, and zeros keep CPU results reproducible.
-    public func empty(_ shape: [Int]) throws -> Tensor { try zeros(shape) }
+    /// Recycled memory: whatever the last tensor there held (every op that takes an output writes all of it).
+    public func empty(_ shape: [Int]) throws -> Tensor {
+        try Tensor.validate(shape: shape)
+        return try Tensor(shape: shape, storage: CPUStorage(count: shape.reduce(1, *), pool: memory), backend: self)
+    }
+
+    /// Bytes the host pool holds for reuse (freed tensors' buffers; shared by every CPU backend).
+    public var cachedMemoryBytes: Int { memory.cachedBytes }
+
+    /// Returns the host pool's cached buffers to the system (live tensors keep theirs).
+    public func releaseCachedMemory() { memory.trim() }
 
     public func upload(_ values: [Float], shape: [Int]) throws -> Tensor {
         try validateUpload(values, shape: shape)
-        let t = try zeros(shape)
+        let t = try empty(shape)
         values.withUnsafeBufferPointer { elements(t).update(from: $0.baseAddress!, count: values.count) }
         return t
     }
