@@ -45,16 +45,24 @@ __kernel void pack_b(const int n, const int k, __global const float* B, const in
 }
 
 // packedStride: floats between batches of the packed B (0 when every batch shares one B).
+// triangle (GEMM.Triangle, causal attention): 0 none; 1 only C's entries j <= i + offset are wanted (a block
+// wholly above that is skipped); 2 op(A)[i, p] = 0 for p > i + offset; 3 op(A)[i, p] = 0 for p < i - offset
+// (2 and 3: the block runs only the terms its rows need).
 __kernel void gemm(const int m, const int n, const int k, const float alpha,
                    __global const float* A, const int offA, const int lda, const int strideA,
                    __global const float* packed, const long packedStride,
                    const float beta,
-                   __global float* C, const int offC, const int ldc, const int strideC)
+                   __global float* C, const int offC, const int ldc, const int strideC,
+                   const int triangle, const int offset)
 {
     const int i0 = get_global_id(0) * TM;
     const int strip = get_global_id(1), j0 = strip * TN;
     const int batch = get_global_id(2);
     if (i0 >= m) return;
+    const int lastRow = min(i0 + TM, m) - 1;
+    if (triangle == 1 && j0 > lastRow + offset) return;
+    const int pBegin = triangle == 3 ? clamp(i0 - offset, 0, k) : 0;
+    const int pEnd = triangle == 2 ? clamp(lastRow + 1 + offset, 0, k) : k;
     A += offA + (long)batch * strideA;
     C += offC + (long)batch * strideC;
     __global const float* Bs = packed + batch * packedStride + (long)strip * k * TN;
@@ -67,7 +75,7 @@ __kernel void gemm(const int m, const int n, const int k, const float alpha,
 
     const int rows = min(TM, m - i0);
     if (rows == TM) {
-        for (int p = 0; p < k; p++) {
+        for (int p = pBegin; p < pEnd; p++) {
             float16 b[VN];
             #pragma unroll
             for (int q = 0; q < VN; q++) b[q] = vload16(q, Bs + p * TN);
@@ -79,7 +87,7 @@ __kernel void gemm(const int m, const int n, const int k, const float alpha,
             }
         }
     } else {
-        for (int p = 0; p < k; p++) {
+        for (int p = pBegin; p < pEnd; p++) {
             float16 b[VN];
             #pragma unroll
             for (int q = 0; q < VN; q++) b[q] = vload16(q, Bs + p * TN);

@@ -24,14 +24,18 @@ __kernel void softmax_forward(__global const float* x, __global float* y, const 
     for (int j = visible; j < cols; j++) yr[j] = 0.0f;
 }
 
-// dx = scale · y ⊙ (dy − Σ dy⊙y) per row. dx may alias dy.
+// dx = scale · y ⊙ (dy − Σ dy⊙y) per row over the visible entries (causal as above); masked entries 0, their dy
+// never read. dx may alias dy.
 __kernel void softmax_backward(__global const float* y, __global const float* dy, __global float* dx,
-                               const int rows, const int cols, const float scale)
+                               const int rows, const int cols, const float scale, const int causal,
+                               const int queryLength)
 {
     const int r = get_global_id(0);
     if (r >= rows) return;
+    const int visible = causal ? clamp(r % queryLength + (cols - queryLength) + 1, 0, cols) : cols;
     const long base = (long)r * cols;
     float dot = 0.0f;
-    for (int j = 0; j < cols; j++) dot += dy[base + j] * y[base + j];
-    for (int j = 0; j < cols; j++) dx[base + j] = scale * y[base + j] * (dy[base + j] - dot);
+    for (int j = 0; j < visible; j++) dot += dy[base + j] * y[base + j];
+    for (int j = 0; j < visible; j++) dx[base + j] = scale * y[base + j] * (dy[base + j] - dot);
+    for (int j = visible; j < cols; j++) dx[base + j] = 0.0f;
 }

@@ -73,6 +73,7 @@ extension GPT2Model {
     /// ```
     /// dP = dCtx·vᵀ, dv = Pᵀ·dCtx, dS = softmax′(P, dP)·scale, dq = dS·k, dk = dSᵀ·q   (per sequence and head)
     /// ```
+    /// P and dS are lower triangular (causal), so each product runs only the triangle that matters.
     private func attentionBackward(_ a: LayerActivations, dContext: Tensor, batch: Int, length t: Int) throws -> Tensor {
         let (c, h, d) = (config.width, config.heads, config.headDim)
         let dqkv = try backend.empty(a.qkv.shape)
@@ -81,17 +82,19 @@ extension GPT2Model {
             let dctx = GEMMOperand(dContext, offset: b * t * c, ld: c, batchStride: d)
             let p = GEMMOperand(a.probabilities, offset: b * h * t * t, ld: t, batchStride: t * t)
             try backend.gemm(GEMM(m: t, n: t, k: d, batch: h, a: dctx, b: head(a.qkv, b, length: t, part: 2), transposeB: true,
-                                  c: GEMMOperand(dScores, offset: b * h * t * t, ld: t, batchStride: t * t)))
+                                  c: GEMMOperand(dScores, offset: b * h * t * t, ld: t, batchStride: t * t),
+                                  triangle: .lowerC(offset: 0)))
             try backend.gemm(GEMM(m: t, n: d, k: t, batch: h, a: p, transposeA: true, b: dctx,
-                                  c: head(dqkv, b, length: t, part: 2)))
+                                  c: head(dqkv, b, length: t, part: 2), triangle: .upperA(offset: 0)))
         }
-        try backend.softmaxBackward(SoftmaxBackward(y: a.probabilities, dy: dScores, dx: dScores, scale: attentionScale))
+        try backend.softmaxBackward(SoftmaxBackward(y: a.probabilities, dy: dScores, dx: dScores, scale: attentionScale,
+                                                    causal: true))
         for b in 0..<batch {
             let ds = GEMMOperand(dScores, offset: b * h * t * t, ld: t, batchStride: t * t)
             try backend.gemm(GEMM(m: t, n: d, k: t, batch: h, a: ds, b: head(a.qkv, b, length: t, part: 1),
-                                  c: head(dqkv, b, length: t, part: 0)))
+                                  c: head(dqkv, b, length: t, part: 0), triangle: .lowerA(offset: 0)))
             try backend.gemm(GEMM(m: t, n: d, k: t, batch: h, a: ds, transposeA: true, b: head(a.qkv, b, length: t, part: 0),
-                                  c: head(dqkv, b, length: t, part: 1)))
+                                  c: head(dqkv, b, length: t, part: 1), triangle: .upperA(offset: 0)))
         }
         return dqkv
     }

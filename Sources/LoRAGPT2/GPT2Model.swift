@@ -215,14 +215,18 @@ public final class GPT2Model {
         }
         let scores = try backend.empty([batch, h, t, tk])
         let context = try backend.empty([batch * t, c])
+        // Query i sees keys up to tk − t + i: scores above that are never read, probabilities there are 0.
+        let cached = tk - t
         for b in 0..<batch {
             try backend.gemm(GEMM(m: t, n: tk, k: d, batch: h, a: head(qkv, b, length: t, part: 0), b: keys(b),
-                                  transposeB: true, c: GEMMOperand(scores, offset: b * h * t * tk, ld: tk, batchStride: t * tk)))
+                                  transposeB: true, c: GEMMOperand(scores, offset: b * h * t * tk, ld: tk, batchStride: t * tk),
+                                  triangle: .lowerC(offset: cached)))
         }
         try backend.softmax(Softmax(x: scores, y: scores, scale: attentionScale, causal: true))
         for b in 0..<batch {
             try backend.gemm(GEMM(m: t, n: d, k: tk, batch: h, a: GEMMOperand(scores, offset: b * h * t * tk, ld: tk, batchStride: t * tk),
-                                  b: values(b), c: GEMMOperand(context, offset: b * t * c, ld: c, batchStride: d)))
+                                  b: values(b), c: GEMMOperand(context, offset: b * t * c, ld: c, batchStride: d),
+                                  triangle: .lowerA(offset: cached)))
         }
         return (scores, context)
     }

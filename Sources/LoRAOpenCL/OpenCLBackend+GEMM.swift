@@ -70,6 +70,7 @@ extension OpenCLBackend {
         let packedBatches = op.b.batchStride == 0 ? 1 : op.batch
         let packedStride = strips * tile.cols * op.k
         let packed = try empty([packedBatches, packedStride])
+        let triangle = Self.encode(op.triangle)
         try launch(try kernel("pack_b", file: "matmul", options: options), global: [strips * tile.cols, op.k, packedBatches], [
             .int(op.n), .int(op.k), .tensor(op.b.tensor), .int(op.b.offset), .int(op.b.ld), .int(op.b.batchStride),
             .tensor(packed),
@@ -82,7 +83,18 @@ extension OpenCLBackend {
             .tensor(packed), .long(packedBatches == 1 ? 0 : packedStride),
             .float(op.beta),
             .tensor(op.c.tensor), .int(op.c.offset), .int(op.c.ld), .int(op.c.batchStride),
+            .int(triangle.kind), .int(triangle.offset),
         ])
+    }
+
+    /// The kernel's encoding of a GEMM triangle: kind 0 none, 1 lowerC, 2 lowerA, 3 upperA.
+    private static func encode(_ triangle: GEMM.Triangle?) -> (kind: Int, offset: Int) {
+        switch triangle {
+        case nil: (0, 0)
+        case .lowerC(let offset): (1, offset)
+        case .lowerA(let offset): (2, offset)
+        case .upperA(let offset): (3, offset)
+        }
     }
 
     private func gemmWithCLBlast(_ op: GEMM) throws {

@@ -16,6 +16,7 @@ extension OpenCLBackend {
         let k = try kernel("softmax_backward", file: "softmax")
         try launch(k, global: [op.rows], [
             .tensor(op.y), .tensor(op.dy), .tensor(op.dx), .int(op.rows), .int(op.cols), .float(op.scale),
+            .int(op.causal ? 1 : 0), .int(op.queryLength),
         ])
     }
 }

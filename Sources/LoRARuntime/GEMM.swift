@@ -27,12 +27,43 @@ public struct GEMM: BackendOp {
     public let alpha: Float, beta: Float
     public let a: GEMMOperand, b: GEMMOperand, c: GEMMOperand
     public let transposeA: Bool, transposeB: Bool
+    /// Causal structure that lets a backend skip work (nil: none).
+    public let triangle: Triangle?
+
+    /// The triangles of causal attention, where query i sees keys j ≤ i + offset (offset: keys cached before the
+    /// queries). Work outside them can be skipped, which saves ~45% of attention's multiply-adds; a backend may
+    /// also ignore the hint, because the result that matters is the same either way.
+    public enum Triangle: Sendable, Equatable {
+        /// Only C's entries on or below the diagonal (j ≤ i + offset) are wanted; those above are left unspecified
+        /// (scores, whose masked entries softmax never reads).
+        case lowerC(offset: Int)
+        /// op(A) is zero above the diagonal (op(A)[i, p] = 0 for p > i + offset), as attention probabilities are:
+        /// those terms are skipped.
+        case lowerA(offset: Int)
+        /// op(A) is zero below the diagonal (op(A)[i, p] = 0 for p < i − offset), as transposed probabilities are.
+        case upperA(offset: Int)
+
+        /// The terms `p` that rows `rows` need (lowerA, upperA), or `0..<k` (lowerC); empty when none.
+        public func terms(rows: Range<Int>, k: Int) -> Range<Int> {
+            switch self {
+            case .lowerC: 0..<k
+            case .lowerA(let offset): 0..<max(0, min(k, rows.upperBound + offset))
+            case .upperA(let offset): min(k, max(0, rows.lowerBound - offset))..<k
+            }
+        }
+
+        /// Whether the block `rows` × `columns` of C lies wholly above the diagonal and is not wanted (lowerC).
+        public func skips(rows: Range<Int>, columns: Range<Int>) -> Bool {
+            guard case .lowerC(let offset) = self else { return false }
+            return columns.lowerBound > rows.upperBound - 1 + offset
+        }
+    }
 
     /// The general form. Throws if any element an operand would touch lies outside its tensor.
     public init(m: Int, n: Int, k: Int, batch: Int = 1, alpha: Float = 1,
                 a: GEMMOperand, transposeA: Bool = false,
                 b: GEMMOperand, transposeB: Bool = false,
-                beta: Float = 0, c: GEMMOperand) throws {
+                beta: Float = 0, c: GEMMOperand, triangle: Triangle? = nil) throws {
         guard m >= 1, n >= 1, k >= 1, batch >= 1 else {
             throw LoRAError.invalidArgument("gemm: m=\(m) n=\(n) k=\(k) batch=\(batch) must all be ≥ 1")
         }
@@ -52,6 +83,7 @@ public struct GEMM: BackendOp {
         try c.tensor.backend.requireOwned("gemm", a.tensor, b.tensor)
         (self.m, self.n, self.k, self.batch, self.alpha, self.beta) = (m, n, k, batch, alpha, beta)
         (self.a, self.b, self.c, self.transposeA, self.transposeB) = (a, b, c, transposeA, transposeB)
+        self.triangle = triangle
     }
 
     /// The shape-driven form for whole tensors: A is `[..., rows, cols]` with op(A) `[m, k]`,

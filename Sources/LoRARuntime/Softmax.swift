@@ -34,7 +34,12 @@ public struct Softmax: BackendOp {
 
     /// Keys visible to `row` (all of them when not causal): entries `0..<visibleCount`.
     @inlinable public func visibleCount(row: Int) -> Int {
-        guard causal else { return cols }
+        Softmax.visibleCount(row: row, cols: cols, queryLength: causal ? queryLength : 0)
+    }
+
+    /// Keys visible to `row` of `[..., Tq, Tk]` rows under the causal mask (queryLength = Tq; 0: no mask).
+    @inlinable static func visibleCount(row: Int, cols: Int, queryLength: Int) -> Int {
+        guard queryLength > 0 else { return cols }
         return max(0, min(cols, row % queryLength + (cols - queryLength) + 1))
     }
 }
@@ -42,22 +47,35 @@ public struct Softmax: BackendOp {
 /// Gradient of `Softmax`: `dx = scale · y ⊙ (dy − Σⱼ dyⱼ·yⱼ)` per row, written (not accumulated) into `dx`.
 ///
 /// Needs only the forward output `y`: masked entries have `y = 0`, so their gradient is 0 without the mask.
-/// `dx` may be `dy` (in place).
+/// With `causal` (the forward's mask) dy's masked entries are not read at all (a GEMM with a `.lowerC`
+/// triangle leaves them unspecified) and dx's are 0. `dx` may be `dy` (in place).
 public struct SoftmaxBackward: BackendOp {
     public var owner: any Backend { y.backend }
     public let y: Tensor, dy: Tensor, dx: Tensor
     public let scale: Float
+    public let causal: Bool
     public let rows: Int, cols: Int
+    /// Rows per causal block (`Tq`); 1 when not causal.
+    public let queryLength: Int
 
-    public init(y: Tensor, dy: Tensor, dx: Tensor, scale: Float = 1) throws {
+    public init(y: Tensor, dy: Tensor, dx: Tensor, scale: Float = 1, causal: Bool = false) throws {
         try y.backend.requireOwned("softmaxBackward", y, dy, dx)
         guard y.shape == dy.shape, y.shape == dx.shape else {
             throw LoRAError.shapeMismatch(
                 "softmaxBackward: y \(describe(y.shape)), dy \(describe(dy.shape)), dx \(describe(dx.shape)) must match")
         }
         guard scale.isFinite else { throw LoRAError.invalidArgument("softmaxBackward: scale \(scale) must be finite") }
-        (self.y, self.dy, self.dx, self.scale) = (y, dy, dx, scale)
+        if causal && y.rank < 2 {
+            throw LoRAError.shapeMismatch("softmaxBackward: a causal mask needs y as [..., Tq, Tk], got \(describe(y.shape))")
+        }
+        (self.y, self.dy, self.dx, self.scale, self.causal) = (y, dy, dx, scale, causal)
         cols = y.shape[y.rank - 1]
         rows = y.count / cols
+        queryLength = causal ? y.shape[y.rank - 2] : 1
+    }
+
+    /// Entries of `row` that the mask leaves visible: `0..<visibleCount`.
+    @inlinable public func visibleCount(row: Int) -> Int {
+        Softmax.visibleCount(row: row, cols: cols, queryLength: causal ? queryLength : 0)
     }
 }

@@ -45,17 +45,26 @@ struct OpenCLOpsTests {
         #expect(firstMismatch(try run(cl), try run(cpu), atol: 1e-6, rtol: 1e-5) == nil)
     }
 
-    @Test("OpenCL softmax backward matches the CPU", arguments: [[1, 1], [3, 7], [2, 3, 17, 17], [5, 129]])
-    func softmaxBackward(shape: [Int]) throws {
+    @Test("OpenCL softmax backward matches the CPU (causal: masked dy is never read)",
+          arguments: [([1, 1], false), ([3, 7], false), ([2, 3, 17, 17], false), ([2, 3, 17, 17], true), ([5, 129], false),
+                      ([3, 20, 37], true)])
+    func softmaxBackward(shape: [Int], causal: Bool) throws {
         let count = shape.reduce(1, *)
-        let (xv, dyv) = (randomValues(count, seed: 8), randomValues(count, seed: 9))
+        let (tq, tk) = (shape[shape.count - 2], shape[shape.count - 1])
+        let xv = randomValues(count, seed: 8)
+        // Causal: NaN where the mask hides dy (as a `.lowerC` GEMM may leave it).
+        let dyv = randomValues(count, seed: 9).enumerated().map { i, v in
+            causal && (i % tk) > (i / tk) % tq + tk - tq ? Float.nan : v
+        }
         func run(_ b: any Backend) throws -> [Float] {
             let x = try b.upload(xv, shape: shape), y = try b.zeros(shape), dx = try b.zeros(shape)
             try b.softmax(Softmax(x: x, y: y, scale: 0.3, causal: shape.count > 2))
-            try b.softmaxBackward(SoftmaxBackward(y: y, dy: b.upload(dyv, shape: shape), dx: dx, scale: 0.3))
+            try b.softmaxBackward(SoftmaxBackward(y: y, dy: b.upload(dyv, shape: shape), dx: dx, scale: 0.3, causal: causal))
             return try dx.toArray()
         }
-        #expect(firstMismatch(try run(cl), try run(cpu), atol: 1e-6, rtol: 1e-4) == nil)
+        let (gpu, host) = (try run(cl), try run(cpu))
+        #expect(firstMismatch(gpu, host, atol: 1e-6, rtol: 1e-4) == nil)
+        #expect(!host.contains { $0.isNaN })
     }
 
     @Test("OpenCL LoRA projection matches the CPU, fused (lora.cl) and as two GEMMs",

@@ -58,6 +58,14 @@ struct CPUOpsTests {
         try cpu.softmax(Softmax(x: x, y: y, scale: scale, causal: causal))
         try cpu.softmaxBackward(SoftmaxBackward(y: y, dy: cpu.upload(weights, shape: shape), dx: dx, scale: scale))
         let analytic = try dx.toArray()
+        if causal {  // with the mask, dy's masked entries are not read (NaN there changes nothing) and dx is 0 there
+            let hidden = { (i: Int) in i % 7 > (i / 7) % 5 + 2 }  // [.., 5, 7]: row r sees keys j ≤ r + 2
+            let masked = weights.indices.map { hidden($0) ? Float.nan : weights[$0] }
+            let dxMasked = try cpu.zeros(shape)
+            try cpu.softmaxBackward(SoftmaxBackward(y: y, dy: cpu.upload(masked, shape: shape), dx: dxMasked,
+                                                    scale: scale, causal: true))
+            #expect(try dxMasked.toArray() == analytic.indices.map { hidden($0) ? 0 : analytic[$0] })
+        }
         let eps: Float = 1e-2
         for i in stride(from: 0, to: values.count, by: 3) {
             var plus = values, minus = values

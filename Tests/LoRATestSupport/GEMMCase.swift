@@ -1,5 +1,6 @@
 // A GEMM problem with awkward layouts (padded leading dimensions, offsets, batch strides) that can run on any
-// backend and against a naive Double reference. C's padding must come back untouched.
+// backend and against a naive Double reference. C's padding must come back untouched. With a triangle, op(A) is
+// generated zero where the triangle says so, and C's entries a `.lowerC` triangle leaves unspecified read as 0.
 import SwiftLoRA
 
 public struct GEMMCase: Sendable, CustomStringConvertible {
@@ -10,15 +11,18 @@ public struct GEMMCase: Sendable, CustomStringConvertible {
     public var pad = 0, offset = 0
     /// Share A across the batch (stride 0).
     public var sharedA = false
+    public var triangle: GEMM.Triangle?
 
     public init(m: Int, n: Int, k: Int, batch: Int = 1, transposeA: Bool = false, transposeB: Bool = false,
-                alpha: Float = 1, beta: Float = 0, pad: Int = 0, offset: Int = 0, sharedA: Bool = false) {
+                alpha: Float = 1, beta: Float = 0, pad: Int = 0, offset: Int = 0, sharedA: Bool = false,
+                triangle: GEMM.Triangle? = nil) {
         (self.m, self.n, self.k, self.batch, self.transposeA, self.transposeB) = (m, n, k, batch, transposeA, transposeB)
         (self.alpha, self.beta, self.pad, self.offset, self.sharedA) = (alpha, beta, pad, offset, sharedA)
+        self.triangle = triangle
     }
 
     public var description: String {
-        "\(m)x\(n)x\(k) batch \(batch) \(transposeA ? "T" : "N")\(transposeB ? "T" : "N") alpha \(alpha) beta \(beta) pad \(pad) offset \(offset)\(sharedA ? " sharedA" : "")"
+        "\(m)x\(n)x\(k) batch \(batch) \(transposeA ? "T" : "N")\(transposeB ? "T" : "N") alpha \(alpha) beta \(beta) pad \(pad) offset \(offset)\(sharedA ? " sharedA" : "")\(triangle.map { " \($0)" } ?? "")"
     }
 
     /// Stored rows and columns and the buffer size of each operand.
@@ -39,8 +43,38 @@ public struct GEMMCase: Sendable, CustomStringConvertible {
     /// The three input buffers (A, B, C's prior contents).
     public func inputs(seed: UInt64) -> (a: [Float], b: [Float], c: [Float]) {
         let l = layouts
-        return (randomValues(l.a.count, seed: seed), randomValues(l.b.count, seed: seed + 1),
-                randomValues(l.c.count, seed: seed + 2))
+        var a = randomValues(l.a.count, seed: seed)
+        // op(A) zero outside its triangle, as GEMM.Triangle states it.
+        let isZero: (Int, Int) -> Bool = switch triangle {
+        case .lowerA(let o): { i, p in p > i + o }
+        case .upperA(let o): { i, p in p < i - o }
+        default: { _, _ in false }
+        }
+        for batchIndex in 0..<batch {
+            for i in 0..<m {
+                for p in 0..<k where isZero(i, p) {
+                    a[offset + batchIndex * l.a.stride + (transposeA ? p * l.a.ld + i : i * l.a.ld + p)] = 0
+                }
+            }
+        }
+        return (a, randomValues(l.b.count, seed: seed + 1), randomValues(l.c.count, seed: seed + 2))
+    }
+
+    /// Whether C's entry (i, j) is specified after the GEMM (not above a `.lowerC` diagonal).
+    func isWanted(_ i: Int, _ j: Int) -> Bool {
+        guard case .lowerC(let diagonalOffset) = triangle else { return true }
+        return j <= i + diagonalOffset
+    }
+
+    /// C's buffer with the unspecified entries set to 0.
+    func maskingUnspecified<T: BinaryFloatingPoint>(_ values: [T]) -> [T] {
+        guard triangle != nil else { return values }
+        let l = layouts
+        var out = values
+        for batchIndex in 0..<batch {
+            for i in 0..<m { for j in 0..<n where !isWanted(i, j) { out[offset + batchIndex * l.c.stride + i * l.c.ld + j] = 0 } }
+        }
+        return out
     }
 
     /// Runs on `backend` (optionally with a specific OpenCL engine) and returns C's whole buffer.
@@ -54,9 +88,9 @@ public struct GEMMCase: Sendable, CustomStringConvertible {
             m: m, n: n, k: k, batch: batch, alpha: alpha,
             a: GEMMOperand(a, offset: offset, ld: l.a.ld, batchStride: l.a.stride), transposeA: transposeA,
             b: GEMMOperand(b, offset: offset, ld: l.b.ld, batchStride: l.b.stride), transposeB: transposeB,
-            beta: beta, c: GEMMOperand(c, offset: offset, ld: l.c.ld, batchStride: l.c.stride))
+            beta: beta, c: GEMMOperand(c, offset: offset, ld: l.c.ld, batchStride: l.c.stride), triangle: triangle)
         if let engine, let cl = backend as? OpenCLBackend { try cl.gemm(op, engine: engine) } else { try backend.gemm(op) }
-        return try backend.download(c)
+        return maskingUnspecified(try backend.download(c))
     }
 
     /// The naive triple loop in Double.
@@ -79,7 +113,7 @@ public struct GEMMCase: Sendable, CustomStringConvertible {
                 }
             }
         }
-        return out
+        return maskingUnspecified(out)
     }
 
     /// Shapes that stress edges: 1s, primes, non-multiples of the 8×16 tile, every transpose pair.
@@ -95,6 +129,16 @@ public struct GEMMCase: Sendable, CustomStringConvertible {
         }
         cases.append(GEMMCase(m: 64, n: 48, k: 16))
         cases.append(GEMMCase(m: 100, n: 67, k: 300, transposeB: true, alpha: 0.25))
+        // Causal attention's triangles: scores (q·kᵀ), probabilities times values, and their transposes, across
+        // tile and cache-block edges, with a diagonal offset as a KV cache gives.
+        cases.append(GEMMCase(m: 37, n: 45, k: 19, batch: 2, transposeB: true, beta: 0.5, pad: 2, triangle: .lowerC(offset: 0)))
+        cases.append(GEMMCase(m: 130, n: 133, k: 16, transposeB: true, triangle: .lowerC(offset: 3)))
+        cases.append(GEMMCase(m: 37, n: 21, k: 37, batch: 2, beta: -1, pad: 1, triangle: .lowerA(offset: 0)))
+        cases.append(GEMMCase(m: 130, n: 33, k: 133, triangle: .lowerA(offset: 3)))
+        cases.append(GEMMCase(m: 37, n: 21, k: 37, batch: 2, transposeA: true, pad: 1, triangle: .upperA(offset: 0)))
+        cases.append(GEMMCase(m: 130, n: 40, k: 130, transposeA: true, alpha: 2, triangle: .upperA(offset: 2)))
+        cases.append(GEMMCase(m: 600, n: 20, k: 600, beta: 1, triangle: .lowerA(offset: 0)))
+        cases.append(GEMMCase(m: 600, n: 20, k: 600, transposeA: true, triangle: .upperA(offset: 0)))
         return cases
     }()
 }

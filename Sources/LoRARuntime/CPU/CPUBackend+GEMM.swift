@@ -30,15 +30,17 @@ enum PackedGEMM {
     static let parallelThreshold = 1 << 18
 
     /// C = alpha·A·B + beta·C for one matrix: A is m×k, B is k×n, C is m×n (views already transposed as needed).
+    /// With a triangle, tiles it leaves unwanted are skipped and each tile runs only the terms it needs.
     static func multiply(m: Int, n: Int, k: Int, alpha: Float, a: StridedMatrix, b: StridedMatrix,
-                         beta: Float, c: StridedMatrix, pool: ThreadPool?) {
+                         beta: Float, c: StridedMatrix, triangle: GEMM.Triangle? = nil, pool: ThreadPool?) {
         // Packing pays for itself through reuse. With a few panels of B (n ≤ 4·NR) each tile of A is used a few
         // times, and with a few tiles of A (m ≤ 4·MR) each panel of B: such operands are read where they lie
         // (reading A in place up to 4 panels instead of 1 took a gpt2-small LoRA step from ~235 to ~275 tokens/s).
         let directA = a.colStride == 1 && n <= 4 * nr
         let directB = b.colStride == 1 && m <= 4 * mr
-        // Otherwise, when padding n up to NR wastes more than padding m up to MR, compute Cᵀ = Bᵀ·Aᵀ.
-        if !directA && !directB && efficiency(m: n, n: m) > efficiency(m: m, n: n) {
+        // Otherwise, when padding n up to NR wastes more than padding m up to MR, compute Cᵀ = Bᵀ·Aᵀ (not with a
+        // triangle, which is stated for C's rows).
+        if !directA && !directB && triangle == nil && efficiency(m: n, n: m) > efficiency(m: m, n: n) {
             return multiply(m: n, n: m, k: k, alpha: alpha, a: b.transposed, b: a.transposed,
                             beta: beta, c: c.transposed, pool: pool)
         }
@@ -104,8 +106,8 @@ enum PackedGEMM {
                                      step: 1, packed: packedA, packedFrom: packFromTile, kc: kcBlock, width: mr)
                             : Panels(packed: packedA, kc: kcBlock, width: mr)
                         macroKernel(tiles: tiles, mcBlock: mcBlock, panels: panelRange, ncBlock: ncBlock,
-                                    a: aSource, b: bSource, tile: tile,
-                                    alpha: alpha, beta: beta, c: c, row: i0, column: j0)
+                                    a: aSource, b: bSource, tile: tile, alpha: alpha, beta: beta,
+                                    c: c, row: i0, column: j0, term: p0, k: k, triangle: triangle)
                     }
                 }
             }
@@ -144,31 +146,39 @@ enum PackedGEMM {
     }
 
     /// For one block of A's tiles against a range of B's panels: C(block) = alpha·A·B + beta·C(block).
+    /// The block holds terms `term..<term + a.kc` of k; a triangle narrows them per tile.
     /// Never inlined: inside a large caller the compiler stops inlining the vector loads of the micro-kernel
     /// (seen as a 10× slowdown on one thread, where the parts' closure is inlined into `multiply`).
     @inline(never)
     static func macroKernel(tiles: Int, mcBlock: Int, panels: Range<Int>, ncBlock: Int, a: Panels, b: Panels,
                             tile: UnsafeMutablePointer<Float>, alpha: Float, beta: Float,
-                            c: StridedMatrix, row: Int, column: Int) {
+                            c: StridedMatrix, row: Int, column: Int, term: Int, k: Int, triangle: GEMM.Triangle?) {
         for q in panels {
-            let bPanel = b.tile(q)
             let width = min(nr, ncBlock - q * nr)
             for s in 0..<tiles {
-                let aTile = a.tile(s)
                 let height = min(mr, mcBlock - s * mr)
+                // This tile's terms, relative to the block (all of them without a triangle).
+                var (first, count) = (0, a.kc)
+                if let triangle {
+                    let rows = row + s * mr..<row + s * mr + height
+                    if triangle.skips(rows: rows, columns: column + q * nr..<column + q * nr + width) { continue }
+                    let terms = triangle.terms(rows: rows, k: k).clamped(to: term..<term + a.kc)
+                    (first, count) = (terms.lowerBound - term, terms.count)
+                }
+                let (aTile, bTile) = (a.tile(s), b.tile(q))
                 let whole = height == mr && width == nr && c.colStride == 1
                 // A whole tile of a row-major C is merged straight from the registers.
                 let output = whole
                     ? Output(c: c.base + (row + s * mr) * c.rowStride + column + q * nr, ldc: c.rowStride,
                              alpha: alpha, beta: beta)
                     : Output(c: tile, ldc: nr, alpha: 1, beta: 0)
+                let (pa, pb) = (aTile.pointer + first * aTile.step, bTile.pointer + first * bTile.step)
                 if a.isPacked && b.isPacked {
                     // The common case, with constant strides so the loop compiles to pure loads and FMAs.
-                    microKernel(kc: a.kc, a: aTile.pointer, aLane: 1, aStep: mr, b: bPanel.pointer, bStep: nr,
-                                output: output)
+                    microKernel(kc: count, a: pa, aLane: 1, aStep: mr, b: pb, bStep: nr, output: output)
                 } else {
-                    microKernel(kc: a.kc, a: aTile.pointer, aLane: aTile.lane, aStep: aTile.step,
-                                b: bPanel.pointer, bStep: bPanel.step, output: output)
+                    microKernel(kc: count, a: pa, aLane: aTile.lane, aStep: aTile.step, b: pb, bStep: bTile.step,
+                                output: output)
                 }
                 if !whole {
                     store(tile: tile, rows: height, columns: width, alpha: alpha, beta: beta,
@@ -311,8 +321,14 @@ enum PackedGEMM {
                                          src[4 * rs + p], src[5 * rs + p], src[6 * rs + p], src[7 * rs + p])
                     UnsafeMutableRawPointer(out + p * mr).storeBytes(of: v, as: SIMD8<Float>.self)
                 }
+            } else if a.rowStride == 1 && height == mr {
+                // Aᵀ stored: each p copies MR contiguous elements, as one 32-byte load and store.
+                for p in 0..<kcBlock {
+                    let src = UnsafeRawPointer(a.base + i0 + (columns.lowerBound + p) * a.colStride)
+                    UnsafeMutableRawPointer(out + p * mr).storeBytes(of: src.loadUnaligned(as: SIMD8<Float>.self),
+                                                                     as: SIMD8<Float>.self)
+                }
             } else if a.rowStride == 1 {
-                // Aᵀ stored: each p reads MR contiguous elements.
                 for p in 0..<kcBlock {
                     let src = a.base + i0 + (columns.lowerBound + p) * a.colStride
                     for ii in 0..<height { out[p * mr + ii] = src[ii] }
@@ -362,14 +378,16 @@ extension CPUBackend {
             runParts(min(batches, pool.threadCount), pool) { t in
                 for batch in share(t, of: min(batches, pool.threadCount), count: batches) {
                     let (av, bv, cv) = views(batch)
-                    PackedGEMM.multiply(m: m, n: n, k: k, alpha: alpha, a: av, b: bv, beta: beta, c: cv, pool: nil)
+                    PackedGEMM.multiply(m: m, n: n, k: k, alpha: alpha, a: av, b: bv, beta: beta, c: cv,
+                                        triangle: op.triangle, pool: nil)
                 }
             }
             return
         }
         for batch in 0..<op.batch {
             let (av, bv, cv) = views(batch)
-            PackedGEMM.multiply(m: m, n: n, k: k, alpha: alpha, a: av, b: bv, beta: beta, c: cv, pool: pool)
+            PackedGEMM.multiply(m: m, n: n, k: k, alpha: alpha, a: av, b: bv, beta: beta, c: cv,
+                                triangle: op.triangle, pool: pool)
         }
     }
 }

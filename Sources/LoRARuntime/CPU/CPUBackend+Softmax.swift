@@ -61,22 +61,38 @@ extension CPUBackend {
         return largest
     }
 
-    /// dx = s·y⊙(dy − Σ dy⊙y), per row.
+    /// dx = s·y⊙(dy − Σ dy⊙y) over each row's visible entries; masked entries 0.
     public func softmaxBackward(_ op: SoftmaxBackward) throws {
         try requireOwned(op)
         let (y, dy, dx, cols) = (elements(op.y), elements(op.dy), elements(op.dx), op.cols)
         let scale = op.scale
         forEachRowRange(rows: op.rows, cols: cols) { rows in
             for r in rows {
-                let (yr, dyr, dxr) = (y + r * cols, dy + r * cols, dx + r * cols)
-                let dot = dotProduct(dyr, yr, count: cols)
-                let (vd, vs) = (Vector(repeating: dot), Vector(repeating: scale))
-                let full = cols & ~15
-                for j in stride(from: 0, to: full, by: 16) {
-                    storeVector(vs * loadVector(yr + j) * (loadVector(dyr + j) - vd), dxr + j)
-                }
-                for j in full..<cols { dxr[j] = scale * yr[j] * (dyr[j] - dot) }
+                Self.softmaxGradientRow(y + r * cols, dy + r * cols, dx + r * cols, visible: op.visibleCount(row: r),
+                                        cols: cols, scale: scale)
             }
         }
+    }
+
+    /// One row. Whole vectors run up to the mask's edge: in the last one, dy's masked lanes (which may hold
+    /// anything, NaN included) are replaced by 0 as they are loaded, and y is 0 there, so dx is 0 there too.
+    static func softmaxGradientRow(_ y: UnsafeMutablePointer<Float>, _ dy: UnsafeMutablePointer<Float>,
+                                   _ dx: UnsafeMutablePointer<Float>, visible: Int, cols: Int, scale: Float) {
+        let vectorEnd = min((visible + 15) & ~15, cols & ~15)
+        let lanes = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+        @inline(__always) func visibleDy(_ j: Int) -> Vector {
+            loadVector(dy + j).replacing(with: 0, where: lanes .>= SIMD16<Int32>(repeating: Int32(clamping: visible - j)))
+        }
+        var acc = Vector()
+        for j in stride(from: 0, to: vectorEnd, by: 16) { acc = multiplyAdd(acc, visibleDy(j), loadVector(y + j)) }
+        let tail = vectorEnd..<max(vectorEnd, visible)  // visible entries past the last whole vector
+        var dot = horizontalSum(acc)
+        for j in tail { dot = multiplyAdd(dot, dy[j], y[j]) }
+        let (vd, vs) = (Vector(repeating: dot), Vector(repeating: scale))
+        for j in stride(from: 0, to: vectorEnd, by: 16) {
+            storeVector(vs * loadVector(y + j) * (visibleDy(j) - vd), dx + j)
+        }
+        for j in tail { dx[j] = scale * y[j] * (dy[j] - dot) }
+        (dx + tail.upperBound).update(repeating: 0, count: cols - tail.upperBound)
     }
 }
