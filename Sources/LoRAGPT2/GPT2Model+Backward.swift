@@ -76,25 +76,30 @@ extension GPT2Model {
     /// P and dS are lower triangular (causal), so each product runs only the triangle that matters.
     private func attentionBackward(_ a: LayerActivations, dContext: Tensor, batch: Int, length t: Int) throws -> Tensor {
         let (c, h, d) = (config.width, config.heads, config.headDim)
+        let heads = HeadBatches(sequences: batch, heads: h)
         let dqkv = try backend.empty(a.qkv.shape)
         let dScores = try backend.empty(a.probabilities.shape)
-        for b in 0..<batch {
-            let dctx = GEMMOperand(dContext, offset: b * t * c, ld: c, batchStride: d)
-            let p = GEMMOperand(a.probabilities, offset: b * h * t * t, ld: t, batchStride: t * t)
-            try backend.gemm(GEMM(m: t, n: t, k: d, batch: h, a: dctx, b: head(a.qkv, b, length: t, part: 2), transposeB: true,
-                                  c: GEMMOperand(dScores, offset: b * h * t * t, ld: t, batchStride: t * t),
+        let (q, k, v) = (heads.qkv(a.qkv, part: 0, length: t, width: c), heads.qkv(a.qkv, part: 1, length: t, width: c),
+                         heads.qkv(a.qkv, part: 2, length: t, width: c))
+        let (dq, dk, dv) = (heads.qkv(dqkv, part: 0, length: t, width: c), heads.qkv(dqkv, part: 1, length: t, width: c),
+                            heads.qkv(dqkv, part: 2, length: t, width: c))
+        let dctx = HeadBatches.Layout(tensor: dContext, offset: 0, ld: c, perSequence: t * c, perHead: d)
+        let (p, ds) = (heads.scores(a.probabilities), heads.scores(dScores))
+        let batch = heads.batch
+        func x(_ i: Int, _ layout: HeadBatches.Layout) -> GEMMOperand { heads.operand(i, layout) }
+        for i in heads.launches {
+            try backend.gemm(GEMM(m: t, n: t, k: d, batch: batch, a: x(i, dctx), b: x(i, v), transposeB: true, c: x(i, ds),
                                   triangle: .lowerC(offset: 0)))
-            try backend.gemm(GEMM(m: t, n: d, k: t, batch: h, a: p, transposeA: true, b: dctx,
-                                  c: head(dqkv, b, length: t, part: 2), triangle: .upperA(offset: 0)))
+            try backend.gemm(GEMM(m: t, n: d, k: t, batch: batch, a: x(i, p), transposeA: true, b: x(i, dctx), c: x(i, dv),
+                                  triangle: .upperA(offset: 0)))
         }
         try backend.softmaxBackward(SoftmaxBackward(y: a.probabilities, dy: dScores, dx: dScores, scale: attentionScale,
                                                     causal: true))
-        for b in 0..<batch {
-            let ds = GEMMOperand(dScores, offset: b * h * t * t, ld: t, batchStride: t * t)
-            try backend.gemm(GEMM(m: t, n: d, k: t, batch: h, a: ds, b: head(a.qkv, b, length: t, part: 1),
-                                  c: head(dqkv, b, length: t, part: 0), triangle: .lowerA(offset: 0)))
-            try backend.gemm(GEMM(m: t, n: d, k: t, batch: h, a: ds, transposeA: true, b: head(a.qkv, b, length: t, part: 0),
-                                  c: head(dqkv, b, length: t, part: 1), triangle: .upperA(offset: 0)))
+        for i in heads.launches {
+            try backend.gemm(GEMM(m: t, n: d, k: t, batch: batch, a: x(i, ds), b: x(i, k), c: x(i, dq),
+                                  triangle: .lowerA(offset: 0)))
+            try backend.gemm(GEMM(m: t, n: d, k: t, batch: batch, a: x(i, ds), transposeA: true, b: x(i, q), c: x(i, dk),
+                                  triangle: .upperA(offset: 0)))
         }
         return dqkv
     }

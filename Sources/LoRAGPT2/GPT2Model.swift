@@ -184,12 +184,10 @@ public final class GPT2Model {
                                          middle: middle, mean2: mean2, rstd2: rstd2, preActivation: preActivation))
     }
 
-    /// x + branch, in a new tensor.
+    /// x + branch, written over the branch (a fresh projection output nothing else holds): one pass, no copy.
     private func residual(_ x: Tensor, _ branch: Tensor) throws -> Tensor {
-        let sum = try backend.empty(x.shape)
-        try backend.copy(x, to: sum)
-        try backend.axpy(Axpy(alpha: 1, x: branch, y: sum))
-        return sum
+        try backend.axpy(Axpy(alpha: 1, x: x, y: branch))
+        return branch
     }
 
     var attentionScale: Float { config.scaleAttentionWeights ? 1 / Float(config.headDim).squareRoot() : 1 }
@@ -200,8 +198,8 @@ public final class GPT2Model {
     /// Tk counts every cached position (the mask lets query i see keys up to its own position).
     private func attention(_ qkv: Tensor, batch: Int, length t: Int, cache: (KVCache, Int)?) throws -> (Tensor, Tensor) {
         let (c, h, d) = (config.width, config.heads, config.headDim)
-        var keys = { (b: Int) in self.head(qkv, b, length: t, part: 1) }
-        var values = { (b: Int) in self.head(qkv, b, length: t, part: 2) }
+        let heads = HeadBatches(sequences: batch, heads: h)
+        var (keys, values) = (heads.qkv(qkv, part: 1, length: t, width: c), heads.qkv(qkv, part: 2, length: t, width: c))
         var tk = t
         if let (cache, layer) = cache {
             let (k, v) = cache.layers[layer]
@@ -210,30 +208,58 @@ public final class GPT2Model {
                                                 to: GEMMOperand(target, offset: cache.length * c, ld: c, batchStride: cache.capacity * c)))
             }
             tk = cache.length + t
-            keys = { b in GEMMOperand(k, offset: b * cache.capacity * c, ld: c, batchStride: d) }
-            values = { b in GEMMOperand(v, offset: b * cache.capacity * c, ld: c, batchStride: d) }
+            keys = HeadBatches.Layout(tensor: k, offset: 0, ld: c, perSequence: cache.capacity * c, perHead: d)
+            values = HeadBatches.Layout(tensor: v, offset: 0, ld: c, perSequence: cache.capacity * c, perHead: d)
         }
         let scores = try backend.empty([batch, h, t, tk])
         let context = try backend.empty([batch * t, c])
+        let (queries, scoreRows) = (heads.qkv(qkv, part: 0, length: t, width: c), heads.scores(scores))
+        let contextHeads = HeadBatches.Layout(tensor: context, offset: 0, ld: c, perSequence: t * c, perHead: d)
         // Query i sees keys up to tk − t + i: scores above that are never read, probabilities there are 0.
         let cached = tk - t
-        for b in 0..<batch {
-            try backend.gemm(GEMM(m: t, n: tk, k: d, batch: h, a: head(qkv, b, length: t, part: 0), b: keys(b),
-                                  transposeB: true, c: GEMMOperand(scores, offset: b * h * t * tk, ld: tk, batchStride: t * tk),
-                                  triangle: .lowerC(offset: cached)))
+        for i in heads.launches {
+            try backend.gemm(GEMM(m: t, n: tk, k: d, batch: heads.batch, a: heads.operand(i, queries), b: heads.operand(i, keys),
+                                  transposeB: true, c: heads.operand(i, scoreRows), triangle: .lowerC(offset: cached)))
         }
         try backend.softmax(Softmax(x: scores, y: scores, scale: attentionScale, causal: true))
-        for b in 0..<batch {
-            try backend.gemm(GEMM(m: t, n: d, k: tk, batch: h, a: GEMMOperand(scores, offset: b * h * t * tk, ld: tk, batchStride: t * tk),
-                                  b: values(b), c: GEMMOperand(context, offset: b * t * c, ld: c, batchStride: d),
-                                  triangle: .lowerA(offset: cached)))
+        for i in heads.launches {
+            try backend.gemm(GEMM(m: t, n: d, k: tk, batch: heads.batch, a: heads.operand(i, scoreRows), b: heads.operand(i, values),
+                                  c: heads.operand(i, contextHeads), triangle: .lowerA(offset: cached)))
         }
         return (scores, context)
     }
+}
 
-    /// The heads of q (part 0), k (1) or v (2) of sequence b in a `[N, 3C]` tensor, as a batch of `[T, D]` matrices.
-    func head(_ qkv: Tensor, _ b: Int, length t: Int, part: Int) -> GEMMOperand {
-        let c = config.width
-        return GEMMOperand(qkv, offset: b * t * 3 * c + part * c, ld: 3 * c, batchStride: config.headDim)
+/// Attention's matrices, one per (sequence, head), as few batched GEMMs: each launch fixes one sequence and batches
+/// over the heads, or fixes one head and batches over the sequences, whichever needs fewer launches (a launch costs
+/// microseconds of dispatch, as much as a small head's work).
+struct HeadBatches {
+    let sequences: Int, heads: Int
+
+    /// Where the matrix of sequence b, head h starts: `offset + b·perSequence + h·perHead`; rows `ld` apart.
+    struct Layout {
+        let tensor: Tensor
+        let offset: Int, ld: Int, perSequence: Int, perHead: Int
+    }
+
+    private var overHeads: Bool { heads >= sequences }
+    var launches: Range<Int> { 0..<(overHeads ? sequences : heads) }
+    var batch: Int { overHeads ? heads : sequences }
+
+    /// Launch i's operand.
+    func operand(_ i: Int, _ x: Layout) -> GEMMOperand {
+        overHeads ? GEMMOperand(x.tensor, offset: x.offset + i * x.perSequence, ld: x.ld, batchStride: x.perHead)
+            : GEMMOperand(x.tensor, offset: x.offset + i * x.perHead, ld: x.ld, batchStride: x.perSequence)
+    }
+
+    /// q (part 0), k (1) or v (2) of a `[N, 3C]` tensor: `[T, D]` per sequence and head.
+    func qkv(_ x: Tensor, part: Int, length t: Int, width c: Int) -> Layout {
+        Layout(tensor: x, offset: part * c, ld: 3 * c, perSequence: t * 3 * c, perHead: c / heads)
+    }
+
+    /// A `[B, H, T, Tk]` tensor (scores, probabilities).
+    func scores(_ x: Tensor) -> Layout {
+        let (t, tk) = (x.shape[2], x.shape[3])
+        return Layout(tensor: x, offset: 0, ld: tk, perSequence: heads * t * tk, perHead: t * tk)
     }
 }
