@@ -44,7 +44,8 @@ __kernel void pack_b(const int n, const int k, __global const float* B, const in
     packed[at] = j < n ? B_AT(p, j) : 0.0f;
 }
 
-// packedStride: floats between batches of the packed B (0 when every batch shares one B).
+// packedStride: floats between batches of the packed B (0 when every batch shares one B). With hasBias,
+// bias[j] is added to column j of every row as C is stored (a linear layer's bias, without a pass of its own).
 // triangle (GEMM.Triangle, causal attention): 0 none; 1 only C's entries j <= i + offset are wanted (a block
 // wholly above that is skipped); 2 op(A)[i, p] = 0 for p > i + offset; 3 op(A)[i, p] = 0 for p < i - offset
 // (2 and 3: the block runs only the terms its rows need).
@@ -53,7 +54,7 @@ __kernel void gemm(const int m, const int n, const int k, const float alpha,
                    __global const float* packed, const long packedStride,
                    const float beta,
                    __global float* C, const int offC, const int ldc, const int strideC,
-                   const int triangle, const int offset)
+                   const int triangle, const int offset, __global const float* bias, const int hasBias)
 {
     const int i0 = get_global_id(0) * TM;
     const int strip = get_global_id(1), j0 = strip * TN;
@@ -107,13 +108,23 @@ __kernel void gemm(const int m, const int n, const int k, const float alpha,
             #pragma unroll
             for (int q = 0; q < VN; q++) {
                 const float16 prior = beta == 0.0f ? (float16)(0.0f) : beta * vload16(q, c);
-                vstore16(alpha * acc[t][q] + prior, q, c);
+                const float16 shift = hasBias ? vload16(q, bias + j0) : (float16)(0.0f);
+                vstore16(alpha * acc[t][q] + prior + shift, q, c);
             }
         } else {
             float out[TN];
             #pragma unroll
             for (int q = 0; q < VN; q++) vstore16(acc[t][q], q, out);
-            for (int j = 0; j < cols; j++) c[j] = alpha * out[j] + (beta == 0.0f ? 0.0f : beta * c[j]);
+            for (int j = 0; j < cols; j++)
+                c[j] = alpha * out[j] + (beta == 0.0f ? 0.0f : beta * c[j]) + (hasBias ? bias[j0 + j] : 0.0f);
         }
     }
+}
+
+// C[batch][i, j] += bias[j], for the CLBlast engine (the gemm kernel above adds it as it stores).
+// Global: (n, m, batches).
+__kernel void add_bias(__global float* C, const int offC, const int ldc, const int strideC, __global const float* bias)
+{
+    const int j = get_global_id(0), i = get_global_id(1), batch = get_global_id(2);
+    C[offC + (long)batch * strideC + (long)i * ldc + j] += bias[j];
 }

@@ -29,8 +29,8 @@ public final class Projection {
         if let lora { return try lora.forward(x) }
         let backend = weight.backend
         if gradients != nil { savedInput = x }
-        let y = try backend.matmul(x, weight)
-        try backend.addBias(BiasAdd(bias: bias, y: y))
+        let y = try backend.empty([x.shape[0], outFeatures])
+        try backend.gemm(GEMM(a: x, b: weight, c: y, bias: bias))
         return y
     }
 

@@ -106,8 +106,7 @@ public final class LoRALinear {
         let rows = x.count / inFeatures
         let x2 = try x.reshaped([rows, inFeatures])
         let y = try backend.empty([rows, outFeatures])
-        try backend.gemm(GEMM(a: x2, b: weight, c: y, transposeB: layout == .outIn))
-        if let bias { try backend.addBias(BiasAdd(bias: bias, y: y)) }
+        try backend.gemm(GEMM(a: x2, b: weight, c: y, transposeB: layout == .outIn, bias: bias))
         (savedLoRAInput, savedU, lastDropoutSeed) = (nil, nil, nil)
         if !isMerged {
             var input = x2

@@ -84,6 +84,7 @@ extension OpenCLBackend {
             .float(op.beta),
             .tensor(op.c.tensor), .int(op.c.offset), .int(op.c.ld), .int(op.c.batchStride),
             .int(triangle.kind), .int(triangle.offset),
+            .tensor(op.bias ?? op.c.tensor), .int(op.bias == nil ? 0 : 1),  // C stands in for an absent bias
         ])
     }
 
@@ -121,6 +122,12 @@ extension OpenCLBackend {
                     a, op.a.offset, op.a.ld, op.a.batchStride, b, op.b.offset, op.b.ld, op.b.batchStride, op.beta,
                     c, op.c.offset, op.c.ld, op.c.batchStride, op.batch, &queueHandle, nil), "CLBlastSgemmStridedBatched")
             }
+        }
+        // CLBlast has no bias epilogue: the bias is added to C's rows in a pass of its own.
+        if let bias = op.bias {
+            try launch(try kernel("add_bias", file: "matmul"), global: [op.n, op.m, op.batch], [
+                .tensor(op.c.tensor), .int(op.c.offset), .int(op.c.ld), .int(op.c.batchStride), .tensor(bias),
+            ])
         }
     }
 

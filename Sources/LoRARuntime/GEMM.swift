@@ -1,6 +1,8 @@
-// GEMM: C = alpha·op(A)·op(B) + beta·C, row-major, batched with strides, in the BLAS sense:
+// GEMM: C = alpha·op(A)·op(B) + beta·C (+ bias), row-major, batched with strides, in the BLAS sense:
 // element (i, j) of batch b of an operand lives at `offset + b·batchStride + i·ld + j`,
 // op(X) = Xᵀ when the transpose flag is set. beta = 0 overwrites C (NaNs in C do not survive).
+// The optional bias is a linear layer's: added to every row of C as the tile is stored, which saves the separate
+// pass over C a bias add would be (cuBLASLt calls this an epilogue).
 
 /// Where one GEMM operand lives inside its tensor. Offsets, strides and `ld` count elements.
 public struct GEMMOperand: Sendable {
@@ -29,6 +31,8 @@ public struct GEMM: BackendOp {
     public let transposeA: Bool, transposeB: Bool
     /// Causal structure that lets a backend skip work (nil: none).
     public let triangle: Triangle?
+    /// `[n]`, added to every row of every C: `C = alpha·op(A)·op(B) + beta·C + bias`.
+    public let bias: Tensor?
 
     /// The triangles of causal attention, where query i sees keys j ≤ i + offset (offset: keys cached before the
     /// queries). Work outside them can be skipped, which saves ~45% of attention's multiply-adds; a backend may
@@ -63,7 +67,7 @@ public struct GEMM: BackendOp {
     public init(m: Int, n: Int, k: Int, batch: Int = 1, alpha: Float = 1,
                 a: GEMMOperand, transposeA: Bool = false,
                 b: GEMMOperand, transposeB: Bool = false,
-                beta: Float = 0, c: GEMMOperand, triangle: Triangle? = nil) throws {
+                beta: Float = 0, c: GEMMOperand, bias: Tensor? = nil, triangle: Triangle? = nil) throws {
         guard m >= 1, n >= 1, k >= 1, batch >= 1 else {
             throw LoRAError.invalidArgument("gemm: m=\(m) n=\(n) k=\(k) batch=\(batch) must all be ≥ 1")
         }
@@ -80,17 +84,20 @@ public struct GEMM: BackendOp {
         if batch > 1 && !stacked && !sideBySide {
             throw LoRAError.invalidArgument("gemm: C's batch stride \(c.batchStride) makes batches overlap")
         }
-        try c.tensor.backend.requireOwned("gemm", a.tensor, b.tensor)
+        if let bias, bias.count != n {
+            throw LoRAError.shapeMismatch("gemm: bias is \(describe(bias.shape)) but C has \(n) columns")
+        }
+        try c.tensor.backend.requireOwned("gemm", a.tensor, b.tensor, bias)
         (self.m, self.n, self.k, self.batch, self.alpha, self.beta) = (m, n, k, batch, alpha, beta)
         (self.a, self.b, self.c, self.transposeA, self.transposeB) = (a, b, c, transposeA, transposeB)
-        self.triangle = triangle
+        (self.triangle, self.bias) = (triangle, bias)
     }
 
     /// The shape-driven form for whole tensors: A is `[..., rows, cols]` with op(A) `[m, k]`,
     /// B is `[..., rows, cols]` with op(B) `[k, n]`, C is `[..., m, n]`. Leading axes are the batch;
     /// A or B may have none (or a batch of 1) and is then shared by every batch entry.
     public init(a: Tensor, b: Tensor, c: Tensor, transposeA: Bool = false, transposeB: Bool = false,
-                alpha: Float = 1, beta: Float = 0) throws {
+                alpha: Float = 1, beta: Float = 0, bias: Tensor? = nil) throws {
         let expected = try GEMM.resultShape(a: a.shape, b: b.shape, transposeA: transposeA, transposeB: transposeB)
         guard c.rank >= 2, Array(c.shape.suffix(2)) == Array(expected.suffix(2)),
               GEMM.batchCount(c.shape) == GEMM.batchCount(expected) else {
@@ -105,7 +112,7 @@ public struct GEMM: BackendOp {
         let k = transposeA ? a.shape[a.rank - 2] : a.shape[a.rank - 1]
         try self.init(m: m, n: n, k: k, batch: batch, alpha: alpha,
                       a: operand(a), transposeA: transposeA, b: operand(b), transposeB: transposeB,
-                      beta: beta, c: operand(c))
+                      beta: beta, c: operand(c), bias: bias)
     }
 
     /// The shape of op(A)·op(B) with batch axes broadcast where one side has none.

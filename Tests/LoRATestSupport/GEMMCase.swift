@@ -12,17 +12,19 @@ public struct GEMMCase: Sendable, CustomStringConvertible {
     /// Share A across the batch (stride 0).
     public var sharedA = false
     public var triangle: GEMM.Triangle?
+    /// Add a bias row (the epilogue).
+    public var bias = false
 
     public init(m: Int, n: Int, k: Int, batch: Int = 1, transposeA: Bool = false, transposeB: Bool = false,
                 alpha: Float = 1, beta: Float = 0, pad: Int = 0, offset: Int = 0, sharedA: Bool = false,
-                triangle: GEMM.Triangle? = nil) {
+                triangle: GEMM.Triangle? = nil, bias: Bool = false) {
         (self.m, self.n, self.k, self.batch, self.transposeA, self.transposeB) = (m, n, k, batch, transposeA, transposeB)
         (self.alpha, self.beta, self.pad, self.offset, self.sharedA) = (alpha, beta, pad, offset, sharedA)
-        self.triangle = triangle
+        (self.triangle, self.bias) = (triangle, bias)
     }
 
     public var description: String {
-        "\(m)x\(n)x\(k) batch \(batch) \(transposeA ? "T" : "N")\(transposeB ? "T" : "N") alpha \(alpha) beta \(beta) pad \(pad) offset \(offset)\(sharedA ? " sharedA" : "")\(triangle.map { " \($0)" } ?? "")"
+        "\(m)x\(n)x\(k) batch \(batch) \(transposeA ? "T" : "N")\(transposeB ? "T" : "N") alpha \(alpha) beta \(beta) pad \(pad) offset \(offset)\(sharedA ? " sharedA" : "")\(triangle.map { " \($0)" } ?? "")\(bias ? " bias" : "")"
     }
 
     /// Stored rows and columns and the buffer size of each operand.
@@ -60,6 +62,8 @@ public struct GEMMCase: Sendable, CustomStringConvertible {
         return (a, randomValues(l.b.count, seed: seed + 1), randomValues(l.c.count, seed: seed + 2))
     }
 
+    var biasValues: [Float] { randomValues(n, seed: 99).map { $0 * 3 } }
+
     /// Whether C's entry (i, j) is specified after the GEMM (not above a `.lowerC` diagonal).
     func isWanted(_ i: Int, _ j: Int) -> Bool {
         guard case .lowerC(let diagonalOffset) = triangle else { return true }
@@ -88,7 +92,8 @@ public struct GEMMCase: Sendable, CustomStringConvertible {
             m: m, n: n, k: k, batch: batch, alpha: alpha,
             a: GEMMOperand(a, offset: offset, ld: l.a.ld, batchStride: l.a.stride), transposeA: transposeA,
             b: GEMMOperand(b, offset: offset, ld: l.b.ld, batchStride: l.b.stride), transposeB: transposeB,
-            beta: beta, c: GEMMOperand(c, offset: offset, ld: l.c.ld, batchStride: l.c.stride), triangle: triangle)
+            beta: beta, c: GEMMOperand(c, offset: offset, ld: l.c.ld, batchStride: l.c.stride),
+            bias: bias ? backend.upload(biasValues, shape: [n]) : nil, triangle: triangle)
         if let engine, let cl = backend as? OpenCLBackend { try cl.gemm(op, engine: engine) } else { try backend.gemm(op) }
         return maskingUnspecified(try backend.download(c))
     }
@@ -109,7 +114,7 @@ public struct GEMMCase: Sendable, CustomStringConvertible {
                         sum += Double(av) * Double(bv)
                     }
                     let prior = beta == 0 ? 0 : Double(beta) * Double(c[cb + i * l.c.ld + j])
-                    out[cb + i * l.c.ld + j] = Double(alpha) * sum + prior
+                    out[cb + i * l.c.ld + j] = Double(alpha) * sum + prior + (bias ? Double(biasValues[j]) : 0)
                 }
             }
         }
@@ -139,6 +144,10 @@ public struct GEMMCase: Sendable, CustomStringConvertible {
         cases.append(GEMMCase(m: 130, n: 40, k: 130, transposeA: true, alpha: 2, triangle: .upperA(offset: 2)))
         cases.append(GEMMCase(m: 600, n: 20, k: 600, beta: 1, triangle: .lowerA(offset: 0)))
         cases.append(GEMMCase(m: 600, n: 20, k: 600, transposeA: true, triangle: .upperA(offset: 0)))
+        // A linear layer's bias, added as C is stored: whole and ragged tiles, beta, batches, several blocks of k.
+        cases.append(GEMMCase(m: 37, n: 45, k: 19, batch: 2, beta: 0.5, pad: 2, offset: 1, bias: true))
+        cases.append(GEMMCase(m: 130, n: 64, k: 700, transposeB: true, alpha: 0.5, bias: true))
+        cases.append(GEMMCase(m: 5, n: 200, k: 33, transposeA: true, bias: true))
         return cases
     }()
 }

@@ -29,18 +29,20 @@ enum PackedGEMM {
     /// Below this many multiply-adds a GEMM runs on one thread: waking workers would cost more.
     static let parallelThreshold = 1 << 18
 
-    /// C = alpha·A·B + beta·C for one matrix: A is m×k, B is k×n, C is m×n (views already transposed as needed).
-    /// With a triangle, tiles it leaves unwanted are skipped and each tile runs only the terms it needs.
+    /// C = alpha·A·B + beta·C (+ bias, n floats, on every row) for one matrix: A is m×k, B is k×n, C is m×n (views
+    /// already transposed as needed). With a triangle, tiles it leaves unwanted are skipped and each tile runs only
+    /// the terms it needs.
     static func multiply(m: Int, n: Int, k: Int, alpha: Float, a: StridedMatrix, b: StridedMatrix,
-                         beta: Float, c: StridedMatrix, triangle: GEMM.Triangle? = nil, pool: ThreadPool?) {
+                         beta: Float, c: StridedMatrix, bias: UnsafePointer<Float>? = nil,
+                         triangle: GEMM.Triangle? = nil, pool: ThreadPool?) {
         // Packing pays for itself through reuse. With a few panels of B (n ≤ 4·NR) each tile of A is used a few
         // times, and with a few tiles of A (m ≤ 4·MR) each panel of B: such operands are read where they lie
         // (reading A in place up to 4 panels instead of 1 took a gpt2-small LoRA step from ~235 to ~275 tokens/s).
         let directA = a.colStride == 1 && n <= 4 * nr
         let directB = b.colStride == 1 && m <= 4 * mr
         // Otherwise, when padding n up to NR wastes more than padding m up to MR, compute Cᵀ = Bᵀ·Aᵀ (not with a
-        // triangle, which is stated for C's rows).
-        if !directA && !directB && triangle == nil && efficiency(m: n, n: m) > efficiency(m: m, n: n) {
+        // triangle or a bias, which are stated for C's rows and columns).
+        if !directA && !directB && triangle == nil && bias == nil && efficiency(m: n, n: m) > efficiency(m: m, n: n) {
             return multiply(m: n, n: m, k: k, alpha: alpha, a: b.transposed, b: a.transposed,
                             beta: beta, c: c.transposed, pool: pool)
         }
@@ -62,7 +64,8 @@ enum PackedGEMM {
             let panelParts = threads == 1 ? 1 : min(panels, 4 * threads)
             for p0 in stride(from: 0, to: k, by: kc) {
                 let kcBlock = min(kc, k - p0)
-                let beta = p0 == 0 ? beta : 1
+                // beta and the bias apply once, in the first block of k.
+                let (beta, bias) = p0 == 0 ? (beta, bias.map { $0 + j0 }) : (1, nil)
                 // B's panels: packed (all of them, split across threads), or read in place (only a ragged
                 // last panel is packed).
                 let packFrom = directB ? panels - (ncBlock % nr == 0 ? 0 : 1) : 0
@@ -106,7 +109,7 @@ enum PackedGEMM {
                                      step: 1, packed: packedA, packedFrom: packFromTile, kc: kcBlock, width: mr)
                             : Panels(packed: packedA, kc: kcBlock, width: mr)
                         macroKernel(tiles: tiles, mcBlock: mcBlock, panels: panelRange, ncBlock: ncBlock,
-                                    a: aSource, b: bSource, tile: tile, alpha: alpha, beta: beta,
+                                    a: aSource, b: bSource, tile: tile, alpha: alpha, beta: beta, bias: bias,
                                     c: c, row: i0, column: j0, term: p0, k: k, triangle: triangle)
                     }
                 }
@@ -145,13 +148,14 @@ enum PackedGEMM {
         Double(m) / Double(roundUp(m, mr)) * Double(n) / Double(roundUp(n, nr))
     }
 
-    /// For one block of A's tiles against a range of B's panels: C(block) = alpha·A·B + beta·C(block).
+    /// For one block of A's tiles against a range of B's panels: C(block) = alpha·A·B + beta·C(block) (+ bias,
+    /// which starts at the block's first column).
     /// The block holds terms `term..<term + a.kc` of k; a triangle narrows them per tile.
     /// Never inlined: inside a large caller the compiler stops inlining the vector loads of the micro-kernel
     /// (seen as a 10× slowdown on one thread, where the parts' closure is inlined into `multiply`).
     @inline(never)
     static func macroKernel(tiles: Int, mcBlock: Int, panels: Range<Int>, ncBlock: Int, a: Panels, b: Panels,
-                            tile: UnsafeMutablePointer<Float>, alpha: Float, beta: Float,
+                            tile: UnsafeMutablePointer<Float>, alpha: Float, beta: Float, bias: UnsafePointer<Float>?,
                             c: StridedMatrix, row: Int, column: Int, term: Int, k: Int, triangle: GEMM.Triangle?) {
         for q in panels {
             let width = min(nr, ncBlock - q * nr)
@@ -168,10 +172,11 @@ enum PackedGEMM {
                 let (aTile, bTile) = (a.tile(s), b.tile(q))
                 let whole = height == mr && width == nr && c.colStride == 1
                 // A whole tile of a row-major C is merged straight from the registers.
+                let tileBias = bias.map { $0 + q * nr }
                 let output = whole
                     ? Output(c: c.base + (row + s * mr) * c.rowStride + column + q * nr, ldc: c.rowStride,
-                             alpha: alpha, beta: beta)
-                    : Output(c: tile, ldc: nr, alpha: 1, beta: 0)
+                             alpha: alpha, beta: beta, bias: tileBias)
+                    : Output(c: tile, ldc: nr, alpha: 1, beta: 0, bias: nil)
                 let (pa, pb) = (aTile.pointer + first * aTile.step, bTile.pointer + first * bTile.step)
                 if a.isPacked && b.isPacked {
                     // The common case, with constant strides so the loop compiles to pure loads and FMAs.
@@ -181,27 +186,26 @@ enum PackedGEMM {
                                 output: output)
                 }
                 if !whole {
-                    store(tile: tile, rows: height, columns: width, alpha: alpha, beta: beta,
+                    store(tile: tile, rows: height, columns: width, alpha: alpha, beta: beta, bias: tileBias,
                           c: c, row: row + s * mr, column: column + q * nr)
                 }
             }
         }
     }
 
-    /// Where a micro-kernel puts its tile: `c[i·ldc + j] = alpha·tile + beta·c` (beta = 0 ignores c).
+    /// Where a micro-kernel puts its tile: `c[i·ldc + j] = alpha·tile + beta·c + bias[j]` (beta = 0 ignores c).
     struct Output {
         let c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float
+        let bias: UnsafePointer<Float>?
 
         @inline(__always) func merge(_ t0: Vector, _ t1: Vector, row i: Int) {
             let dst = c + i * ldc
             let (va, vb) = (Vector(repeating: alpha), Vector(repeating: beta))
-            if beta == 0 {
-                storeVector(t0 * va, dst)
-                storeVector(t1 * va, dst + 16)
-            } else {
-                storeVector(multiplyAdd(t0 * va, vb, loadVector(dst)), dst)
-                storeVector(multiplyAdd(t1 * va, vb, loadVector(dst + 16)), dst + 16)
-            }
+            var (r0, r1) = (t0 * va, t1 * va)
+            if beta != 0 { (r0, r1) = (multiplyAdd(r0, vb, loadVector(dst)), multiplyAdd(r1, vb, loadVector(dst + 16))) }
+            if let bias { (r0, r1) = (r0 + loadVector(bias), r1 + loadVector(bias + 16)) }
+            storeVector(r0, dst)
+            storeVector(r1, dst + 16)
         }
     }
 
@@ -243,25 +247,22 @@ enum PackedGEMM {
         output.merge(c60, c61, row: 6); output.merge(c70, c71, row: 7)
     }
 
-    /// C[row.., column..] = alpha·tile + beta·C for the `rows`×`columns` valid part; beta = 0 ignores C.
+    /// C[row.., column..] = alpha·tile + beta·C + bias for the `rows`×`columns` valid part; beta = 0 ignores C.
     @inline(__always)
     static func store(tile: UnsafeMutablePointer<Float>, rows: Int, columns: Int, alpha: Float, beta: Float,
-                      c: StridedMatrix, row: Int, column: Int) {
+                      bias: UnsafePointer<Float>?, c: StridedMatrix, row: Int, column: Int) {
         if c.colStride == 1 && columns == nr {
-            let (va, vb) = (Vector(repeating: alpha), Vector(repeating: beta))
             for i in 0..<rows {
-                let dst = c.base + (row + i) * c.rowStride + column
-                for h in 0..<2 {
-                    let t = loadVector(tile + i * nr + 16 * h) * va
-                    storeVector(beta == 0 ? t : multiplyAdd(t, vb, loadVector(dst + 16 * h)), dst + 16 * h)
-                }
+                Output(c: c.base + (row + i) * c.rowStride + column, ldc: 0, alpha: alpha, beta: beta, bias: bias)
+                    .merge(loadVector(tile + i * nr), loadVector(tile + i * nr + 16), row: 0)
             }
             return
         }
         for i in 0..<rows {
             for j in 0..<columns {
                 let t = alpha * tile[i * nr + j]
-                c[row + i, column + j] = beta == 0 ? t : multiplyAdd(t, beta, c[row + i, column + j])
+                let merged = beta == 0 ? t : multiplyAdd(t, beta, c[row + i, column + j])
+                c[row + i, column + j] = merged + (bias?[j] ?? 0)
             }
         }
     }
@@ -361,6 +362,7 @@ extension CPUBackend {
         let (m, n, k) = (op.m, op.n, op.k)
         let (a, b, c) = (elements(op.a.tensor), elements(op.b.tensor), elements(op.c.tensor))
         let (alpha, beta) = (op.alpha, op.beta)
+        let bias = op.bias.map { UnsafePointer(elements($0)) }
         let pool = self.pool
         // op(A) is m×k: stored [m, k] (row stride ld) or, transposed, [k, m].
         let (offsets, strides) = ((op.a.offset, op.b.offset, op.c.offset),
@@ -379,7 +381,7 @@ extension CPUBackend {
                 for batch in share(t, of: min(batches, pool.threadCount), count: batches) {
                     let (av, bv, cv) = views(batch)
                     PackedGEMM.multiply(m: m, n: n, k: k, alpha: alpha, a: av, b: bv, beta: beta, c: cv,
-                                        triangle: op.triangle, pool: nil)
+                                        bias: bias, triangle: op.triangle, pool: nil)
                 }
             }
             return
@@ -387,7 +389,7 @@ extension CPUBackend {
         for batch in 0..<op.batch {
             let (av, bv, cv) = views(batch)
             PackedGEMM.multiply(m: m, n: n, k: k, alpha: alpha, a: av, b: bv, beta: beta, c: cv,
-                                triangle: op.triangle, pool: pool)
+                                bias: bias, triangle: op.triangle, pool: pool)
         }
     }
 }
