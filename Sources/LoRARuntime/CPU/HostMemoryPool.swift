@@ -11,7 +11,7 @@ public final class HostMemoryPool: @unchecked Sendable {
     /// At most this many bytes stay cached; a buffer freed beyond it goes back to the system.
     public let limit: Int
     private let lock = NSLock()
-    private var free: [Int: [UnsafeMutableRawPointer]] = [:]
+    private var cached: [Int: [UnsafeMutableRawPointer]] = [:]
     /// Bytes held for reuse.
     public private(set) var cachedBytes = 0
 
@@ -31,30 +31,47 @@ public final class HostMemoryPool: @unchecked Sendable {
     func allocate(bytes: Int) -> (pointer: UnsafeMutableRawPointer, byteCount: Int) {
         let size = HostMemoryPool.sizeClass(bytes)
         let reused = lock.withLock { () -> UnsafeMutableRawPointer? in
-            guard let p = free[size]?.popLast() else { return nil }
+            guard let p = cached[size]?.popLast() else { return nil }
             cachedBytes -= size
             return p
         }
-        return (reused ?? UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64), size)
+        return (reused ?? HostMemoryPool.fresh(size), size)
+    }
+
+    /// From this size on, buffers are aligned to 2 MiB and marked for transparent huge pages: a GEMM that walks a
+    /// large matrix's rows (an LM head's logits rows are 200 KB apart) touches a new 4 KiB page per row, and the TLB
+    /// misses cost more than the arithmetic (Linux backs such memory with huge pages only when asked, by default).
+    static let hugePageThreshold = 4 << 20
+
+    private static func fresh(_ size: Int) -> UnsafeMutableRawPointer {
+        guard size >= hugePageThreshold else { return UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64) }
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, 2 << 20, size) == 0, let raw else { fatalError("out of host memory (\(size) bytes)") }
+        _ = madvise(raw, size, MADV_HUGEPAGE)
+        return raw
+    }
+
+    private static func release(_ pointer: UnsafeMutableRawPointer, size: Int) {
+        if size >= hugePageThreshold { free(pointer) } else { pointer.deallocate() }
     }
 
     /// Takes back a buffer `allocate` gave out.
     func recycle(_ pointer: UnsafeMutableRawPointer, byteCount: Int) {
         let kept = lock.withLock { () -> Bool in
             guard cachedBytes + byteCount <= limit else { return false }
-            free[byteCount, default: []].append(pointer)
+            cached[byteCount, default: []].append(pointer)
             cachedBytes += byteCount
             return true
         }
-        if !kept { pointer.deallocate() }
+        if !kept { HostMemoryPool.release(pointer, size: byteCount) }
     }
 
     /// Returns every cached buffer to the system (live tensors keep theirs).
     public func trim() {
-        let pointers = lock.withLock { () -> [UnsafeMutableRawPointer] in
-            defer { free = [:]; cachedBytes = 0 }
-            return free.values.flatMap { $0 }
+        let buffers = lock.withLock { () -> [(Int, UnsafeMutableRawPointer)] in
+            defer { cached = [:]; cachedBytes = 0 }
+            return cached.flatMap { size, pointers in pointers.map { (size, $0) } }
         }
-        for p in pointers { p.deallocate() }
+        for (size, p) in buffers { HostMemoryPool.release(p, size: size) }
     }
 }
