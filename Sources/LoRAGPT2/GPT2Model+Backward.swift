@@ -69,38 +69,14 @@ extension GPT2Model {
                                                         accumulate: true))
     }
 
-    /// dqkv `[N, 3C]` from the context's gradient `[N, C]`:
-    /// ```
-    /// dP = dCtx·vᵀ, dv = Pᵀ·dCtx, dS = softmax′(P, dP)·scale, dq = dS·k, dk = dSᵀ·q   (per sequence and head)
-    /// ```
-    /// P and dS are lower triangular (causal), so each product runs only the triangle that matters.
+    /// dqkv `[N, 3C]` from the context's gradient `[N, C]` (the `AttentionBackward` op).
     private func attentionBackward(_ a: LayerActivations, dContext: Tensor, batch: Int, length t: Int) throws -> Tensor {
-        let (c, h, d) = (config.width, config.heads, config.headDim)
-        let heads = HeadBatches(sequences: batch, heads: h)
         let dqkv = try backend.empty(a.qkv.shape)
-        let dScores = try backend.empty(a.probabilities.shape)
-        let (q, k, v) = (heads.qkv(a.qkv, part: 0, length: t, width: c), heads.qkv(a.qkv, part: 1, length: t, width: c),
-                         heads.qkv(a.qkv, part: 2, length: t, width: c))
-        let (dq, dk, dv) = (heads.qkv(dqkv, part: 0, length: t, width: c), heads.qkv(dqkv, part: 1, length: t, width: c),
-                            heads.qkv(dqkv, part: 2, length: t, width: c))
-        let dctx = HeadBatches.Layout(tensor: dContext, offset: 0, ld: c, perSequence: t * c, perHead: d)
-        let (p, ds) = (heads.scores(a.probabilities), heads.scores(dScores))
-        let batch = heads.batch
-        func x(_ i: Int, _ layout: HeadBatches.Layout) -> GEMMOperand { heads.operand(i, layout) }
-        for i in heads.launches {
-            try backend.gemm(GEMM(m: t, n: t, k: d, batch: batch, a: x(i, dctx), b: x(i, v), transposeB: true, c: x(i, ds),
-                                  triangle: .lowerC(offset: 0)))
-            try backend.gemm(GEMM(m: t, n: d, k: t, batch: batch, a: x(i, p), transposeA: true, b: x(i, dctx), c: x(i, dv),
-                                  triangle: .upperA(offset: 0)))
-        }
-        try backend.softmaxBackward(SoftmaxBackward(y: a.probabilities, dy: dScores, dx: dScores, scale: attentionScale,
-                                                    causal: true))
-        for i in heads.launches {
-            try backend.gemm(GEMM(m: t, n: d, k: t, batch: batch, a: x(i, ds), b: x(i, k), c: x(i, dq),
-                                  triangle: .lowerA(offset: 0)))
-            try backend.gemm(GEMM(m: t, n: d, k: t, batch: batch, a: x(i, ds), transposeA: true, b: x(i, q), c: x(i, dk),
-                                  triangle: .upperA(offset: 0)))
-        }
+        let (q, k, v) = (qkvHeads(a.qkv, part: 0, length: t), qkvHeads(a.qkv, part: 1, length: t), qkvHeads(a.qkv, part: 2, length: t))
+        try backend.attentionBackward(AttentionBackward(
+            try attentionShape(batch: batch, length: t, keys: t), query: q, key: k, value: v, probabilities: a.probabilities,
+            dContext: contextHeads(dContext, length: t), dQuery: qkvHeads(dqkv, part: 0, length: t),
+            dKey: qkvHeads(dqkv, part: 1, length: t), dValue: qkvHeads(dqkv, part: 2, length: t)))
         return dqkv
     }
 }

@@ -197,9 +197,8 @@ public final class GPT2Model {
     /// keys and values are qkv's; with one, this step's keys and values are appended to the layer's cache first and
     /// Tk counts every cached position (the mask lets query i see keys up to its own position).
     private func attention(_ qkv: Tensor, batch: Int, length t: Int, cache: (KVCache, Int)?) throws -> (Tensor, Tensor) {
-        let (c, h, d) = (config.width, config.heads, config.headDim)
-        let heads = HeadBatches(sequences: batch, heads: h)
-        var (keys, values) = (heads.qkv(qkv, part: 1, length: t, width: c), heads.qkv(qkv, part: 2, length: t, width: c))
+        let c = config.width
+        var (keys, values) = (qkvHeads(qkv, part: 1, length: t), qkvHeads(qkv, part: 2, length: t))
         var tk = t
         if let (cache, layer) = cache {
             let (k, v) = cache.layers[layer]
@@ -208,58 +207,30 @@ public final class GPT2Model {
                                                 to: GEMMOperand(target, offset: cache.length * c, ld: c, batchStride: cache.capacity * c)))
             }
             tk = cache.length + t
-            keys = HeadBatches.Layout(tensor: k, offset: 0, ld: c, perSequence: cache.capacity * c, perHead: d)
-            values = HeadBatches.Layout(tensor: v, offset: 0, ld: c, perSequence: cache.capacity * c, perHead: d)
+            keys = HeadOperand(k, ld: c, sequenceStride: cache.capacity * c, headStride: config.headDim)
+            values = HeadOperand(v, ld: c, sequenceStride: cache.capacity * c, headStride: config.headDim)
         }
-        let scores = try backend.empty([batch, h, t, tk])
+        let shape = try attentionShape(batch: batch, length: t, keys: tk)
+        let probabilities = try backend.empty(shape.probabilityShape)
         let context = try backend.empty([batch * t, c])
-        let (queries, scoreRows) = (heads.qkv(qkv, part: 0, length: t, width: c), heads.scores(scores))
-        let contextHeads = HeadBatches.Layout(tensor: context, offset: 0, ld: c, perSequence: t * c, perHead: d)
-        // Query i sees keys up to tk − t + i: scores above that are never read, probabilities there are 0.
-        let cached = tk - t
-        for i in heads.launches {
-            try backend.gemm(GEMM(m: t, n: tk, k: d, batch: heads.batch, a: heads.operand(i, queries), b: heads.operand(i, keys),
-                                  transposeB: true, c: heads.operand(i, scoreRows), triangle: .lowerC(offset: cached)))
-        }
-        try backend.softmax(Softmax(x: scores, y: scores, scale: attentionScale, causal: true))
-        for i in heads.launches {
-            try backend.gemm(GEMM(m: t, n: d, k: tk, batch: heads.batch, a: heads.operand(i, scoreRows), b: heads.operand(i, values),
-                                  c: heads.operand(i, contextHeads), triangle: .lowerA(offset: cached)))
-        }
-        return (scores, context)
-    }
-}
-
-/// Attention's matrices, one per (sequence, head), as few batched GEMMs: each launch fixes one sequence and batches
-/// over the heads, or fixes one head and batches over the sequences, whichever needs fewer launches (a launch costs
-/// microseconds of dispatch, as much as a small head's work).
-struct HeadBatches {
-    let sequences: Int, heads: Int
-
-    /// Where the matrix of sequence b, head h starts: `offset + b·perSequence + h·perHead`; rows `ld` apart.
-    struct Layout {
-        let tensor: Tensor
-        let offset: Int, ld: Int, perSequence: Int, perHead: Int
+        try backend.attention(Attention(shape, query: qkvHeads(qkv, part: 0, length: t), key: keys, value: values,
+                                        probabilities: probabilities, context: contextHeads(context, length: t)))
+        return (probabilities, context)
     }
 
-    private var overHeads: Bool { heads >= sequences }
-    var launches: Range<Int> { 0..<(overHeads ? sequences : heads) }
-    var batch: Int { overHeads ? heads : sequences }
-
-    /// Launch i's operand.
-    func operand(_ i: Int, _ x: Layout) -> GEMMOperand {
-        overHeads ? GEMMOperand(x.tensor, offset: x.offset + i * x.perSequence, ld: x.ld, batchStride: x.perHead)
-            : GEMMOperand(x.tensor, offset: x.offset + i * x.perHead, ld: x.ld, batchStride: x.perSequence)
+    func attentionShape(batch: Int, length t: Int, keys: Int) throws -> AttentionShape {
+        try AttentionShape(sequences: batch, heads: config.heads, headDim: config.headDim, queries: t, keys: keys,
+                           scale: attentionScale)
     }
 
-    /// q (part 0), k (1) or v (2) of a `[N, 3C]` tensor: `[T, D]` per sequence and head.
-    func qkv(_ x: Tensor, part: Int, length t: Int, width c: Int) -> Layout {
-        Layout(tensor: x, offset: part * c, ld: 3 * c, perSequence: t * 3 * c, perHead: c / heads)
+    /// q (part 0), k (1) or v (2) of a `[N, 3C]` tensor, per sequence and head.
+    func qkvHeads(_ x: Tensor, part: Int, length t: Int) -> HeadOperand {
+        let c = config.width
+        return HeadOperand(x, offset: part * c, ld: 3 * c, sequenceStride: t * 3 * c, headStride: config.headDim)
     }
 
-    /// A `[B, H, T, Tk]` tensor (scores, probabilities).
-    func scores(_ x: Tensor) -> Layout {
-        let (t, tk) = (x.shape[2], x.shape[3])
-        return Layout(tensor: x, offset: 0, ld: tk, perSequence: heads * t * tk, perHead: t * tk)
+    /// A `[N, C]` tensor with the heads side by side (the context and its gradient), per sequence and head.
+    func contextHeads(_ x: Tensor, length t: Int) -> HeadOperand {
+        HeadOperand(x, ld: config.width, sequenceStride: t * config.width, headStride: config.headDim)
     }
 }

@@ -35,6 +35,10 @@ public protocol Backend: AnyObject, Sendable {
 
     /// `C = alpha·op(A)·op(B) + beta·C`, batched with strides. See `GEMM`.
     func gemm(_ op: GEMM) throws
+    /// Causal multi-head attention: probabilities and context. See `Attention`.
+    func attention(_ op: Attention) throws
+    /// Gradient of `attention`. See `AttentionBackward`.
+    func attentionBackward(_ op: AttentionBackward) throws
     /// Row softmax with optional scale and causal mask. See `Softmax`.
     func softmax(_ op: Softmax) throws
     /// Gradient of `softmax`. See `SoftmaxBackward`.

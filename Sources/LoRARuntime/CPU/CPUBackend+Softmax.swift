@@ -11,15 +11,22 @@ extension CPUBackend {
         try requireOwned(op)
         let (x, y, cols, scale) = (elements(op.x), elements(op.y), op.cols, op.scale)
         forEachRowRange(rows: op.rows, cols: cols) { rows in
-            guard let first = rows.first else { return }
-            var largest = Self.scaledMaximum(x + first * cols, count: op.visibleCount(row: first), scale: scale)
-            for r in rows {
-                let visible = op.visibleCount(row: r)
-                let nextVisible = r + 1 < rows.upperBound ? op.visibleCount(row: r + 1) : 0
-                largest = Self.softmaxRow(x + r * cols, y + r * cols, visible: visible, scale: scale, largest: largest,
-                                          next: x + (r + 1) * cols, nextVisible: nextVisible)
-                (y + r * cols + visible).update(repeating: 0, count: cols - visible)
-            }
+            Self.softmaxRows(x, y, rows: rows, cols: cols, scale: scale, visibleCount: op.visibleCount(row:))
+        }
+    }
+
+    /// Rows `rows` of `[.., cols]` x into y, row r over its first `visibleCount(r)` entries (the rest 0).
+    @inline(__always)
+    static func softmaxRows(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Range<Int>,
+                            cols: Int, scale: Float, visibleCount: (Int) -> Int) {
+        guard let first = rows.first else { return }
+        var largest = scaledMaximum(x + first * cols, count: visibleCount(first), scale: scale)
+        for r in rows {
+            let visible = visibleCount(r)
+            let nextVisible = r + 1 < rows.upperBound ? visibleCount(r + 1) : 0
+            largest = softmaxRow(x + r * cols, y + r * cols, visible: visible, scale: scale, largest: largest,
+                                 next: x + (r + 1) * cols, nextVisible: nextVisible)
+            (y + r * cols + visible).update(repeating: 0, count: cols - visible)
         }
     }
 

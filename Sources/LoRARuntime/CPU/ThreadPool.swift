@@ -148,10 +148,10 @@ private final class ThreadLocalFlag: @unchecked Sendable {
 /// thread asks for the same slot again.
 enum ThreadScratch {
     /// Slots: `.shared` for data a whole op shares (packed B), `.sharedA` for an A block all parts share,
-    /// `.part` for one part's own work (its packed A).
-    enum Slot { case shared, sharedA, part }
+    /// `.part` for one part's own work (its packed A), `.scores` for one attention head's score gradients.
+    enum Slot { case shared, sharedA, part, scores }
 
-    private static let keys = (makeKey(), makeKey(), makeKey())
+    private static let keys = (makeKey(), makeKey(), makeKey(), makeKey())
 
     private static func makeKey() -> pthread_key_t {
         var key = pthread_key_t()
@@ -171,6 +171,7 @@ enum ThreadScratch {
         case .shared: keys.0
         case .sharedA: keys.1
         case .part: keys.2
+        case .scores: keys.3
         }
         if let raw = pthread_getspecific(key) {
             let header = raw.assumingMemoryBound(to: Header.self)
