@@ -38,6 +38,9 @@ enum PackedGEMM {
         // Packing pays for itself through reuse. With a few panels of B (n ≤ 4·NR) each tile of A is used a few
         // times, and with a few tiles of A (m ≤ 4·MR) each panel of B: such operands are read where they lie
         // (reading A in place up to 4 panels instead of 1 took a gpt2-small LoRA step from ~235 to ~275 tokens/s).
+        if n <= 16 && a.colStride == 1 && triangle == nil && bias == nil {
+            return narrow(m: m, n: n, k: k, alpha: alpha, a: a, b: b, beta: beta, c: c, pool: pool)
+        }
         let directA = a.colStride == 1 && n <= 4 * nr
         let directB = b.colStride == 1 && m <= 4 * mr
         // Otherwise, when padding n up to NR wastes clearly more than padding m up to MR, compute Cᵀ = Bᵀ·Aᵀ (not
@@ -117,6 +120,50 @@ enum PackedGEMM {
                 }
             }
         }
+    }
+
+    /// C = alpha·A·B + beta·C for n ≤ 16 with a row-major A: LoRA's x·Aᵀ and dy·B, n = rank. An 8×32 tile would
+    /// waste 3/4 of its multiply-adds at rank 8; here each 8-row tile is one 16-lane accumulator per row, A read in
+    /// place, B packed once as [k, 16] (zero past n). Rows are split over the pool; each row sums k in order.
+    static func narrow(m: Int, n: Int, k: Int, alpha: Float, a: StridedMatrix, b: StridedMatrix,
+                       beta: Float, c: StridedMatrix, pool: ThreadPool?) {
+        let packed = ThreadScratch.current(.shared, floats: k * 16)
+        for p in 0..<k {
+            for j in 0..<16 { packed[p * 16 + j] = j < n ? b[p, j] : 0 }
+        }
+        let tiles = (m + mr - 1) / mr
+        let parts = m * n * k >= parallelThreshold ? min(tiles, 4 * (pool?.threadCount ?? 1)) : 1
+        runParts(parts, pool) { part in
+            for s in share(part, of: parts, count: tiles) {
+                narrowTile(rows: s * mr..<min(m, s * mr + mr), n: n, k: k, alpha: alpha, a: a, b: packed, beta: beta, c: c)
+            }
+        }
+    }
+
+    /// Rows `rows` (at most MR) of the narrow product. A row past the end reads the last row again (and is dropped).
+    @inline(never)
+    static func narrowTile(rows: Range<Int>, n: Int, k: Int, alpha: Float, a: StridedMatrix,
+                           b: UnsafeMutablePointer<Float>, beta: Float, c: StridedMatrix) {
+        @inline(__always) func row(_ i: Int) -> UnsafeMutablePointer<Float> {
+            a.base + min(rows.lowerBound + i, rows.upperBound - 1) * a.rowStride
+        }
+        let (r0, r1, r2, r3, r4, r5, r6, r7) = (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7))
+        var (c0, c1, c2, c3, c4, c5, c6, c7) = (Vector(), Vector(), Vector(), Vector(), Vector(), Vector(), Vector(), Vector())
+        for p in 0..<k {
+            let bv = loadVector(b + p * 16)
+            c0 = multiplyAdd(c0, Vector(repeating: r0[p]), bv); c1 = multiplyAdd(c1, Vector(repeating: r1[p]), bv)
+            c2 = multiplyAdd(c2, Vector(repeating: r2[p]), bv); c3 = multiplyAdd(c3, Vector(repeating: r3[p]), bv)
+            c4 = multiplyAdd(c4, Vector(repeating: r4[p]), bv); c5 = multiplyAdd(c5, Vector(repeating: r5[p]), bv)
+            c6 = multiplyAdd(c6, Vector(repeating: r6[p]), bv); c7 = multiplyAdd(c7, Vector(repeating: r7[p]), bv)
+        }
+        @inline(__always) func put(_ acc: Vector, _ i: Int) {
+            guard i < rows.count else { return }
+            for j in 0..<n {
+                let t = alpha * acc[j]
+                c[rows.lowerBound + i, j] = beta == 0 ? t : multiplyAdd(t, beta, c[rows.lowerBound + i, j])
+            }
+        }
+        put(c0, 0); put(c1, 1); put(c2, 2); put(c3, 3); put(c4, 4); put(c5, 5); put(c6, 6); put(c7, 7)
     }
 
     /// Where the micro-kernel finds tile t of an operand: in place at `base + t·next`, element (lane ℓ, step p)
