@@ -90,6 +90,17 @@ struct OpenCLTrainingOpsTests {
         #expect(firstMismatch(heads.out, reference.out, atol: 1e-5) == nil)
     }
 
+    @Test("OpenCL attention (matmul.cl and softmax.cl launches) matches the CPU, with cached keys",
+          arguments: [TrainingOpRunner.AttentionCase(b: 2, h: 3, d: 5, t: 37, tk: 37),
+                      TrainingOpRunner.AttentionCase(b: 3, h: 5, d: 4, t: 19, tk: 26)])
+    func attention(_ c: TrainingOpRunner.AttentionCase) throws {
+        let (got, expected) = (try cl.attention(c), try cpu.attention(c))
+        for (a, b) in [(got.p, expected.p), (got.context, expected.context), (got.dq, expected.dq), (got.dk, expected.dk),
+                       (got.dv, expected.dv)] {
+            #expect(firstMismatch(a, b, atol: 1e-5, rtol: 1e-4) == nil)
+        }
+    }
+
     @Test("OpenCL dropout (elementwise.cl) drops exactly the CPU's elements", arguments: [Float(0), 0.25, 0.9])
     func dropout(probability: Float) throws {
         #expect(try cl.dropout(count: 70_001, probability: probability) == cpu.dropout(count: 70_001, probability: probability))

@@ -1,4 +1,4 @@
-// The CPU training ops (layer norm, GELU, cross-entropy, AdamW, reductions) against Double references, the
+// The CPU training ops (attention, layer norm, GELU, cross-entropy, AdamW, reductions) against Double references, the
 // gradients also against finite differences, and every op the same bits on 1, 2 and 3 threads.
 import Foundation
 import LoRARuntime
@@ -171,6 +171,45 @@ struct CPUTrainingOpsTests {
         }
     }
 
+    @Test("attention (forward and backward, with cached keys) matches the reference",
+          arguments: [TrainingOpRunner.AttentionCase(b: 2, h: 3, d: 5, t: 37, tk: 37),
+                      TrainingOpRunner.AttentionCase(b: 3, h: 2, d: 4, t: 19, tk: 26)])
+    func attention(_ c: TrainingOpRunner.AttentionCase) throws {
+        let got = try run.attention(c)
+        let (q, k, v, dctx) = (c.q.map(Double.init), c.k.map(Double.init), c.v.map(Double.init), c.dContext.map(Double.init))
+        let w = c.h * c.d
+        var (p, ctx) = ([Double](repeating: 0, count: c.b * c.h * c.t * c.tk), [Double](repeating: 0, count: c.b * c.t * w))
+        var (dq, dk, dv) = ([Double](repeating: 0, count: c.b * c.t * w), [Double](repeating: 0, count: c.b * c.tk * w),
+                            [Double](repeating: 0, count: c.b * c.tk * w))
+        for b in 0..<c.b { for h in 0..<c.h {
+            func qa(_ i: Int, _ e: Int) -> Int { (b * c.t + i) * w + h * c.d + e }  // q, context, dContext
+            func ka(_ j: Int, _ e: Int) -> Int { (b * c.tk + j) * w + h * c.d + e }  // k, v and their gradients
+            func pa(_ i: Int, _ j: Int) -> Int { ((b * c.h + h) * c.t + i) * c.tk + j }
+            for i in 0..<c.t {
+                let visible = i + c.tk - c.t + 1
+                let s = (0..<visible).map { j in Double(c.scale) * (0..<c.d).reduce(0) { $0 + q[qa(i, $1)] * k[ka(j, $1)] } }
+                let e = s.map { Foundation.exp($0 - s.max()!) }, total = e.reduce(0, +)
+                for j in 0..<visible { p[pa(i, j)] = e[j] / total }
+                for e in 0..<c.d { ctx[qa(i, e)] = (0..<visible).reduce(0) { $0 + p[pa(i, $1)] * v[ka($1, e)] } }
+                let dp = (0..<visible).map { j in (0..<c.d).reduce(0) { $0 + dctx[qa(i, $1)] * v[ka(j, $1)] } }
+                let dot = (0..<visible).reduce(0) { $0 + dp[$1] * p[pa(i, $1)] }
+                for j in 0..<visible {
+                    let ds = Double(c.scale) * p[pa(i, j)] * (dp[j] - dot)
+                    for e in 0..<c.d {
+                        dq[qa(i, e)] += ds * k[ka(j, e)]
+                        dk[ka(j, e)] += ds * q[qa(i, e)]
+                        dv[ka(j, e)] += p[pa(i, j)] * dctx[qa(i, e)]
+                    }
+                }
+            }
+        } }
+        #expect(firstMismatch(got.p, p, atol: 1e-6) == nil)
+        #expect(firstMismatch(got.context, ctx) == nil)
+        #expect(firstMismatch(got.dq, dq) == nil)
+        #expect(firstMismatch(got.dk, dk) == nil)
+        #expect(firstMismatch(got.dv, dv) == nil)
+    }
+
     @Test("attention-shaped batched GEMMs (heads side by side in C) match the reference")
     func headsGEMM() throws {
         let (t, heads, d) = (7, 3, 5)
@@ -218,7 +257,10 @@ struct CPUTrainingOpsTests {
         let runners = [1, 2, 3].map { TrainingOpRunner(CPUBackend(pool: ThreadPool(threadCount: $0))) }
         let targets = (0..<300).map { Float($0 % 500) }
         let values = randomValues(300_001, seed: 32)
+        let heads = TrainingOpRunner.AttentionCase(b: 2, h: 3, d: 5, t: 37, tk: 40)
         for r in runners.dropFirst() {
+            let (x, y) = (try r.attention(heads), try runners[0].attention(heads))
+            #expect(x.p == y.p && x.context == y.context && x.dq == y.dq && x.dk == y.dk && x.dv == y.dv)
             #expect(try r.layerNorm(rows: 300, cols: 257) == runners[0].layerNorm(rows: 300, cols: 257))
             #expect(try r.layerNormBackward(rows: 300, cols: 257) == runners[0].layerNormBackward(rows: 300, cols: 257))
             #expect(try r.gelu(values).y == runners[0].gelu(values).y)

@@ -128,6 +128,36 @@ public struct TrainingOpRunner {
         return (try scores.toArray(), try out.toArray())
     }
 
+    /// The attention op's inputs for B sequences, H heads of width D, T queries after Tk − T cached keys: q and the
+    /// context in `[B·T, H·D]` tensors, k and v in `[B, Tk, H·D]` ones (a cache's layout), dContext like q.
+    public struct AttentionCase: Sendable {
+        public let b: Int, h: Int, d: Int, t: Int, tk: Int
+        public let scale: Float = 0.4
+        public init(b: Int, h: Int, d: Int, t: Int, tk: Int) { (self.b, self.h, self.d, self.t, self.tk) = (b, h, d, t, tk) }
+        public var q: [Float] { randomValues(b * t * h * d, seed: 41).map { 2 * $0 } }
+        public var k: [Float] { randomValues(b * tk * h * d, seed: 42).map { 2 * $0 } }
+        public var v: [Float] { randomValues(b * tk * h * d, seed: 43) }
+        public var dContext: [Float] { randomValues(b * t * h * d, seed: 44) }
+    }
+
+    /// Attention forward and backward: probabilities `[B, H, T, Tk]`, context, dq, dk, dv.
+    public func attention(_ c: AttentionCase) throws -> (p: [Float], context: [Float], dq: [Float], dk: [Float], dv: [Float]) {
+        let be = backend, w = c.h * c.d
+        let shape = try AttentionShape(sequences: c.b, heads: c.h, headDim: c.d, queries: c.t, keys: c.tk, scale: c.scale)
+        func rows(_ x: Tensor, _ n: Int) -> HeadOperand { HeadOperand(x, ld: w, sequenceStride: n * w, headStride: c.d) }
+        let (q, k, v) = (try be.upload(c.q, shape: [c.b * c.t, w]), try be.upload(c.k, shape: [c.b * c.tk, w]),
+                         try be.upload(c.v, shape: [c.b * c.tk, w]))
+        let p = try be.empty(shape.probabilityShape), context = try be.empty([c.b * c.t, w])
+        try be.attention(Attention(shape, query: rows(q, c.t), key: rows(k, c.tk), value: rows(v, c.tk), probabilities: p,
+                                   context: rows(context, c.t)))
+        let dctx = try be.upload(c.dContext, shape: [c.b * c.t, w])
+        let (dq, dk, dv) = (try be.empty([c.b * c.t, w]), try be.empty([c.b * c.tk, w]), try be.empty([c.b * c.tk, w]))
+        try be.attentionBackward(AttentionBackward(shape, query: rows(q, c.t), key: rows(k, c.tk), value: rows(v, c.tk),
+                                                   probabilities: p, dContext: rows(dctx, c.t), dQuery: rows(dq, c.t),
+                                                   dKey: rows(dk, c.tk), dValue: rows(dv, c.tk)))
+        return (try p.toArray(), try context.toArray(), try dq.toArray(), try dk.toArray(), try dv.toArray())
+    }
+
     /// Dropout with probability p and seed 9 of `randomValues(seed: 36)`, out of place and then in place.
     public func dropout(count: Int, probability: Float) throws -> [Float] {
         let b = backend

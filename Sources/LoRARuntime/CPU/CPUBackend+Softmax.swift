@@ -20,23 +20,25 @@ extension CPUBackend {
     static func softmaxRows(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Range<Int>,
                             cols: Int, scale: Float, visibleCount: (Int) -> Int) {
         guard let first = rows.first else { return }
-        var largest = scaledMaximum(x + first * cols, count: visibleCount(first), scale: scale)
+        var largest = scaledMaximum(x + first * cols, count: visibleCount(first), scale: scale, readable: cols)
         for r in rows {
             let visible = visibleCount(r)
             let nextVisible = r + 1 < rows.upperBound ? visibleCount(r + 1) : 0
-            largest = softmaxRow(x + r * cols, y + r * cols, visible: visible, scale: scale, largest: largest,
+            largest = softmaxRow(x + r * cols, y + r * cols, visible: visible, cols: cols, scale: scale, largest: largest,
                                  next: x + (r + 1) * cols, nextVisible: nextVisible)
             (y + r * cols + visible).update(repeating: 0, count: cols - visible)
         }
     }
 
-    /// One row from its maximum: exp and sum in one pass (written to y), then the scaling pass, which also
-    /// finds the maximum of the next row's first `nextVisible` entries (returned; −inf when there are none).
+    /// One row (`cols` long) from its maximum: exp and sum in one pass (written to y), then the scaling pass, which
+    /// also finds the maximum of the next row's first `nextVisible` entries (returned; −inf when there are none).
+    /// A causal row's ragged end is one masked vector when the row has room for it (its masked entries, which a
+    /// `.lowerC` GEMM may leave holding anything, are never used).
     /// Out of line: inlined into the ops' closures, vector code here compiles to split 128-bit halves.
-    static func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, visible: Int, scale: Float,
-                           largest: Float, next: UnsafeMutablePointer<Float>, nextVisible: Int) -> Float {
-        guard visible > 0 else { return scaledMaximum(next, count: nextVisible, scale: scale) }
-        let sum = exponentiate(x, y, count: visible, scale: scale, shift: largest)
+    static func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, visible: Int, cols: Int,
+                           scale: Float, largest: Float, next: UnsafeMutablePointer<Float>, nextVisible: Int) -> Float {
+        guard visible > 0 else { return scaledMaximum(next, count: nextVisible, scale: scale, readable: cols) }
+        let sum = exponentiate(x, y, count: visible, scale: scale, shift: largest, readable: cols)
         let (inverse, vs) = (Vector(repeating: 1 / sum), Vector(repeating: scale))
         let common = min(visible, nextVisible) & ~15
         var nextMax = Vector(repeating: -.infinity)
@@ -44,15 +46,30 @@ extension CPUBackend {
             storeVector(loadVector(y + j) * inverse, y + j)
             nextMax = maximum(nextMax, loadVector(next + j) * vs)
         }
-        let full = visible & ~15
-        for j in stride(from: common, to: full, by: 16) { storeVector(loadVector(y + j) * inverse, y + j) }
-        for j in full..<visible { y[j] *= inverse[0] }
-        return max(horizontalMax(nextMax), scaledMaximum(next + common, count: nextVisible - common, scale: scale))
+        // exponentiate wrote zeros past `visible` up to the end of a masked vector, so the whole vector scales.
+        let full = visible & ~15, padded = full + 16 <= cols ? (visible + 15) & ~15 : full
+        for j in stride(from: common, to: padded, by: 16) { storeVector(loadVector(y + j) * inverse, y + j) }
+        for j in padded..<max(padded, visible) { y[j] *= inverse[0] }
+        // The next row's entries past the shared part (a causal row sees one more than this one): whole vectors,
+        // then a masked one where the row has room, in the same running maximum.
+        var done = common
+        while done + 16 <= nextVisible {
+            nextMax = maximum(nextMax, loadVector(next + done) * vs)
+            done += 16
+        }
+        if done < nextVisible && done + 16 <= cols {
+            let tail = (loadVector(next + done) * vs).replacing(with: -.infinity, where: lanes(from: nextVisible - done))
+            (nextMax, done) = (maximum(nextMax, tail), nextVisible)
+        }
+        let largestSoFar = horizontalMax(nextMax)
+        guard done < nextVisible else { return largestSoFar }
+        return max(largestSoFar, scaledMaximum(next + done, count: nextVisible - done, scale: scale))
     }
 
     /// The largest scale·x[j] over `count` entries (−inf for none), with two running maxima to halve the
-    /// dependency chain. A NaN may be skipped here; it still reaches the sum of exponentials.
-    static func scaledMaximum(_ x: UnsafeMutablePointer<Float>, count: Int, scale: Float) -> Float {
+    /// dependency chain. A NaN may be skipped here; it still reaches the sum of exponentials. With `readable`
+    /// entries available, the ragged end is one masked vector.
+    static func scaledMaximum(_ x: UnsafeMutablePointer<Float>, count: Int, scale: Float, readable: Int = 0) -> Float {
         let vs = Vector(repeating: scale)
         let full = count & ~15
         var (max0, max1) = (Vector(repeating: -.infinity), Vector(repeating: -.infinity))
@@ -64,6 +81,10 @@ extension CPUBackend {
         }
         if j < full { max0 = maximum(max0, loadVector(x + j) * vs) }
         var largest = horizontalMax(maximum(max0, max1))
+        if full < count && full + 16 <= readable {
+            let tail = (loadVector(x + full) * vs).replacing(with: -.infinity, where: lanes(from: count - full))
+            return max(largest, horizontalMax(tail))
+        }
         for j in full..<count { largest = max(largest, x[j] * scale) }
         return largest
     }
@@ -86,9 +107,8 @@ extension CPUBackend {
     static func softmaxGradientRow(_ y: UnsafeMutablePointer<Float>, _ dy: UnsafeMutablePointer<Float>,
                                    _ dx: UnsafeMutablePointer<Float>, visible: Int, cols: Int, scale: Float) {
         let vectorEnd = min((visible + 15) & ~15, cols & ~15)
-        let lanes = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
         @inline(__always) func visibleDy(_ j: Int) -> Vector {
-            loadVector(dy + j).replacing(with: 0, where: lanes .>= SIMD16<Int32>(repeating: Int32(clamping: visible - j)))
+            loadVector(dy + j).replacing(with: 0, where: lanes(from: visible - j))
         }
         var acc = Vector()
         for j in stride(from: 0, to: vectorEnd, by: 16) { acc = multiplyAdd(acc, visibleDy(j), loadVector(y + j)) }

@@ -80,11 +80,17 @@ extension CPUBackend {
     return p * twoToN
 }
 
+/// The lanes at and past `count`: the part of a vector that runs past the end of the data, to be masked.
+@inline(__always) func lanes(from count: Int) -> SIMDMask<SIMD16<Int32>> {
+    SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) .>= SIMD16<Int32>(repeating: Int32(clamping: count))
+}
+
 /// y[j] = exp(scale·x[j] − shift) for j in 0..<count; returns Σ y. `shift` is the largest scale·x[j], so every
-/// exponent is ≤ 0. The loop lives here, next to the exponential, so the compiler inlines it (called from inside
-/// the ops' closures it would not).
+/// exponent is ≤ 0. With `readable` entries of x and y available, the ragged end is one whole vector whose lanes
+/// past `count` (whatever x holds there) become 0 in y. The loop lives here, next to the exponential, so the
+/// compiler inlines it (called from inside the ops' closures it would not).
 func exponentiate(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int,
-                  scale: Float, shift: Float) -> Float {
+                  scale: Float, shift: Float, readable: Int = 0) -> Float {
     let (vs, vm) = (Vector(repeating: scale), Vector(repeating: -shift))
     let full = count & ~15
     var vsum = Vector()
@@ -93,7 +99,12 @@ func exponentiate(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, c
         storeVector(e, y + j)
         vsum += e
     }
-    if full < count {
+    if full < count && full + 16 <= readable {
+        let e = exponentialOfNonPositive(multiplyAdd(vm, loadVector(x + full), vs))
+            .replacing(with: 0, where: lanes(from: count - full))
+        storeVector(e, y + full)
+        vsum += e
+    } else if full < count {
         // The ragged end through one padded vector: padding lanes are −inf, so exp gives 0.
         var tail = Vector(repeating: -.infinity)
         for j in full..<count { tail[j - full] = multiplyAdd(-shift, x[j], scale) }
