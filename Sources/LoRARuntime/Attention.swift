@@ -33,6 +33,18 @@ public struct HeadOperand: Sendable {
             throw LoRAError.shapeMismatch("attention: \(name) reaches element \(last) but its tensor \(describe(tensor.shape)) has \(tensor.count)")
         }
     }
+
+    /// For an output (heads are written in parallel): throws unless the matrices are disjoint, a sequence's heads
+    /// side by side within its rows or one after another, and the sequences one after another.
+    func checkDisjoint(_ name: String, sequences: Int, heads: Int, rows: Int, cols: Int) throws {
+        let span = (rows - 1) * ld + cols
+        let sideBySide = headStride >= cols && (heads - 1) * headStride + cols <= ld
+        let extent = (heads - 1) * headStride + span
+        guard heads == 1 || sideBySide || headStride >= span, sequences == 1 || sequenceStride >= extent else {
+            throw LoRAError.invalidArgument("attention: the \(rows)×\(cols) matrices of output \(name) overlap (ld \(ld), "
+                + "sequence stride \(sequenceStride), head stride \(headStride))")
+        }
+    }
 }
 
 /// The shapes attention works on: B sequences, H heads of width D, T queries each against Tk keys (Tk ≥ T: the
@@ -78,6 +90,7 @@ public struct Attention: BackendOp {
         try key.check("key", sequences: b, heads: h, rows: shape.keys, cols: d)
         try value.check("value", sequences: b, heads: h, rows: shape.keys, cols: d)
         try context.check("context", sequences: b, heads: h, rows: shape.queries, cols: d)
+        try context.checkDisjoint("context", sequences: b, heads: h, rows: shape.queries, cols: d)
         try shape.check(probabilities: probabilities)
         try context.tensor.backend.requireOwned("attention", query.tensor, key.tensor, value.tensor, probabilities)
         (self.shape, self.query, self.key, self.value) = (shape, query, key, value)
@@ -102,6 +115,9 @@ public struct AttentionBackward: BackendOp {
                                 ("dContext", dContext, shape.queries), ("dQuery", dQuery, shape.queries),
                                 ("dKey", dKey, shape.keys), ("dValue", dValue, shape.keys)] {
             try x.check(name, sequences: b, heads: h, rows: rows, cols: d)
+            if name.hasPrefix("dQ") || name.hasPrefix("dK") || name.hasPrefix("dV") {
+                try x.checkDisjoint(name, sequences: b, heads: h, rows: rows, cols: d)
+            }
         }
         try shape.check(probabilities: probabilities)
         try dQuery.tensor.backend.requireOwned("attentionBackward", query.tensor, key.tensor, value.tensor, probabilities,

@@ -26,6 +26,32 @@ struct ValidationTests {
         }
     }
 
+    @Test("attention operands are checked: extents, shapes, outputs that overlap")
+    func attentionOperands() throws {
+        let shape = try AttentionShape(sequences: 2, heads: 3, headDim: 4, queries: 5, keys: 5, scale: 0.5)
+        let qkv = try cpu.zeros([10, 36]), context = try cpu.zeros([10, 12]), p = try cpu.zeros([2, 3, 5, 5])
+        func part(_ i: Int) -> HeadOperand { HeadOperand(qkv, offset: 12 * i, ld: 36, sequenceStride: 180, headStride: 4) }
+        let good = HeadOperand(context, ld: 12, sequenceStride: 60, headStride: 4)
+        _ = try Attention(shape, query: part(0), key: part(1), value: part(2), probabilities: p, context: good)
+        // Heads 2 apart overlap, and so do sequences 30 apart (a sequence spans 5 rows of 12).
+        #expect(throws: LoRAError.self) {
+            try Attention(shape, query: part(0), key: part(1), value: part(2), probabilities: p,
+                          context: HeadOperand(context, ld: 12, sequenceStride: 60, headStride: 2))
+        }
+        #expect(throws: LoRAError.self) {
+            try Attention(shape, query: part(0), key: part(1), value: part(2), probabilities: p,
+                          context: HeadOperand(context, ld: 12, sequenceStride: 30, headStride: 4))
+        }
+        #expect(throws: LoRAError.self) {  // reads past the end of qkv
+            try Attention(shape, query: HeadOperand(qkv, offset: 30, ld: 36, sequenceStride: 180, headStride: 4),
+                          key: part(1), value: part(2), probabilities: p, context: good)
+        }
+        #expect(throws: LoRAError.self) {  // probabilities of the wrong shape
+            try Attention(shape, query: part(0), key: part(1), value: part(2), probabilities: cpu.zeros([2, 3, 5, 6]), context: good)
+        }
+        #expect(throws: LoRAError.self) { try AttentionShape(sequences: 1, heads: 1, headDim: 4, queries: 6, keys: 5, scale: 1) }
+    }
+
     @Test("softmax, LoRA and bias shapes are checked")
     func otherShapes() throws {
         #expect(throws: LoRAError.self) { try Softmax(x: cpu.zeros([2, 3]), y: cpu.zeros([3, 2])) }
