@@ -8,6 +8,8 @@
 // Every element of C sums its k terms in the same order whatever the thread count (the split is over C, never
 // over k), so results are bitwise identical for any LORA_THREADS. Block sizes were measured on a 2-core
 // AVX-512 Xeon (48 KiB L1d, 2 MiB L2); the bench moved less than its noise for mc 64-256, kc 256-512.
+// Around that: a bias is added as tiles are stored, causal triangles skip dead tiles and terms, and outputs at most
+// 16 wide (LoRA ranks) run on a kernel of their own.
 
 /// A matrix view with arbitrary strides: element (i, j) at `base[i·rowStride + j·colStride]`.
 /// Transposes and the Cᵀ = Bᵀ·Aᵀ trick are stride swaps.
@@ -35,12 +37,13 @@ enum PackedGEMM {
     static func multiply(m: Int, n: Int, k: Int, alpha: Float, a: StridedMatrix, b: StridedMatrix,
                          beta: Float, c: StridedMatrix, bias: UnsafePointer<Float>? = nil,
                          triangle: GEMM.Triangle? = nil, pool: ThreadPool?) {
-        // Packing pays for itself through reuse. With a few panels of B (n ≤ 4·NR) each tile of A is used a few
-        // times, and with a few tiles of A (m ≤ 4·MR) each panel of B: such operands are read where they lie
-        // (reading A in place up to 4 panels instead of 1 took a gpt2-small LoRA step from ~235 to ~275 tokens/s).
+        // Rank-wide outputs (LoRA's x·Aᵀ and dy·B) have a kernel of their own.
         if n <= 16 && a.colStride == 1 && triangle == nil && bias == nil {
             return narrow(m: m, n: n, k: k, alpha: alpha, a: a, b: b, beta: beta, c: c, pool: pool)
         }
+        // Packing pays for itself through reuse. With a few panels of B (n ≤ 4·NR) each tile of A is used a few
+        // times, and with a few tiles of A (m ≤ 4·MR) each panel of B: such operands are read where they lie
+        // (reading A in place up to 4 panels instead of 1 took a gpt2-small LoRA step from ~235 to ~275 tokens/s).
         let directA = a.colStride == 1 && n <= 4 * nr
         let directB = b.colStride == 1 && m <= 4 * mr
         // Otherwise, when padding n up to NR wastes clearly more than padding m up to MR, compute Cᵀ = Bᵀ·Aᵀ (not
