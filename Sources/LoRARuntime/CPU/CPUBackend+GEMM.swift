@@ -88,7 +88,7 @@ enum PackedGEMM {
                     runParts(aParts, pool) { t in
                         let range = share(t, of: aParts, count: tiles)
                         packA(a, rows: range.lowerBound * mr..<min(m, range.upperBound * mr), columns: p0..<p0 + kcBlock,
-                              into: packedAllA + range.lowerBound * kcBlock * mr)
+                              triangle: triangle, into: packedAllA + range.lowerBound * kcBlock * mr)
                     }
                 }
                 let bSource = directB
@@ -109,7 +109,7 @@ enum PackedGEMM {
                         let packFromTile = directA ? tiles - (mcBlock % mr == 0 ? 0 : 1) : 0
                         if !shareA {
                             packA(a, rows: i0 + packFromTile * mr..<i0 + mcBlock, columns: p0..<p0 + kcBlock,
-                                  into: packedA + packFromTile * kcBlock * mr)
+                                  triangle: triangle, into: packedA + packFromTile * kcBlock * mr)
                         }
                         let aSource = shareA ? Panels(packed: packedAllA + (i0 / mr) * kcBlock * mr, kc: kcBlock, width: mr)
                             : directA
@@ -358,38 +358,43 @@ enum PackedGEMM {
     }
 
     /// Packs A's rows `rows` × columns `columns` as MR-tall panels, k-major:
-    /// panel s holds element (ii, p) at `s·kc·MR + p·MR + ii`, zero beyond the last row.
+    /// panel s holds element (ii, p) at `s·kc·MR + p·MR + ii`, zero beyond the last row. With a triangle, each
+    /// panel only over the terms its rows need (the rest are never read): half of attention's transposed products.
     @inline(never)
-    static func packA(_ a: StridedMatrix, rows: Range<Int>, columns: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
+    static func packA(_ a: StridedMatrix, rows: Range<Int>, columns: Range<Int>, triangle: GEMM.Triangle? = nil,
+                      into dst: UnsafeMutablePointer<Float>) {
         let kcBlock = columns.count
         for s in 0..<(rows.count + mr - 1) / mr {
             let i0 = rows.lowerBound + s * mr, height = min(mr, rows.upperBound - i0)
             let out = dst + s * kcBlock * mr
             if height < mr { out.update(repeating: 0, count: kcBlock * mr) }
+            // The terms to pack, relative to the block.
+            let needed = (triangle?.terms(rows: i0..<i0 + height, k: columns.upperBound).clamped(to: columns) ?? columns)
+            let terms = needed.lowerBound - columns.lowerBound..<needed.upperBound - columns.lowerBound
             if a.colStride == 1 && height == mr {
                 // Row-major A: eight read streams, one 32-byte store per k step.
                 let (rs, src) = (a.rowStride, a.base + i0 * a.rowStride + columns.lowerBound)
-                for p in 0..<kcBlock {
+                for p in terms {
                     let v = SIMD8<Float>(src[p], src[rs + p], src[2 * rs + p], src[3 * rs + p],
                                          src[4 * rs + p], src[5 * rs + p], src[6 * rs + p], src[7 * rs + p])
                     UnsafeMutableRawPointer(out + p * mr).storeBytes(of: v, as: SIMD8<Float>.self)
                 }
             } else if a.rowStride == 1 && height == mr {
                 // Aᵀ stored: each p copies MR contiguous elements, as one 32-byte load and store.
-                for p in 0..<kcBlock {
+                for p in terms {
                     let src = UnsafeRawPointer(a.base + i0 + (columns.lowerBound + p) * a.colStride)
                     UnsafeMutableRawPointer(out + p * mr).storeBytes(of: src.loadUnaligned(as: SIMD8<Float>.self),
                                                                      as: SIMD8<Float>.self)
                 }
             } else if a.rowStride == 1 {
-                for p in 0..<kcBlock {
+                for p in terms {
                     let src = a.base + i0 + (columns.lowerBound + p) * a.colStride
                     for ii in 0..<height { out[p * mr + ii] = src[ii] }
                 }
             } else {
                 for ii in 0..<height {
                     let src = a.base + (i0 + ii) * a.rowStride + columns.lowerBound * a.colStride
-                    for p in 0..<kcBlock { out[p * mr + ii] = src[p * a.colStride] }
+                    for p in terms { out[p * mr + ii] = src[p * a.colStride] }
                 }
             }
         }
