@@ -1,10 +1,11 @@
 // Elementwise ops (bias add, axpy, dropout, block copy). One work-item per element.
 
-// y [rows, cols] += bias [cols], broadcast over rows.
-__kernel void add_bias(__global float* y, __global const float* bias, const int count, const int cols)
+// y[batch][i, j] += bias[j]: a bias broadcast over the rows of a strided batch of matrices (element (i, j) of
+// batch b at offset + b·stride + i·ld + j), a whole [rows, cols] tensor included. Global: (cols, rows, batches).
+__kernel void add_bias(__global float* y, const int offset, const int ld, const int stride, __global const float* bias)
 {
-    const int i = get_global_id(0);
-    if (i < count) y[i] += bias[i % cols];
+    const int j = get_global_id(0), i = get_global_id(1), batch = get_global_id(2);
+    y[offset + (long)batch * stride + (long)i * ld + j] += bias[j];
 }
 
 // y += alpha·x over count elements.

@@ -120,11 +120,3 @@ __kernel void gemm(const int m, const int n, const int k, const float alpha,
         }
     }
 }
-
-// C[batch][i, j] += bias[j], for the CLBlast engine (the gemm kernel above adds it as it stores).
-// Global: (n, m, batches).
-__kernel void add_bias(__global float* C, const int offC, const int ldc, const int strideC, __global const float* bias)
-{
-    const int j = get_global_id(0), i = get_global_id(1), batch = get_global_id(2);
-    C[offC + (long)batch * strideC + (long)i * ldc + j] += bias[j];
-}

@@ -29,8 +29,14 @@ extension OpenCLBackend {
 
     public func addBias(_ op: BiasAdd) throws {
         try requireOwned(op)
-        let k = try kernel("add_bias", file: "elementwise")
-        try launch(k, global: [op.rows * op.cols], [.tensor(op.y), .tensor(op.bias), .int(op.rows * op.cols), .int(op.cols)])
+        try addBias(op.bias, to: GEMMOperand(op.y, ld: op.cols), rows: op.rows, batch: 1)
+    }
+
+    /// bias `[cols]` added to each row of a strided batch of `rows × bias.count` matrices (elementwise.cl).
+    func addBias(_ bias: Tensor, to y: GEMMOperand, rows: Int, batch: Int) throws {
+        try launch(try kernel("add_bias", file: "elementwise"), global: [bias.count, rows, batch], [
+            .tensor(y.tensor), .int(y.offset), .int(y.ld), .int(y.batchStride), .tensor(bias),
+        ])
     }
 
     public func axpy(_ op: Axpy) throws {

@@ -124,11 +124,7 @@ extension OpenCLBackend {
             }
         }
         // CLBlast has no bias epilogue: the bias is added to C's rows in a pass of its own.
-        if let bias = op.bias {
-            try launch(try kernel("add_bias", file: "matmul"), global: [op.n, op.m, op.batch], [
-                .tensor(op.c.tensor), .int(op.c.offset), .int(op.c.ld), .int(op.c.batchStride), .tensor(bias),
-            ])
-        }
+        if let bias = op.bias { try addBias(bias, to: op.c, rows: op.m, batch: op.batch) }
     }
 
     /// Times both engines on a 256³ GEMM (one warm-up, median of three) and picks the faster.
