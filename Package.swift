@@ -28,7 +28,10 @@ let package = Package(
         .library(name: "LoRAOpenCL", targets: ["LoRAOpenCL"]),
         .library(name: "LoRANN", targets: ["LoRANN"]),
         .library(name: "LoRAFormats", targets: ["LoRAFormats"]),
+        .library(name: "LoRAAdapters", targets: ["LoRAAdapters"]),
+        .library(name: "LoRAModels", targets: ["LoRAModels"]),
         .library(name: "LoRAGPT2", targets: ["LoRAGPT2"]),
+        .library(name: "LoRATraining", targets: ["LoRATraining"]),
         .executable(name: "lora", targets: ["lora"]),
     ],
     dependencies: [
@@ -40,14 +43,21 @@ let package = Package(
         .target(name: "LoRARuntime", swiftSettings: cpuSettings),
         // OpenCL backend; kernels from the top-level Kernels/ folder are embedded by the EmbedKernels plugin.
         .target(name: "LoRAOpenCL", dependencies: ["LoRARuntime"], plugins: ["EmbedKernels"]),
-        // Layers: LoRALinear.
+        // Layers: frozen linears (dense), LoRALinear over any of them, named linear modules.
         .target(name: "LoRANN", dependencies: ["LoRARuntime"]),
         // Files: safetensors, JSON values, atomic writes (no device code).
         .target(name: "LoRAFormats"),
-        // GPT-2 with LoRA, Hugging Face model folders and PEFT adapter folders.
-        .target(name: "LoRAGPT2", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats"]),
-        // Umbrella: re-exports the modules above and chooses the device.
-        .target(name: "SwiftLoRA", dependencies: ["LoRARuntime", "LoRAOpenCL", "LoRANN", "LoRAFormats", "LoRAGPT2"]),
+        // PEFT adapters: LoraConfig, target matching, adapter folders read into and written from linear modules.
+        .target(name: "LoRAAdapters", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats"]),
+        // The model interface (forward, backward, loss, adapters, KV cache, generation) and the registry by model_type.
+        .target(name: "LoRAModels", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters"]),
+        // GPT-2: config, Hugging Face folders, forward and backward.
+        .target(name: "LoRAGPT2", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters", "LoRAModels"]),
+        // Training: the trainer, optimizers, schedules, data, checkpoints, the loss plot.
+        .target(name: "LoRATraining", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters", "LoRAModels"]),
+        // Umbrella: re-exports the modules above, chooses the device and knows every model family.
+        .target(name: "SwiftLoRA", dependencies: ["LoRARuntime", "LoRAOpenCL", "LoRANN", "LoRAFormats", "LoRAAdapters",
+                                                  "LoRAModels", "LoRAGPT2", "LoRATraining"]),
         .executableTarget(
             name: "lora",
             dependencies: ["SwiftLoRA", .product(name: "ArgumentParser", package: "swift-argument-parser")]),

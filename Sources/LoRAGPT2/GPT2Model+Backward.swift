@@ -1,33 +1,11 @@
-// GPT-2's loss and backward pass. With adapters only the LoRA parameters receive gradients (they accumulate, as
+// GPT-2's backward pass (the loss is `LanguageModel.loss`). With adapters only the LoRA parameters receive gradients (they accumulate, as
 // PyTorch's do; `zeroGradients` clears them): frozen weights pass dx through, and the embeddings, being frozen, get
 // nothing, so the first block's input gradient is never formed. In full fine-tuning every weight gets one.
+import LoRAModels
 import LoRANN
 import LoRARuntime
 
 extension GPT2Model {
-    /// Mean next-token cross-entropy of a batch, PyTorch's `labels = input_ids` loss: predictions at positions
-    /// 0..T−2 against ids 1..T−1, averaged over all of them. With `gradients`, also runs backward.
-    public func loss(_ tokens: [[Int]], gradients: Bool = false) throws -> Float {
-        let logits = try forward(tokens)
-        let (batch, length) = (tokens.count, tokens[0].count)
-        guard length >= 2 else { throw LoRAError.invalidArgument("GPT-2 loss: sequences need at least 2 tokens, got \(length)") }
-        let targets = tokens.flatMap { row in (0..<length).map { $0 + 1 < length ? Float(row[$0 + 1]) : -100 } }
-        let n = batch * length
-        let losses = try backend.empty([n]), total = try backend.empty([1])
-        let predictions = batch * (length - 1)
-        try backend.crossEntropy(CrossEntropy(logits: logits, targets: backend.upload(targets, shape: [n]), losses: losses,
-                                              dlogits: gradients ? logits : nil, gradientScale: 1 / Float(predictions)))
-        try backend.reduce(Reduction(.sum, of: losses, into: total))
-        if gradients { try backward(dlogits: logits) }
-        return try total.toArray()[0] / Float(predictions)
-    }
-
-    /// Sets every gradient (the adapters', or every weight's in full fine-tuning) to zero.
-    public func zeroGradients() throws {
-        for (_, layer) in loraLayers { try layer.zeroGradients() }
-        for p in trainableParameters where fullGradients != nil { try backend.fill(p.gradient, with: 0) }
-    }
-
     /// Backward from the gradient of the loss with respect to the last forward's logits `[N, V]`.
     public func backward(dlogits: Tensor) throws {
         guard let saved, let final = saved.final else { throw LoRAError.invalidState("GPT-2: backward before forward") }

@@ -1,14 +1,19 @@
 // Full fine-tuning: every weight trainable (the baseline the LoRA paper compares against, and how this project
 // trains its own small base models). Parameters are named as transformers names them.
+import LoRAAdapters
+import LoRAModels
+import LoRANN
 import LoRARuntime
 
 extension GPT2Model {
+    public var isFullTraining: Bool { fullGradients != nil }
+
     /// Gives every weight a gradient. Adapters and full fine-tuning do not mix.
     public func enableFullTraining() throws {
         guard loraConfig == nil else { throw LoRAConfigError("full fine-tuning trains the weights themselves; do not add adapters") }
         guard fullGradients == nil else { return }
         func zeros(like t: Tensor) throws -> Tensor { try backend.zeros(t.shape) }
-        for p in projections { p.gradients = (try zeros(like: p.weight), try zeros(like: p.bias)) }
+        for p in linearModules { try p.enableGradients() }
         fullGradients = FullGradients(
             wte: try zeros(like: wte), wpe: try zeros(like: wpe), lnF: (try zeros(like: lnF.gamma), try zeros(like: lnF.beta)),
             lmHead: lmHead === wte ? nil : try zeros(like: lmHead),
@@ -16,15 +21,9 @@ extension GPT2Model {
                                           (try zeros(like: b.ln2.gamma), try zeros(like: b.ln2.beta))) })
     }
 
-    /// The tensors training updates: the adapters' A and B (PEFT's names), or in full fine-tuning every weight
-    /// (transformers' names).
-    public var trainableParameters: [TrainableParameter] {
-        guard let full = fullGradients else {
-            return loraLayers.flatMap { name, layer in
-                [TrainableParameter(name: PEFTAdapter.keyPrefix + name + ".lora_A.weight", value: layer.loraA, gradient: layer.gradA),
-                 TrainableParameter(name: PEFTAdapter.keyPrefix + name + ".lora_B.weight", value: layer.loraB, gradient: layer.gradB)]
-            }
-        }
+    /// In full fine-tuning, every weight under transformers' name.
+    public var fullTrainingParameters: [TrainableParameter] {
+        guard let full = fullGradients else { return [] }
         var list = [TrainableParameter(name: "transformer.wte.weight", value: wte, gradient: full.wte),
                     TrainableParameter(name: "transformer.wpe.weight", value: wpe, gradient: full.wpe)]
         for (i, block) in blocks.enumerated() {
@@ -34,9 +33,9 @@ extension GPT2Model {
                 list.append(TrainableParameter(name: p + name, value: value, gradient: gradient))
             }
             for projection in block.projections {
-                let name = String(projection.name.dropFirst(p.count))
-                list.append(TrainableParameter(name: p + name + ".weight", value: projection.weight, gradient: projection.gradients!.weight))
-                list.append(TrainableParameter(name: p + name + ".bias", value: projection.bias, gradient: projection.gradients!.bias))
+                let (dense, gradients) = (projection.dense!, projection.gradients!)
+                list.append(TrainableParameter(name: projection.name + ".weight", value: dense.weight, gradient: gradients.weight))
+                list.append(TrainableParameter(name: projection.name + ".bias", value: dense.bias!, gradient: gradients.bias!))
             }
         }
         list.append(TrainableParameter(name: "transformer.ln_f.weight", value: lnF.gamma, gradient: full.lnF.gamma))
@@ -48,9 +47,11 @@ extension GPT2Model {
     /// Elements in the model's own weights (adapters excluded; a tied LM head counted once).
     public var baseParameterCount: Int {
         let norms = blocks.reduce(lnF.gamma.count + lnF.beta.count) { $0 + $1.ln1.gamma.count * 4 }
-        let linear = projections.reduce(0) { $0 + $1.weight.count + $1.bias.count }
+        let linear = linearModules.reduce(0) { $0 + $1.inFeatures * $1.outFeatures + $1.outFeatures }
         return wte.count + wpe.count + norms + linear + (lmHead === wte ? 0 : lmHead.count)
     }
+
+    public var weightBytes: Int { baseParameterCount * DType.float32.size }
 
     /// A generous estimate of the bytes one training step on B sequences of T tokens holds at its peak: the
     /// weights (and, in full fine-tuning, their gradients and AdamW moments), the saved activations of every

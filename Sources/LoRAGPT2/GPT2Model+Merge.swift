@@ -1,14 +1,8 @@
-// Folding adapters into the base weights (W' = W + s·(B·A)ᵀ for GPT-2's [in, out] Conv1D weights) and writing
-// the model as a Hugging Face folder that transformers loads.
+// Writing the model (with merged adapters: W' = W + s·(B·A)ᵀ for GPT-2's [in, out] Conv1D weights) as a Hugging
+// Face folder that transformers loads.
 import LoRARuntime
 
 extension GPT2Model {
-    /// Folds every adapter into its base weight; forward then gives the same logits with one GEMM per layer.
-    public func mergeAdapters() throws { for (_, layer) in loraLayers where !layer.isMerged { try layer.merge() } }
-
-    /// Takes every adapter back out of its base weight.
-    public func unmergeAdapters() throws { for (_, layer) in loraLayers where layer.isMerged { try layer.unmerge() } }
-
     /// Writes the current weights (merged ones included) as config.json + model.safetensors in `folder`.
     public func save(folder: String) throws {
         var tensors: [(name: String, shape: [Int], values: [Float])] = []
@@ -23,8 +17,8 @@ extension GPT2Model {
             try add(p + "ln_2.bias", block.ln2.beta)
             for (module, projection) in [("attn.c_attn", block.attention), ("attn.c_proj", block.attentionOut),
                                          ("mlp.c_fc", block.fc), ("mlp.c_proj", block.mlpOut)] {
-                try add(p + module + ".weight", projection.weight)
-                try add(p + module + ".bias", projection.bias)
+                try add(p + module + ".weight", projection.dense!.weight)
+                try add(p + module + ".bias", projection.dense!.bias!)
             }
         }
         try add("ln_f.weight", lnF.gamma)

@@ -4,42 +4,49 @@
 //
 // Shapes: B sequences of T tokens, N = B·T rows, C = width, H heads of D = C/H, V = vocab.
 import Foundation
+import LoRAAdapters
 import LoRAFormats
+import LoRAModels
 import LoRANN
 import LoRARuntime
 
 /// A GPT-2 language model on one backend.
-public final class GPT2Model {
+public final class GPT2Model: LanguageModel {
     public let config: GPT2Config
     public let backend: any Backend
     let wte: Tensor, wpe: Tensor, lnF: (gamma: Tensor, beta: Tensor)
     /// The output projection `[V, C]`: `wte` itself unless the checkpoint has its own `lm_head.weight`.
     let lmHead: Tensor
     let blocks: [Block]
-    /// The adapters' settings, once `applyLoRA` ran.
-    public private(set) var loraConfig: LoRAConfig?
-    /// Training mode (PyTorch's `model.train()`): the adapters' dropout applies. Off by default.
-    public var training = false {
-        didSet { for (_, layer) in loraLayers { layer.training = training } }
-    }
+    public var loraConfig: LoRAConfig?
+    public var training = false { didSet { propagateTraining() } }
     var saved: Saved?
+
+    public var modelType: String { "gpt2" }
+    public var vocabularySize: Int { config.vocabSize }
+    public var maxPositions: Int { config.positions }
+    public var cacheGeometry: KVCache.Geometry { KVCache.Geometry(layers: config.layers, width: config.width) }
+    /// GPT-2 ends at `<|endoftext|>`, which its tokenizer names (config.json's eos id is often a stale default).
+    public var endOfSequenceTokens: Set<Int> { [] }
+    public var defaultLoRATargets: LoRAConfig.Targets { LoRAConfig.attentionTargets }
 
     final class Block {
         let ln1: (gamma: Tensor, beta: Tensor), ln2: (gamma: Tensor, beta: Tensor)
-        let attention: Projection, attentionOut: Projection, fc: Projection, mlpOut: Projection
+        let attention: LinearModule, attentionOut: LinearModule, fc: LinearModule, mlpOut: LinearModule
 
         init(_ i: Int, _ t: (String) throws -> Tensor) throws {
             let p = "h.\(i)."
             ln1 = (try t(p + "ln_1.weight"), try t(p + "ln_1.bias"))
             ln2 = (try t(p + "ln_2.weight"), try t(p + "ln_2.bias"))
-            func projection(_ module: String) throws -> Projection {
-                Projection(name: "transformer." + p + module, weight: try t(p + module + ".weight"), bias: try t(p + module + ".bias"))
+            func projection(_ module: String) throws -> LinearModule {
+                try LinearModule(name: "transformer." + p + module, weight: try t(p + module + ".weight"),
+                                 bias: try t(p + module + ".bias"), layout: .inOut)
             }
             (attention, attentionOut) = (try projection("attn.c_attn"), try projection("attn.c_proj"))
             (fc, mlpOut) = (try projection("mlp.c_fc"), try projection("mlp.c_proj"))
         }
 
-        var projections: [Projection] { [attention, attentionOut, fc, mlpOut] }
+        var projections: [LinearModule] { [attention, attentionOut, fc, mlpOut] }
     }
 
     /// Gradients of every weight in full fine-tuning (the projections hold their own); nil when frozen.
@@ -87,42 +94,13 @@ public final class GPT2Model {
     }
 
     /// Every linear module, by PEFT's name (`transformer.h.N.attn.c_attn`, ...).
-    public var projections: [Projection] { blocks.flatMap(\.projections) }
-
-    /// The adapters, by module name.
-    public var loraLayers: [(name: String, layer: LoRALinear)] {
-        projections.compactMap { p in p.lora.map { (p.name, $0) } }
-    }
-
-    /// Puts a fresh adapter (A initialized as PEFT does, B = 0) on every module `lora` selects.
-    public func applyLoRA(_ lora: LoRAConfig, seed: UInt64 = 0) throws {
-        guard loraConfig == nil else { throw LoRAConfigError("this model already has adapters") }
-        guard fullGradients == nil else { throw LoRAConfigError("this model is set up for full fine-tuning; adapters do not mix with it") }
-        guard lora.rank >= 1 else { throw LoRAConfigError("r = \(lora.rank) must be at least 1") }
-        guard (0..<1).contains(lora.dropout) else { throw LoRAConfigError("lora_dropout \(lora.dropout) must lie in [0, 1)") }
-        var matched = 0
-        for (index, p) in projections.enumerated() where try lora.matches(p.name) {
-            p.lora = try LoRALinear(weight: p.weight, bias: p.bias, layout: .inOut, rank: lora.rank, alpha: lora.alpha,
-                                    useRSLoRA: lora.useRSLoRA, initialization: lora.gaussianInit ? .gaussian : .kaimingUniform,
-                                    dropout: lora.dropout, seed: seed &+ UInt64(index))
-            p.lora?.training = training
-            matched += 1
-        }
-        guard matched > 0 else {
-            throw LoRAConfigError("target_modules \(lora.targets) match no module of this GPT-2 (modules: "
-                + "attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj in each of h.0...h.\(config.layers - 1))")
-        }
-        loraConfig = lora
-    }
+    public var linearModules: [LinearModule] { blocks.flatMap(\.projections) }
 
     // MARK: - Forward
 
-    /// Logits `[B·T, V]` for B sequences of T token ids each; saves what `backward` needs.
-    public func forward(_ tokens: [[Int]]) throws -> Tensor { try forward(tokens, cache: nil) }
-
     /// The forward pass; with a cache, the tokens continue the cached ones (positions follow them), their keys and
     /// values are appended, and attention runs over everything cached.
-    func forward(_ tokens: [[Int]], cache: KVCache?) throws -> Tensor {
+    public func forward(_ tokens: [[Int]], cache: KVCache?) throws -> Tensor {
         let (batch, length) = try checkTokens(tokens, start: cache?.length ?? 0)
         let n = batch * length
         let start = cache?.length ?? 0
@@ -137,27 +115,12 @@ public final class GPT2Model {
             saved.layers.append(layer)
             x = next
         }
-        cache?.length += length
+        cache?.advance(by: length)
         let (h, mean, rstd) = try layerNorm(x, lnF)
         let logits = try backend.matmul(h, lmHead, transposeB: true)
         saved.final = (x, h, mean, rstd)
         self.saved = cache == nil ? saved : nil  // a cached step is for generation, not backward
         return logits
-    }
-
-    /// (B, T) after checking the batch: equal lengths, T within the model's positions, ids within the vocab.
-    func checkTokens(_ tokens: [[Int]], start: Int = 0) throws -> (Int, Int) {
-        guard let length = tokens.first?.count, length > 0 else { throw LoRAError.invalidArgument("GPT-2: an empty batch") }
-        guard tokens.allSatisfy({ $0.count == length }) else {
-            throw LoRAError.shapeMismatch("GPT-2: sequences differ in length (\(Set(tokens.map(\.count)).sorted()))")
-        }
-        guard start + length <= config.positions else {
-            throw LoRAError.invalidArgument("GPT-2: \(start + length) tokens exceed the model's \(config.positions) positions")
-        }
-        if let bad = tokens.joined().first(where: { !(0..<config.vocabSize).contains($0) }) {
-            throw LoRAError.invalidArgument("GPT-2: token id \(bad) is outside the vocabulary 0..<\(config.vocabSize)")
-        }
-        return (tokens.count, length)
     }
 
     private func layerNorm(_ x: Tensor, _ p: (gamma: Tensor, beta: Tensor)) throws -> (Tensor, Tensor, Tensor) {
@@ -201,14 +164,13 @@ public final class GPT2Model {
         var (keys, values) = (qkvHeads(qkv, part: 1, length: t), qkvHeads(qkv, part: 2, length: t))
         var tk = t
         if let (cache, layer) = cache {
-            let (k, v) = cache.layers[layer]
-            for (part, target) in [(1, k), (2, v)] {
+            for (part, isValues) in [(1, false), (2, true)] {
                 try backend.blockCopy(BlockCopy(rows: t, cols: c, batch: batch, from: GEMMOperand(qkv, offset: part * c, ld: 3 * c, batchStride: t * 3 * c),
-                                                to: GEMMOperand(target, offset: cache.length * c, ld: c, batchStride: cache.capacity * c)))
+                                                to: cache.destination(layer: layer, values: isValues)))
             }
             tk = cache.length + t
-            keys = HeadOperand(k, ld: c, sequenceStride: cache.capacity * c, headStride: config.headDim)
-            values = HeadOperand(v, ld: c, sequenceStride: cache.capacity * c, headStride: config.headDim)
+            keys = cache.heads(layer: layer, values: false, headDim: config.headDim)
+            values = cache.heads(layer: layer, values: true, headDim: config.headDim)
         }
         let shape = try attentionShape(batch: batch, length: t, keys: tk)
         let probabilities = try backend.empty(shape.probabilityShape)

@@ -1,20 +1,12 @@
 // LoRALinear: a frozen linear layer W0 (+ bias) with a trainable low-rank update, in PEFT's layout.
 //   y = x·W0ᵀ + b + s·(x·Aᵀ)·Bᵀ,   A [r, in], B [out, r], s = alpha / r (rsLoRA: alpha / √r)
-// x is [..., in] (leading axes are rows), y is [..., out]. W0 is [out, in] like nn.Linear, or [in, out] like
-// GPT-2's Conv1D (PEFT's fan_in_fan_out). Backward gives dx, dA and dB; W0 and b never get a gradient.
+// x is [..., in] (leading axes are rows), y is [..., out]. W0 is any `FrozenLinear` (a dense weight in either
+// layout today). Backward gives dx, dA and dB; W0 and b never get a gradient.
 // With dropout p and `training` on, the low-rank path sees dropout(x) (PEFT's lora_dropout), the base path x.
 import LoRARuntime
 
 /// A linear layer with a LoRA adapter.
 public final class LoRALinear {
-    /// How the frozen weight is stored.
-    public enum WeightLayout: Sendable {
-        /// `[out, in]`, as `torch.nn.Linear`.
-        case outIn
-        /// `[in, out]`, as GPT-2's `Conv1D` (PEFT: `fan_in_fan_out = true`).
-        case inOut
-    }
-
     /// How A starts (B always starts at zero, so a new layer reproduces the base exactly).
     public enum Initialization: Sendable {
         /// PEFT's default: `kaiming_uniform_(a = √5)`, i.e. uniform in ±1/√in.
@@ -24,11 +16,8 @@ public final class LoRALinear {
     }
 
     public let backend: any Backend
-    /// The frozen base weight (see `layout`).
-    public let weight: Tensor
-    /// The frozen bias `[out]`, if any.
-    public let bias: Tensor?
-    public let layout: WeightLayout
+    /// The frozen base layer.
+    public let base: any FrozenLinear
     public let inFeatures: Int, outFeatures: Int, rank: Int
     public let alpha: Float
     /// The factor on the low-rank path: `alpha / rank`, or `alpha / √rank` with rsLoRA.
@@ -39,7 +28,7 @@ public final class LoRALinear {
     public let loraB: Tensor
     /// Gradients of `loraA` and `loraB`; `backward` adds to them, `zeroGradients` clears them.
     public let gradA: Tensor, gradB: Tensor
-    /// Whether `s·B·A` is currently folded into `weight`.
+    /// Whether `s·B·A` is currently folded into the base weight.
     public private(set) var isMerged = false
     /// PEFT's `lora_dropout`: the probability of dropping an input of the low-rank path while `training`.
     public let dropout: Float
@@ -54,32 +43,37 @@ public final class LoRALinear {
     /// The seed the next forward's mask will use; advances each forward, and a checkpoint saves it.
     public var nextDropoutSeed: UInt64
 
+    /// The factor on the low-rank path: `alpha / r`, or `alpha / √r` with rsLoRA (PEFT's `scaling`).
+    public static func scale(alpha: Float, rank: Int, useRSLoRA: Bool) -> Float {
+        useRSLoRA ? alpha / Float(rank).squareRoot() : alpha / Float(rank)
+    }
+
+    /// A dense weight with an adapter: `weight` is `[out, in]` or `[in, out]` as `layout` says.
+    public convenience init(weight: Tensor, bias: Tensor? = nil, layout: DenseLinear.Layout = .outIn, rank: Int, alpha: Float,
+                            useRSLoRA: Bool = false, initialization: Initialization = .kaimingUniform, dropout: Float = 0,
+                            seed: UInt64 = 0) throws {
+        try self.init(base: DenseLinear(weight: weight, bias: bias, layout: layout), rank: rank, alpha: alpha,
+                      useRSLoRA: useRSLoRA, initialization: initialization, dropout: dropout, seed: seed)
+    }
+
     /// - Parameters:
-    ///   - weight: the frozen base weight, `[out, in]` or `[in, out]` as `layout` says.
+    ///   - base: the frozen layer the adapter adds to.
     ///   - rank: r, between 1 and min(in, out).
     ///   - dropout: PEFT's `lora_dropout`, applied to the low-rank path's input while `training`.
     ///   - seed: seeds A's initialization and the dropout masks.
-    public init(weight: Tensor, bias: Tensor? = nil, layout: WeightLayout = .outIn, rank: Int, alpha: Float,
-                useRSLoRA: Bool = false, initialization: Initialization = .kaimingUniform, dropout: Float = 0,
-                seed: UInt64 = 0) throws {
-        guard weight.rank == 2 else {
-            throw LoRAError.shapeMismatch("LoRALinear: weight must be a matrix, got \(describe(weight.shape))")
-        }
-        let (inF, outF) = layout == .outIn ? (weight.shape[1], weight.shape[0]) : (weight.shape[0], weight.shape[1])
+    public init(base: any FrozenLinear, rank: Int, alpha: Float, useRSLoRA: Bool = false,
+                initialization: Initialization = .kaimingUniform, dropout: Float = 0, seed: UInt64 = 0) throws {
+        let (inF, outF) = (base.inFeatures, base.outFeatures)
         guard rank >= 1, rank <= min(inF, outF) else {
             throw LoRAError.invalidArgument(
                 "LoRA rank \(rank) must be between 1 and min(in \(inF), out \(outF)) = \(min(inF, outF))")
         }
         guard alpha.isFinite else { throw LoRAError.invalidArgument("LoRA alpha \(alpha) must be finite") }
         guard dropout >= 0, dropout < 1 else { throw LoRAError.invalidArgument("LoRA dropout \(dropout) must lie in [0, 1)") }
-        if let bias, bias.shape != [outF] {
-            throw LoRAError.shapeMismatch("LoRALinear: bias is \(describe(bias.shape)) but the layer has \(outF) outputs")
-        }
-        let backend = weight.backend
-        try backend.requireOwned("LoRALinear", weight, bias)
-        (self.backend, self.weight, self.bias, self.layout) = (backend, weight, bias, layout)
+        let backend = base.backend
+        (self.backend, self.base) = (backend, base)
         (inFeatures, outFeatures, self.rank, self.alpha) = (inF, outF, rank, alpha)
-        scale = useRSLoRA ? alpha / Float(rank).squareRoot() : alpha / Float(rank)
+        scale = Self.scale(alpha: alpha, rank: rank, useRSLoRA: useRSLoRA)
         self.dropout = dropout
         var generator = SeededGenerator(seed: seed)
         let a = switch initialization {
@@ -106,7 +100,7 @@ public final class LoRALinear {
         let rows = x.count / inFeatures
         let x2 = try x.reshaped([rows, inFeatures])
         let y = try backend.empty([rows, outFeatures])
-        try backend.gemm(GEMM(a: x2, b: weight, c: y, transposeB: layout == .outIn, bias: bias))
+        try base.forward(x2, into: y)
         (savedLoRAInput, savedU, lastDropoutSeed) = (nil, nil, nil)
         if !isMerged {
             var input = x2
@@ -133,7 +127,7 @@ public final class LoRALinear {
     public func backward(_ dy: Tensor) throws -> Tensor {
         let (dy2, g) = try accumulate(dy)
         let dx = try backend.empty([dy2.shape[0], inFeatures])
-        try backend.gemm(GEMM(a: dy2, b: weight, c: dx, transposeB: layout == .inOut))
+        try base.inputGradient(dy2, into: dx, accumulate: false)
         if let seed = lastDropoutSeed {
             // Dropout's backward is the same mask and scale applied to the gradient.
             let low = try backend.matmul(g, loraA, alpha: scale)
@@ -172,7 +166,7 @@ public final class LoRALinear {
         try backend.fill(gradB, with: 0)
     }
 
-    /// Folds the adapter into the base weight: `W0 += s·B·A` (`[in, out]` layout: `W0 += s·(B·A)ᵀ`).
+    /// Folds the adapter into the base weight: `W0 += s·B·A`.
     /// Forward then runs one GEMM, with the same result.
     public func merge() throws {
         guard !isMerged else { throw LoRAError.invalidState("LoRALinear: already merged") }
@@ -188,12 +182,7 @@ public final class LoRALinear {
     }
 
     private func addLowRank(sign: Float) throws {
-        switch layout {
-        case .outIn: try backend.gemm(GEMM(a: loraB, b: loraA, c: weight, alpha: sign * scale, beta: 1))
-        case .inOut:
-            try backend.gemm(GEMM(a: loraA, b: loraB, c: weight, transposeA: true, transposeB: true,
-                                  alpha: sign * scale, beta: 1))
-        }
+        try base.addLowRank(a: loraA, b: loraB, scale: sign * scale)
         savedLoRAInput = nil
         savedU = nil
     }

@@ -1,7 +1,17 @@
 // SwiftLoRA: the umbrella module. `import SwiftLoRA` brings in tensors and backends (LoRARuntime), the OpenCL
-// backend (LoRAOpenCL), the layers (LoRANN) and the file formats (LoRAFormats).
+// backend (LoRAOpenCL), the layers (LoRANN), the file formats (LoRAFormats), the tokenizers (LoRATokenizers),
+// adapters (LoRAAdapters), the model interface (LoRAModels), the model families (LoRAGPT2, LoRALlama) and
+// training (LoRATraining); and it chooses the device (DeviceSelection.swift) and knows every model family.
+@_exported import LoRAAdapters
 @_exported import LoRAFormats
 @_exported import LoRAGPT2
+@_exported import LoRAModels
 @_exported import LoRANN
 @_exported import LoRAOpenCL
 @_exported import LoRARuntime
+@_exported import LoRATraining
+
+extension ModelRegistry {
+    /// Every family this package implements.
+    public static var standard: ModelRegistry { ModelRegistry([GPT2Family.self]) }
+}

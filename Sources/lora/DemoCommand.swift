@@ -1,4 +1,4 @@
-// `lora demo` (the default command): a LoRA layer learns a low-rank change to a frozen linear layer.
+// `lora demo`: a single LoRA layer learns a low-rank change to a frozen linear layer.
 // A teacher layer W* = W0 + ΔW (ΔW of rank 4) produces targets; a LoRALinear on the frozen W0 fits them with
 // SGD on A and B only. It then merges the adapter and checks the merged layer gives the same outputs.
 import ArgumentParser

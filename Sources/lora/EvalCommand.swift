@@ -1,4 +1,4 @@
-// `lora eval`: the mean next-token cross-entropy and perplexity of a GPT-2 (optionally with a PEFT adapter) on
+// `lora eval`: the mean next-token cross-entropy and perplexity of a model (optionally with a PEFT adapter) on
 // token ids or on text, PyTorch's `labels = input_ids` loss: predictions at positions 0..T−2 against ids 1..T−1,
 // averaged over all of them.
 import ArgumentParser
@@ -7,9 +7,9 @@ import SwiftLoRA
 
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "eval", abstract: "Mean next-token cross-entropy and perplexity of a GPT-2 model (and adapter).")
+        commandName: "eval", abstract: "Mean next-token cross-entropy and perplexity of a model (and adapter).")
 
-    @Option(help: "A Hugging Face GPT-2 folder (config.json, model.safetensors; vocab.json and merges.txt for --data).")
+    @Option(help: "A Hugging Face model folder (config.json, safetensors weights; a tokenizer for --data).")
     var model: String
     @Option(help: "A PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors).")
     var adapter: String?
@@ -33,23 +33,15 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         let backend = try device.select(announce: !json)
-        let gpt2 = try GPT2Model(folder: model, backend: backend)
-        if let adapter { try gpt2.loadAdapter(folder: adapter) }
-        let sequences = try tokens.map(Self.readTokens) ?? windows(for: gpt2)
-        var (total, predictions) = (0.0, 0)
+        let lm = try loadModel(model, backend: backend)
+        if let adapter { try lm.loadAdapter(folder: adapter) }
+        let sequences = try tokens.map(Self.readTokens) ?? windows(for: lm)
         let progress = json ? nil : Progress(total: (sequences.count + batch - 1) / batch)
-        for (index, start) in stride(from: 0, to: sequences.count, by: batch).enumerated() {
-            let group = Array(sequences[start..<min(sequences.count, start + batch)])
-            // Windows of text may end shorter: a group holds one length.
-            for part in Dictionary(grouping: group, by: \.count).values.sorted(by: { $0[0].count > $1[0].count }) {
-                let count = part.count * (part[0].count - 1)
-                total += Double(try gpt2.loss(part)) * Double(count)
-                predictions += count
-            }
-            progress?.update(step: index + 1, message: String(format: "loss %.4f", total / Double(max(predictions, 1))))
+        let loss = try lm.meanLoss(sequences, batch: batch) { done, _, loss in
+            progress?.update(step: min(done, (sequences.count + batch - 1) / batch), message: String(format: "loss %.4f", loss))
         }
         progress?.finish()
-        let loss = total / Double(predictions)
+        let predictions = sequences.reduce(0) { $0 + $1.count - 1 }
         guard loss.isFinite else { throw ValidationError("the loss is \(loss): the model or its inputs hold NaN or inf") }
         if json {
             print(String(format: #"{"loss": %.8g, "perplexity": %.8g, "tokens": %d}"#, loss, Foundation.exp(loss), predictions))
@@ -75,14 +67,12 @@ struct EvalCommand: ParsableCommand {
     }
 
     /// `--data`: the text's tokens cut into windows of `--seq` (the last may be shorter, if it predicts anything).
-    func windows(for gpt2: GPT2Model) throws -> [[Int]] {
+    func windows(for lm: any LanguageModel) throws -> [[Int]] {
         let path = data!
-        guard let bytes = FileManager.default.contents(atPath: path) else { throw ValidationError("\(path): cannot be read") }
-        guard let text = String(data: bytes, encoding: .utf8) else { throw ValidationError("\(path): not UTF-8 text") }
-        let ids = try GPT2Tokenizer(folder: model).encode(text)
-        let length = seq ?? gpt2.config.positions
-        guard length <= gpt2.config.positions else {
-            throw ValidationError("--seq \(length) exceeds the model's \(gpt2.config.positions) positions")
+        let ids = try tokenizeFile(path, with: loadTokenizer(model))
+        let length = seq ?? lm.maxPositions
+        guard length <= lm.maxPositions else {
+            throw ValidationError("--seq \(length) exceeds the model's \(lm.maxPositions) positions")
         }
         let windows = stride(from: 0, to: ids.count, by: length).map { Array(ids[$0..<min(ids.count, $0 + length)]) }.filter { $0.count >= 2 }
         guard !windows.isEmpty else { throw ValidationError("\(path): \(ids.count) tokens are too few to predict any") }

@@ -1,14 +1,14 @@
-// `lora merge`: folds a PEFT adapter into its base model and writes a Hugging Face GPT-2 folder that transformers
-// loads (W' = W + s·(B·A)ᵀ for GPT-2's Conv1D weights). The tokenizer files come along.
+// `lora merge`: folds a PEFT adapter into its base model (W' = W + s·B·A) and writes a Hugging Face folder of the
+// same architecture that transformers loads. The tokenizer files come along.
 import ArgumentParser
 import Foundation
 import SwiftLoRA
 
 struct MergeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "merge", abstract: "Fold a PEFT LoRA adapter into a GPT-2 model folder.")
+        commandName: "merge", abstract: "Fold a PEFT LoRA adapter into a model folder.")
 
-    @Option(help: "The base Hugging Face GPT-2 folder.")
+    @Option(help: "The base Hugging Face model folder.")
     var model: String
     @Option(help: "The PEFT LoRA adapter folder.")
     var adapter: String
@@ -22,12 +22,12 @@ struct MergeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let gpt2 = try GPT2Model(folder: model, backend: try device.select())
-        try gpt2.loadAdapter(folder: adapter)
-        try gpt2.mergeAdapters()
-        try gpt2.save(folder: out)
+        let lm = try loadModel(model, backend: try device.select())
+        try lm.loadAdapter(folder: adapter)
+        try lm.mergeAdapters()
+        try lm.save(folder: out)
         let copied = try copyTokenizerFiles(from: model, to: out)
-        print("merged \(gpt2.loraLayers.count) adapted modules into \(out) (config.json, model.safetensors"
+        print("merged \(lm.loraLayers.count) adapted modules into \(out) (config.json, model.safetensors"
             + (copied.isEmpty ? "" : ", " + copied.joined(separator: ", ")) + ")")
     }
 }

@@ -1,7 +1,24 @@
-// Files that travel with a model folder the CLI writes (merged or fully fine-tuned): the tokenizer and
-// generation settings, copied atomically.
+// Model folders for the commands: the model (any family the registry knows), its tokenizer, text files read as
+// token ids, and the files that travel with a folder the CLI writes (tokenizer, generation settings).
+import ArgumentParser
 import Foundation
 import SwiftLoRA
+
+/// The model in `folder`, whatever its family (config.json's model_type).
+func loadModel(_ folder: String, backend: any Backend, options: ModelLoadOptions = ModelLoadOptions()) throws -> any LanguageModel {
+    try ModelRegistry.standard.load(folder: folder, backend: backend, options: options)
+}
+
+/// The tokenizer in a model folder.
+func loadTokenizer(_ folder: String) throws -> GPT2Tokenizer { try GPT2Tokenizer(folder: folder) }
+
+/// The token ids of a UTF-8 text file (no special tokens added).
+func tokenizeFile(_ path: String, with tokenizer: GPT2Tokenizer) throws -> [Int] {
+    guard let bytes = FileManager.default.contents(atPath: path) else { throw ValidationError("\(path): cannot be read") }
+    guard let text = String(data: bytes, encoding: .utf8) else { throw ValidationError("\(path): not UTF-8 text") }
+    guard !text.isEmpty else { throw ValidationError("\(path) is empty") }
+    return try tokenizer.encode(text)
+}
 
 /// Copies the tokenizer and generation files `source` has into `target`; returns their names.
 func copyTokenizerFiles(from source: String, to target: String) throws -> [String] {

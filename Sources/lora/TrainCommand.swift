@@ -1,4 +1,4 @@
-// `lora train`: LoRA fine-tuning of a GPT-2 folder on text or token ids, writing a PEFT adapter, metrics.jsonl,
+// `lora train`: LoRA fine-tuning of a Hugging Face model folder (any family the registry knows) on text or token ids, writing a PEFT adapter, metrics.jsonl,
 // loss.svg and (with --checkpoint-every) a checkpoint that --resume continues from.
 import ArgumentParser
 import Foundation
@@ -6,10 +6,10 @@ import SwiftLoRA
 
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "train", abstract: "Fine-tune a GPT-2 model with LoRA; writes a PEFT adapter folder.",
+        commandName: "train", abstract: "Fine-tune a model with LoRA (or every weight); writes a PEFT adapter folder.",
         discussion: "With no arguments: the built-in demo (adapts Models/tiny-base to reversing words; see README).")
 
-    @Option(name: .customLong("model"), help: "A Hugging Face GPT-2 folder (config.json, model.safetensors; vocab.json + merges.txt for --data).")
+    @Option(name: .customLong("model"), help: "A Hugging Face model folder (config.json, safetensors weights; a tokenizer for --data).")
     var modelFolder: String?
     var model: String { modelFolder ?? "" }
     @Option(help: "UTF-8 training text: tokenized, cut into --seq + 1 windows, shuffled by --seed.")
@@ -23,8 +23,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "LoRA rank r.") var rank = 8
     @Option(help: "LoRA alpha (scale alpha/r).") var alpha: Float = 16
     @Option(help: "LoRA dropout on the low-rank path's input.") var dropout: Float = 0
-    @Option(help: "Comma-separated target modules, PEFT's matching (a name or its dotted suffix).")
-    var targets = "attn.c_attn,attn.c_proj"
+    @Option(help: "Comma-separated target modules, PEFT's matching (a name or its dotted suffix), or all-linear (default: the attention matrices: attn.c_attn,attn.c_proj for GPT-2, q_proj,k_proj,v_proj,o_proj for Llama-family models).")
+    var targets: String?
     @Flag(help: "rsLoRA: scale alpha/√r.") var rslora = false
     @Flag(help: "Train every weight instead of an adapter (the LoRA paper's baseline); --out gets a model folder. A --model folder without model.safetensors starts from random weights (--seed).")
     var full = false
@@ -78,17 +78,18 @@ struct TrainCommand: ParsableCommand {
     /// Loads the model, applies the adapter (or full training), reads the data: a trainer ready to run.
     func prepare() throws -> Trainer {
         let backend = try device.select(announce: !json)
-        let fromScratch = full && !FileManager.default.fileExists(atPath: model + "/model.safetensors")
-        let gpt2 = fromScratch
-            ? try GPT2Model(config: GPT2Config(contentsOf: model + "/config.json"), seed: seed, backend: backend)
-            : try GPT2Model(folder: model, backend: backend)
-        if fromScratch && !json { print("no \(model)/model.safetensors: random weights from config.json (seed \(seed))") }
-        guard seq + 1 <= gpt2.config.positions || tokens != nil else {
-            throw ValidationError("--seq \(seq) needs windows of \(seq + 1) tokens, beyond the model's \(gpt2.config.positions) positions")
+        let fromScratch = full && !["/model.safetensors", "/model.safetensors.index.json"].contains {
+            FileManager.default.fileExists(atPath: model + $0)
         }
-        if full { try gpt2.enableFullTraining() } else if let adapterInit { try gpt2.loadAdapter(folder: adapterInit) } else {
-            try gpt2.applyLoRA(LoRAConfig(rank: rank, alpha: alpha, targets: .names(targets.split(separator: ",").map(String.init)),
-                                          dropout: dropout, useRSLoRA: rslora), seed: seed)
+        let lm = fromScratch ? try ModelRegistry.standard.random(folder: model, seed: seed, backend: backend) : try loadModel(model, backend: backend)
+        if fromScratch && !json { print("no weights in \(model): random weights from config.json (seed \(seed))") }
+        guard seq + 1 <= lm.maxPositions || tokens != nil else {
+            throw ValidationError("--seq \(seq) needs windows of \(seq + 1) tokens, beyond the model's \(lm.maxPositions) positions")
+        }
+        if full { try lm.enableFullTraining() } else if let adapterInit { try lm.loadAdapter(folder: adapterInit) } else {
+            let names = targets.map { $0.split(separator: ",").map(String.init) }
+            let chosen: LoRAConfig.Targets = names == ["all-linear"] ? .allLinear : names.map { .names($0) } ?? lm.defaultLoRATargets
+            try lm.applyLoRA(LoRAConfig(rank: rank, alpha: alpha, targets: chosen, dropout: dropout, useRSLoRA: rslora), seed: seed)
         }
         let trainingData = try loadData()
         var options = TrainingOptions(steps: steps ?? (epochs.map { $0 * trainingData.batchesPerEpoch }
@@ -98,7 +99,7 @@ struct TrainCommand: ParsableCommand {
             (Optimizer.Kind(rawValue: optimizer)!, weightDecay, beta1, beta2, eps)
         (options.maxGradNorm, options.evalEvery, options.checkpointEvery) = (maxGradNorm, evalEvery, checkpointEvery)
         let evalWindows = try evalData.map { try windows(of: $0) }
-        return try Trainer(model: gpt2, data: trainingData, evalData: evalWindows, options: options)
+        return try Trainer(model: lm, data: trainingData, evalData: evalWindows, options: options)
     }
 
     func loadData() throws -> TrainingData {
@@ -107,12 +108,7 @@ struct TrainCommand: ParsableCommand {
         return try TrainingData(stream: ids, seq: seq, batch: batch, seed: seed)
     }
 
-    func tokenize(_ path: String) throws -> [Int] {
-        guard let bytes = FileManager.default.contents(atPath: path) else { throw ValidationError("\(path): cannot be read") }
-        guard let text = String(data: bytes, encoding: .utf8) else { throw ValidationError("\(path): not UTF-8 text") }
-        guard !text.isEmpty else { throw ValidationError("\(path) is empty") }
-        return try GPT2Tokenizer(folder: model).encode(text)
-    }
+    func tokenize(_ path: String) throws -> [Int] { try tokenizeFile(path, with: loadTokenizer(model)) }
 
     func windows(of path: String) throws -> [[Int]] {
         try TrainingData(stream: tokenize(path), seq: seq, batch: batch, seed: 0).windows
@@ -142,21 +138,17 @@ struct TrainingRun {
         defer { try? metrics.close() }
         let progress = command.json ? nil : Progress(total: options.steps)
         var speeds: [Double] = []
-        while trainer.step < options.steps {
-            var record: StepRecord
-            do { record = try trainer.trainStep() } catch let error as TrainingError {
-                progress?.finish()
-                let saved = FileManager.default.fileExists(atPath: checkpointPath) ? "; the last checkpoint is \(checkpointPath)" : ""
-                throw ValidationError("\(error)\(saved)")
+        do {
+            try trainer.run(checkpointPath: checkpointPath) { record in
+                speeds.append(record.tokensPerSecond)
+                try write(record, to: metrics)
+                history.append(record)
+                progress?.update(step: record.step, message: String(format: "loss %.4f  %.0f tok/s", record.loss, record.tokensPerSecond))
             }
-            speeds.append(record.tokensPerSecond)
-            if options.evalEvery > 0 && record.step % options.evalEvery == 0 || record.step == options.steps {
-                record.evalLoss = try trainer.evaluate()
-            }
-            try write(record, to: metrics)
-            history.append(record)
-            progress?.update(step: record.step, message: String(format: "loss %.4f  %.0f tok/s", record.loss, record.tokensPerSecond))
-            if options.checkpointEvery > 0 && record.step % options.checkpointEvery == 0 { try trainer.saveCheckpoint(to: checkpointPath) }
+        } catch let error as TrainingError {
+            progress?.finish()
+            let saved = FileManager.default.fileExists(atPath: checkpointPath) ? "; the last checkpoint is \(checkpointPath)" : ""
+            throw ValidationError("\(error)\(saved)")
         }
         progress?.finish()
         if command.full {

@@ -53,7 +53,7 @@ struct GPT2FixtureTests {
         try model.loadAdapter(folder: fixtures + "/adapter")
         #expect(model.loraLayers.count == 6)  // "c_proj" also selects mlp.c_proj, as in PEFT
         #expect(logitMismatch(try model.forward(expected.tokens).toArray(), try expected.values("lora_logits")) == nil)
-        let loss = try model.loss(expected.tokens, gradients: true)
+        let loss = try model.loss(expected.tokens, gradients: true).loss
         let expectedLoss = try expected.values("loss")[0]
         #expect(abs(loss - expectedLoss) <= 1e-5 * abs(expectedLoss), "loss \(loss) vs \(expectedLoss)")
         for (name, layer) in model.loraLayers {
@@ -170,7 +170,7 @@ struct TrainingFixtureTests {
         let reference = try expected.values("train_losses")
         for step in 0..<10 {
             try model.zeroGradients()
-            let loss = try model.loss(expected.tokens, gradients: true)
+            let loss = try model.loss(expected.tokens, gradients: true).loss
             #expect(abs(loss - reference[step]) <= 1e-5 * abs(reference[step]), "step \(step + 1): \(loss) vs \(reference[step])")
             try optimizer.update(learningRate: 1e-3)
         }
@@ -188,7 +188,7 @@ struct FullTrainingFixtureTests {
         let backend = try testBackend(device)
         let model = try GPT2Model(folder: fixtures, backend: backend)
         try model.enableFullTraining()
-        let loss = try model.loss(expected.tokens, gradients: true)
+        let loss = try model.loss(expected.tokens, gradients: true).loss
         #expect(loss.isFinite)
         let parameters = model.trainableParameters
         #expect(parameters.count == 28)

@@ -28,7 +28,7 @@ struct TrainerTests {
         var copy = try TrainingData(stream: Array(0..<100), seq: 9, batch: 3, seed: 4)
         (copy.epoch, copy.index) = (data.epoch, data.index)
         #expect(copy.next() == data.next())
-        #expect(throws: LoRAConfigError.self) { try TrainingData(stream: [1, 2, 3], seq: 9, batch: 3, seed: 4) }
+        #expect(throws: TrainingError.self) { try TrainingData(stream: [1, 2, 3], seq: 9, batch: 3, seed: 4) }
     }
 
     @Test("a loss that turns NaN or infinite stops the run before the update, naming the step")

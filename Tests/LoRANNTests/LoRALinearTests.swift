@@ -19,7 +19,7 @@ struct LayerFixture {
         dy = randomValues(Self.rows * Self.outF, seed: 25)
     }
 
-    func layer(on backend: any Backend, layout: LoRALinear.WeightLayout = .outIn, rank: Int = 4, alpha: Float = 7,
+    func layer(on backend: any Backend, layout: DenseLinear.Layout = .outIn, rank: Int = 4, alpha: Float = 7,
                nonZeroB: Bool = true) throws -> LoRALinear {
         let shape = layout == .outIn ? [Self.outF, Self.inF] : [Self.inF, Self.outF]
         let w = layout == .outIn ? weight : transpose(weight, rows: Self.outF, cols: Self.inF)
@@ -60,21 +60,21 @@ struct LoRALinearTests {
     }
 
     @Test("OpenCL and CPU: merged forward equals unmerged, and unmerge restores W0 (alpha != r)",
-          arguments: [LoRALinear.WeightLayout.outIn, .inOut])
-    func mergeRoundTrip(layout: LoRALinear.WeightLayout) throws {
+          arguments: [DenseLinear.Layout.outIn, .inOut])
+    func mergeRoundTrip(layout: DenseLinear.Layout) throws {
         for backend in try TestDevices.all() {
             let layer = try fixture.layer(on: backend, layout: layout, alpha: 7)
-            let w0 = try layer.weight.toArray()
+            let w0 = try (layer.base as! DenseLinear).weight.toArray()
             let x = try backend.upload(fixture.x, shape: [LayerFixture.rows, LayerFixture.inF])
             let unmerged = try layer.forward(x).toArray()
             try layer.merge()
             #expect(layer.isMerged)
-            #expect(try layer.weight.toArray() != w0)
+            #expect(try (layer.base as! DenseLinear).weight.toArray() != w0)
             #expect(firstMismatch(try layer.forward(x).toArray(), unmerged, atol: 1e-5, rtol: 1e-5) == nil, "\(backend.name)")
             #expect(throws: LoRAError.self) { try layer.merge() }
             #expect(throws: LoRAError.self) { try layer.backward(backend.zeros([LayerFixture.rows, LayerFixture.outF])) }
             try layer.unmerge()
-            #expect(firstMismatch(try layer.weight.toArray(), w0, atol: 1e-6, rtol: 1e-6) == nil, "\(backend.name)")
+            #expect(firstMismatch(try (layer.base as! DenseLinear).weight.toArray(), w0, atol: 1e-6, rtol: 1e-6) == nil, "\(backend.name)")
             #expect(throws: LoRAError.self) { try layer.unmerge() }
         }
     }
@@ -83,7 +83,7 @@ struct LoRALinearTests {
     func layouts() throws {
         for backend in try TestDevices.all() {
             var results: [[Float]] = []
-            for layout in [LoRALinear.WeightLayout.outIn, .inOut] {
+            for layout in [DenseLinear.Layout.outIn, .inOut] {
                 let layer = try fixture.layer(on: backend, layout: layout)
                 let y = try layer.forward(backend.upload(fixture.x, shape: [LayerFixture.rows, LayerFixture.inF]))
                 let dx = try layer.backward(backend.upload(fixture.dy, shape: [LayerFixture.rows, LayerFixture.outF]))
@@ -113,7 +113,7 @@ struct LoRALinearTests {
     func gradients(rank: Int) throws {
         for backend in try TestDevices.all() {
             let layer = try fixture.layer(on: backend, rank: rank)
-            let w0 = try layer.weight.toArray()
+            let w0 = try (layer.base as! DenseLinear).weight.toArray()
             let xShape = [LayerFixture.rows, LayerFixture.inF]
             // L = Σ dy ⊙ y, so dL/dy = dy.
             func loss(x: [Float]) throws -> Double {
@@ -143,7 +143,7 @@ struct LoRALinearTests {
                     return try loss(x: fixture.x)
                 }
             }
-            #expect(try layer.weight.toArray() == w0, "the frozen weight changed")
+            #expect(try (layer.base as! DenseLinear).weight.toArray() == w0, "the frozen weight changed")
             #expect(layer.parameters.map(\.name) == ["lora_A.weight", "lora_B.weight"])
         }
     }

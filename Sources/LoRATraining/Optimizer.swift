@@ -1,13 +1,7 @@
 // Optimizers over a model's trainable tensors: AdamW (torch.optim.AdamW, one fused op per tensor) and SGD, plus
 // the global gradient norm that clipping needs (a sum of squares per tensor, added up on the device, one read).
+import LoRANN
 import LoRARuntime
-
-/// A trainable tensor and its gradient.
-public struct TrainableParameter {
-    public let name: String
-    public let value: Tensor, gradient: Tensor
-    public init(name: String, value: Tensor, gradient: Tensor) { (self.name, self.value, self.gradient) = (name, value, gradient) }
-}
 
 /// AdamW or SGD over a fixed list of parameters, with its state (moments, step count).
 public final class Optimizer {

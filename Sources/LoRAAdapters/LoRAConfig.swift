@@ -2,10 +2,12 @@
 
 /// LoRA settings, as PEFT's `LoraConfig` holds them.
 public struct LoRAConfig: Sendable, Equatable {
-    /// PEFT's `target_modules`: a list of names, or one string used as a full-match regular expression.
+    /// PEFT's `target_modules`: a list of names, one string used as a full-match regular expression, or
+    /// `"all-linear"` (every linear layer but the output layer).
     public enum Targets: Sendable, Equatable {
         case names([String])
         case pattern(String)
+        case allLinear
     }
 
     public var rank: Int
@@ -18,6 +20,8 @@ public struct LoRAConfig: Sendable, Equatable {
 
     /// The LoRA paper's choice for GPT-2: the attention matrices, `attn.c_attn` (q, k, v fused) and `attn.c_proj`.
     public static let attentionTargets = Targets.names(["attn.c_attn", "attn.c_proj"])
+    /// The same for the Llama family: `q_proj`, `k_proj`, `v_proj`, `o_proj`.
+    public static let llamaAttentionTargets = Targets.names(["q_proj", "k_proj", "v_proj", "o_proj"])
 
     public init(rank: Int = 8, alpha: Float = 16, targets: Targets = attentionTargets, dropout: Float = 0,
                 useRSLoRA: Bool = false, gaussianInit: Bool = false) {
@@ -25,13 +29,12 @@ public struct LoRAConfig: Sendable, Equatable {
         (self.useRSLoRA, self.gaussianInit) = (useRSLoRA, gaussianInit)
     }
 
-    /// `alpha / r`, or `alpha / √r` with rsLoRA.
-    public var scale: Float { useRSLoRA ? alpha / Float(rank).squareRoot() : alpha / Float(rank) }
-
     /// PEFT's rule: a list entry matches a module whose name equals it or ends with "." + it; a string must match
-    /// the whole name as a regular expression.
+    /// the whole name as a regular expression; `"all-linear"` matches every module a model offers (its output layer
+    /// is never among them).
     public func matches(_ module: String) throws -> Bool {
         switch targets {
+        case .allLinear: return true
         case .names(let names): return names.contains { module == $0 || module.hasSuffix("." + $0) }
         case .pattern(let pattern):
             let regex: Regex<AnyRegexOutput>

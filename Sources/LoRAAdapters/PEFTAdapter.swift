@@ -1,14 +1,19 @@
 // PEFT adapter folders: adapter_config.json + adapter_model.safetensors, with PEFT's key names
-// (`base_model.model.transformer.h.N.attn.c_attn.lora_A.weight` [r, in], `lora_B.weight` [out, r]). Settings this
-// project does not implement (DoRA, bias training, modules_to_save, per-module ranks, ...) are refused by field name.
+// (`base_model.model.<module>.lora_A.weight` [r, in], `lora_B.weight` [out, r]), read into and written from a
+// model's `LinearModule`s whatever the model. Settings this project does not implement (DoRA, bias training,
+// modules_to_save, per-module ranks, ...) are refused by field name.
 import Foundation
 import LoRAFormats
+import LoRANN
 import LoRARuntime
 
-/// Reading and writing PEFT LoRA adapters for a GPT-2 model.
+/// Reading, applying and writing PEFT LoRA adapters.
 public enum PEFTAdapter {
     /// The key prefix PEFT gives a causal LM's modules.
     static let keyPrefix = "base_model.model."
+
+    /// PEFT's key of one of a module's tensors: `base_model.model.<module>.<tensor>` (tensor: `lora_A.weight`, ...).
+    public static func key(module: String, _ tensor: String) -> String { keyPrefix + module + "." + tensor }
 
     /// Reads `folder/adapter_config.json`.
     public static func readConfig(folder: String) throws -> LoRAConfig {
@@ -50,6 +55,7 @@ public enum PEFTAdapter {
         guard let alpha = root["lora_alpha"]?.doubleValue, alpha.isFinite else { throw invalid("lora_alpha must be a number") }
         let targets: LoRAConfig.Targets
         switch root["target_modules"] {
+        case .string("all-linear"): targets = .allLinear
         case .string(let pattern): targets = .pattern(pattern)
         case .array(let items):
             let names = items.compactMap(\.stringValue)
@@ -71,59 +77,106 @@ public enum PEFTAdapter {
                           useRSLoRA: rslora, gaussianInit: gaussian)
     }
 
-    /// adapter_config.json's contents for `config`, with the fields PEFT needs to load it.
-    static func configJSON(_ config: LoRAConfig) -> JSONValue {
+    /// adapter_config.json's contents for `config`, with the fields PEFT needs to load it. `fanInFanOut`: the base
+    /// weights are `[in, out]` (GPT-2's Conv1D).
+    public static func configJSON(_ config: LoRAConfig, fanInFanOut: Bool) -> JSONValue {
         let targets: JSONValue = switch config.targets {
         case .names(let names): .array(names.map { .string($0) })
         case .pattern(let pattern): .string(pattern)
+        case .allLinear: .string("all-linear")
         }
         return .object([
             "peft_type": .string("LORA"), "task_type": .string("CAUSAL_LM"), "r": .integer(config.rank),
             "lora_alpha": config.alpha.rounded() == config.alpha ? .integer(Int(config.alpha)) : .number(Double(config.alpha)),
-            "target_modules": targets, "lora_dropout": .number(Double(config.dropout)), "fan_in_fan_out": .bool(true),
+            "target_modules": targets, "lora_dropout": .number(Double(config.dropout)), "fan_in_fan_out": .bool(fanInFanOut),
             "bias": .string("none"), "use_rslora": .bool(config.useRSLoRA), "use_dora": .bool(false),
             "init_lora_weights": config.gaussianInit ? .string("gaussian") : .bool(true), "inference_mode": .bool(true),
             "modules_to_save": .null, "base_model_name_or_path": .null, "rank_pattern": .object([:]), "alpha_pattern": .object([:]),
         ])
     }
-}
 
-extension GPT2Model {
-    /// Puts the adapter in `folder` on this model: its config selects the modules, its tensors set A and B.
-    /// Every expected key must be present with its shape, and no other key may be.
-    public func loadAdapter(folder: String) throws {
-        let config = try PEFTAdapter.readConfig(folder: folder)
+    // MARK: - Adapters on a model's modules
+
+    /// Puts a fresh adapter (A initialized as PEFT does, B = 0) on every module `config` selects; module i's
+    /// initialization and dropout are seeded by `seed + i`. Throws when nothing matches, listing what could.
+    @discardableResult
+    public static func apply(_ config: LoRAConfig, to modules: [LinearModule], seed: UInt64 = 0) throws -> [LinearModule] {
+        guard config.rank >= 1 else { throw LoRAConfigError("r = \(config.rank) must be at least 1") }
+        guard (0..<1).contains(config.dropout) else { throw LoRAConfigError("lora_dropout \(config.dropout) must lie in [0, 1)") }
+        if let adapted = modules.first(where: { $0.lora != nil }) { throw LoRAConfigError("\(adapted.name) already has an adapter") }
+        let matched = try modules.enumerated().filter { try config.matches($0.element.name) }
+        guard !matched.isEmpty else {
+            throw LoRAConfigError("target_modules \(describe(config.targets)) match no module of this model (its linear "
+                + "modules: \(moduleKinds(modules).joined(separator: ", ")), in every layer)")
+        }
+        for (index, module) in matched {
+            module.lora = try LoRALinear(base: module.base, rank: config.rank, alpha: config.alpha, useRSLoRA: config.useRSLoRA,
+                                         initialization: config.gaussianInit ? .gaussian : .kaimingUniform,
+                                         dropout: config.dropout, seed: seed &+ UInt64(index))
+        }
+        return matched.map(\.element)
+    }
+
+    /// The module names without their layer prefix (`attn.c_attn`, `self_attn.q_proj`, ...), in first-seen order.
+    static func moduleKinds(_ modules: [LinearModule]) -> [String] {
+        var seen: [String] = []
+        for module in modules {
+            let parts = module.name.split(separator: ".")
+            let kind = (parts.lastIndex { $0.allSatisfy(\.isNumber) }.map { parts[($0 + 1)...] } ?? parts[...]).joined(separator: ".")
+            if !seen.contains(kind) { seen.append(kind) }
+        }
+        return seen
+    }
+
+    static func describe(_ targets: LoRAConfig.Targets) -> String {
+        switch targets {
+        case .names(let names): names.description
+        case .pattern(let pattern): JSONValue.quote(pattern)
+        case .allLinear: "\"all-linear\""
+        }
+    }
+
+    /// Reads the adapter in `folder` onto `modules`: its config selects them, its tensors set A and B. Every
+    /// expected key must be present with its shape, and no other key may be. Returns the adapter's config.
+    @discardableResult
+    public static func load(folder: String, into modules: [LinearModule]) throws -> LoRAConfig {
+        let config = try readConfig(folder: folder)
         let path = folder + "/adapter_model.safetensors"
         let file = try SafeTensorsFile(path: path)
-        try applyLoRA(config)
         var expected = Set<String>()
-        for (name, layer) in loraLayers {
+        for module in try apply(config, to: modules) {
+            let layer = module.lora!
             for (suffix, tensor) in [("lora_A.weight", layer.loraA), ("lora_B.weight", layer.loraB)] {
-                let key = PEFTAdapter.keyPrefix + name + "." + suffix
+                let key = key(module: module.name, suffix)
                 expected.insert(key)
                 guard let entry = file.entries[key] else { throw FormatError.invalid(path: path, reason: "missing '\(key)'") }
                 guard entry.shape == tensor.shape else {
-                    throw FormatError.invalid(path: path, reason: "'\(key)' is \(entry.shape), but r = \(config.rank) on \(name) needs \(tensor.shape)")
+                    throw FormatError.invalid(path: path, reason: "'\(key)' is \(entry.shape), but r = \(config.rank) on \(module.name) needs \(tensor.shape)")
                 }
+                let backend = tensor.backend
                 try backend.copy(backend.upload(try file.floats(key), shape: tensor.shape), to: tensor)
             }
         }
         if let extra = file.entries.keys.sorted().first(where: { !expected.contains($0) }) {
             throw FormatError.invalid(path: path, reason: "'\(extra)' belongs to no module the adapter's target_modules select")
         }
+        return config
     }
 
-    /// Writes this model's adapters as a PEFT folder (each file through a temporary name and a rename).
-    public func saveAdapter(folder: String) throws {
-        guard let config = loraConfig else { throw LoRAError.invalidState("GPT-2: no adapter to save") }
+    /// Writes the adapters on `modules` as a PEFT folder (each file through a temporary name and a rename).
+    public static func save(_ config: LoRAConfig, modules: [LinearModule], folder: String) throws {
+        let adapted = modules.filter { $0.lora != nil }
+        guard !adapted.isEmpty else { throw LoRAError.invalidState("no adapter to save") }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         var items: [SafeTensorsWriter.Item] = []
-        for (name, layer) in loraLayers {
-            for (suffix, tensor) in [("lora_A.weight", layer.loraA), ("lora_B.weight", layer.loraB)] {
-                items.append(.float32(PEFTAdapter.keyPrefix + name + "." + suffix, shape: tensor.shape, values: try tensor.toArray()))
+        for module in adapted {
+            for (suffix, tensor) in [("lora_A.weight", module.lora!.loraA), ("lora_B.weight", module.lora!.loraB)] {
+                items.append(.float32(key(module: module.name, suffix), shape: tensor.shape, values: try tensor.toArray()))
             }
         }
+        let fanInFanOut = adapted.contains { $0.dense?.layout == .inOut }
         try SafeTensorsWriter.write(items, metadata: ["format": "pt"], to: folder + "/adapter_model.safetensors")
-        try AtomicFile.write(Data((PEFTAdapter.configJSON(config).serialized() + "\n").utf8), to: folder + "/adapter_config.json")
+        try AtomicFile.write(Data((configJSON(config, fanInFanOut: fanInFanOut).serialized() + "\n").utf8),
+                             to: folder + "/adapter_config.json")
     }
 }

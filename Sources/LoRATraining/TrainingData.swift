@@ -17,20 +17,20 @@ public struct TrainingData: Sendable {
     /// The order of the epoch last drawn from, so it is shuffled once per epoch, not once per batch.
     private var cachedOrder: (epoch: Int, order: [Int])?
 
-    /// The whole array is the batch at every step (`--tokens`).
+    /// The whole array is the batch at every step.
     public init(fixedBatch: [[Int]]) throws {
         guard let length = fixedBatch.first?.count, length >= 2, fixedBatch.allSatisfy({ $0.count == length }) else {
-            throw LoRAConfigError("training tokens must be equal-length sequences of at least 2 ids")
+            throw TrainingError.invalidSetup("training tokens must be equal-length sequences of at least 2 ids")
         }
         (windows, batch, fixed, seed) = (fixedBatch, fixedBatch.count, true, 0)
     }
 
     /// A token stream cut into windows of `seq + 1` tokens (the tail that does not fill one is dropped).
     public init(stream: [Int], seq: Int, batch: Int, seed: UInt64) throws {
-        guard seq >= 1, batch >= 1 else { throw LoRAConfigError("--seq and --batch must be at least 1") }
+        guard seq >= 1, batch >= 1 else { throw TrainingError.invalidSetup("the sequence length (\(seq)) and batch size (\(batch)) must be at least 1") }
         let windows = stride(from: 0, to: stream.count - seq, by: seq + 1).map { Array(stream[$0..<$0 + seq + 1]) }
         guard !windows.isEmpty else {
-            throw LoRAConfigError("the data has \(stream.count) tokens, fewer than one window of --seq \(seq) + 1")
+            throw TrainingError.invalidSetup("the data has \(stream.count) tokens, fewer than one window of \(seq) + 1")
         }
         (self.windows, self.batch, fixed, self.seed) = (windows, batch, false, seed)
     }

@@ -1,0 +1,172 @@
+// The model interface every architecture family implements (GPT-2, the Llama family, ...), and what is written
+// once on top of it for all of them: the loss, adapters on the model's linear modules, the trainable-parameter
+// list, merging. A model computes logits for token ids, saves what its backward needs, and turns the gradient of
+// the logits into gradients of its adapters (or, in full fine-tuning, of every weight).
+//
+// Shapes: B sequences of T tokens, N = B·T rows, V = vocabulary size.
+import LoRAAdapters
+import LoRAFormats
+import LoRANN
+import LoRARuntime
+
+/// A causal language model on one backend.
+public protocol LanguageModel: AnyObject {
+    var backend: any Backend { get }
+    /// config.json's `model_type` (`gpt2`, `llama`, ...).
+    var modelType: String { get }
+    var vocabularySize: Int { get }
+    /// Positions the model attends over (GPT-2's `n_positions`, Llama's `max_position_embeddings`).
+    var maxPositions: Int { get }
+    /// Training mode (PyTorch's `model.train()`): adapter dropout applies. Off by default.
+    var training: Bool { get set }
+    /// Every linear layer an adapter can target, in the model's order (PEFT's module names; never the output layer).
+    var linearModules: [LinearModule] { get }
+    /// The adapters' settings, once adapters were applied or loaded.
+    var loraConfig: LoRAConfig? { get set }
+    /// Whether every weight trains (`enableFullTraining`).
+    var isFullTraining: Bool { get }
+    /// Gives every weight a gradient. Adapters and full fine-tuning do not mix.
+    func enableFullTraining() throws
+    /// In full fine-tuning, every weight with its gradient under transformers' name (empty otherwise).
+    var fullTrainingParameters: [TrainableParameter] { get }
+    /// Elements in the model's own weights (adapters excluded; a tied output layer counted once).
+    var baseParameterCount: Int { get }
+    /// Bytes the model's weights take on the device (a bf16 checkpoint kept in bf16 takes half of f32).
+    var weightBytes: Int { get }
+    /// What a KV cache for this model holds per layer.
+    var cacheGeometry: KVCache.Geometry { get }
+    /// Ids that end generation (config.json's `eos_token_id`, one or a list); the tokenizer may add its own.
+    var endOfSequenceTokens: Set<Int> { get }
+    /// The modules an adapter targets when none are named: the LoRA paper's attention matrices.
+    var defaultLoRATargets: LoRAConfig.Targets { get }
+
+    /// Logits `[B·T, V]` for B equal-length sequences of ids. Without a cache, saves what `backward` needs; with
+    /// one, the tokens continue the cached sequences (positions follow them) and their keys and values are appended.
+    func forward(_ tokens: [[Int]], cache: KVCache?) throws -> Tensor
+    /// Backward from the gradient of the loss with respect to the last forward's logits `[N, V]`; gradients accumulate.
+    func backward(dlogits: Tensor) throws
+    /// A generous estimate of the bytes one training step on B sequences of T tokens holds at its peak.
+    func trainingStepBytes(batch: Int, length: Int) -> Int
+    /// Writes the current weights (merged adapters included) as a Hugging Face folder transformers loads.
+    func save(folder: String) throws
+}
+
+extension LanguageModel {
+    /// Logits `[B·T, V]`; saves what `backward` needs.
+    public func forward(_ tokens: [[Int]]) throws -> Tensor { try forward(tokens, cache: nil) }
+
+    /// Checks a batch: non-empty, equal lengths, within the positions after `start`, ids within the vocabulary.
+    /// Returns (B, T).
+    public func checkTokens(_ tokens: [[Int]], start: Int = 0) throws -> (batch: Int, length: Int) {
+        guard let length = tokens.first?.count, length > 0 else { throw LoRAError.invalidArgument("\(modelType): an empty batch") }
+        guard tokens.allSatisfy({ $0.count == length }) else {
+            throw LoRAError.shapeMismatch("\(modelType): sequences differ in length (\(Set(tokens.map(\.count)).sorted()))")
+        }
+        guard start + length <= maxPositions else {
+            throw LoRAError.invalidArgument("\(modelType): \(start + length) tokens exceed the model's \(maxPositions) positions")
+        }
+        if let bad = tokens.joined().first(where: { !(0..<vocabularySize).contains($0) }) {
+            throw LoRAError.invalidArgument("\(modelType): token id \(bad) is outside the vocabulary 0..<\(vocabularySize)")
+        }
+        return (tokens.count, length)
+    }
+
+    // MARK: - Loss
+
+    /// Mean next-token cross-entropy of a batch, as transformers computes it from `labels`: the prediction at
+    /// position t is scored against `labels[t + 1]`, labels of -100 are ignored, and the mean runs over the rest.
+    /// `labels` defaults to the tokens themselves (`labels = input_ids`). With `gradients`, also runs backward.
+    /// Returns the mean and the number of scored predictions.
+    public func loss(_ tokens: [[Int]], labels: [[Int]]? = nil, gradients: Bool = false) throws -> (loss: Float, predictions: Int) {
+        let labels = labels ?? tokens
+        guard labels.count == tokens.count, zip(labels, tokens).allSatisfy({ $0.count == $1.count }) else {
+            throw LoRAError.shapeMismatch("\(modelType) loss: labels must have the tokens' shape")
+        }
+        let length = tokens.first?.count ?? 0
+        guard length >= 2 else { throw LoRAError.invalidArgument("\(modelType) loss: sequences need at least 2 tokens, got \(length)") }
+        let targets = labels.flatMap { row in (0..<length).map { $0 + 1 < length ? row[$0 + 1] : -100 } }
+        let predictions = targets.filter { $0 != -100 }.count
+        guard predictions > 0 else { throw LoRAError.invalidArgument("\(modelType) loss: every label is ignored (-100)") }
+        let logits = try forward(tokens)
+        let n = targets.count
+        let losses = try backend.empty([n]), total = try backend.empty([1])
+        try backend.crossEntropy(CrossEntropy(logits: logits, targets: backend.upload(targets.map(Float.init), shape: [n]),
+                                              losses: losses, dlogits: gradients ? logits : nil,
+                                              gradientScale: 1 / Float(predictions)))
+        try backend.reduce(Reduction(.sum, of: losses, into: total))
+        if gradients { try backward(dlogits: logits) }
+        return (try total.toArray()[0] / Float(predictions), predictions)
+    }
+
+    /// The mean loss over many sequences (no dropout, no gradients), `batch` at a time; sequences of different
+    /// lengths go in separate forwards. `progress` sees (groups done, groups in all).
+    public func meanLoss(_ sequences: [[Int]], batch: Int, progress: (Int, Int, Double) -> Void = { _, _, _ in }) throws -> Double {
+        let wasTraining = training
+        training = false
+        defer { training = wasTraining }
+        let groups = Dictionary(grouping: sequences, by: \.count).sorted { $0.key > $1.key }.flatMap { _, group in
+            stride(from: 0, to: group.count, by: max(1, batch)).map { Array(group[$0..<min(group.count, $0 + max(1, batch))]) }
+        }
+        var (total, count) = (0.0, 0)
+        for (index, group) in groups.enumerated() {
+            let (loss, predictions) = try loss(group)
+            total += Double(loss) * Double(predictions)
+            count += predictions
+            progress(index + 1, groups.count, total / Double(count))
+        }
+        return total / Double(max(count, 1))
+    }
+
+    // MARK: - Adapters
+
+    /// The adapters, by module name.
+    public var loraLayers: [(name: String, layer: LoRALinear)] { linearModules.compactMap { m in m.lora.map { (m.name, $0) } } }
+
+    /// Puts a fresh adapter (A initialized as PEFT does, B = 0) on every module `config` selects.
+    public func applyLoRA(_ config: LoRAConfig, seed: UInt64 = 0) throws {
+        guard loraConfig == nil else { throw LoRAConfigError("this model already has adapters") }
+        guard !isFullTraining else { throw LoRAConfigError("this model is set up for full fine-tuning; adapters do not mix with it") }
+        for module in try PEFTAdapter.apply(config, to: linearModules, seed: seed) { module.lora?.training = training }
+        loraConfig = config
+    }
+
+    /// Puts the PEFT adapter in `folder` on this model.
+    public func loadAdapter(folder: String) throws {
+        guard loraConfig == nil else { throw LoRAConfigError("this model already has adapters") }
+        guard !isFullTraining else { throw LoRAConfigError("this model is set up for full fine-tuning; adapters do not mix with it") }
+        loraConfig = try PEFTAdapter.load(folder: folder, into: linearModules)
+        for (_, layer) in loraLayers { layer.training = training }
+    }
+
+    /// Writes this model's adapters as a PEFT folder.
+    public func saveAdapter(folder: String) throws {
+        guard let loraConfig else { throw LoRAError.invalidState("\(modelType): no adapter to save") }
+        try PEFTAdapter.save(loraConfig, modules: linearModules, folder: folder)
+    }
+
+    /// Folds every adapter into its base weight; forward then gives the same logits with one GEMM per layer.
+    public func mergeAdapters() throws { for (_, layer) in loraLayers where !layer.isMerged { try layer.merge() } }
+
+    /// Takes every adapter back out of its base weight.
+    public func unmergeAdapters() throws { for (_, layer) in loraLayers where layer.isMerged { try layer.unmerge() } }
+
+    // MARK: - Training
+
+    /// The tensors training updates: the adapters' A and B (PEFT's names), or in full fine-tuning every weight
+    /// (transformers' names).
+    public var trainableParameters: [TrainableParameter] {
+        if isFullTraining { return fullTrainingParameters }
+        return loraLayers.flatMap { name, layer in
+            [TrainableParameter(name: PEFTAdapter.key(module: name, "lora_A.weight"), value: layer.loraA, gradient: layer.gradA),
+             TrainableParameter(name: PEFTAdapter.key(module: name, "lora_B.weight"), value: layer.loraB, gradient: layer.gradB)]
+        }
+    }
+
+    /// Sets every trainable gradient to zero.
+    public func zeroGradients() throws {
+        for p in trainableParameters { try backend.fill(p.gradient, with: 0) }
+    }
+
+    /// Sets training mode on the model's adapters (models call this from their `training` observer).
+    public func propagateTraining() { for (_, layer) in loraLayers { layer.training = training } }
+}

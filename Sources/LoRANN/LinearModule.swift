@@ -1,0 +1,77 @@
+// A model's named linear layer (PEFT's module name, e.g. `model.layers.0.self_attn.q_proj`): a frozen base,
+// optionally with a LoRA adapter, or, in full fine-tuning, a dense weight that gets its own gradients.
+// Models hold these for every linear an adapter can target; adapter matching, PEFT files, merging and the
+// trainable-parameter list work on them without knowing the model.
+import LoRARuntime
+
+/// A named linear layer. Without an adapter it computes `x·Wᵀ + b` and, backward, only `dx`.
+public final class LinearModule {
+    /// PEFT's module name, e.g. `transformer.h.0.attn.c_attn` or `model.layers.0.self_attn.q_proj`.
+    public let name: String
+    /// The frozen layer.
+    public let base: any FrozenLinear
+    /// The adapter, when this module is a LoRA target.
+    public var lora: LoRALinear?
+    /// Gradients of the weight and bias in full fine-tuning (nil otherwise: frozen).
+    public private(set) var gradients: (weight: Tensor, bias: Tensor?)?
+    private var savedInput: Tensor?
+    /// A row of ones `[1, N]`: the bias gradient is onesᵀ·dy. Kept between steps (one upload, not one per backward).
+    private var ones: Tensor?
+    public var inFeatures: Int { base.inFeatures }
+    public var outFeatures: Int { base.outFeatures }
+    var backend: any Backend { base.backend }
+
+    public init(name: String, base: any FrozenLinear) { (self.name, self.base) = (name, base) }
+
+    /// A dense weight, `[out, in]` or `[in, out]` as `layout` says.
+    public convenience init(name: String, weight: Tensor, bias: Tensor?, layout: DenseLinear.Layout) throws {
+        self.init(name: name, base: try DenseLinear(weight: weight, bias: bias, layout: layout))
+    }
+
+    /// The dense weight, for full fine-tuning and saving (nil for other storage).
+    public var dense: DenseLinear? { base as? DenseLinear }
+
+    /// Gives the weight and bias gradients (full fine-tuning); the base must be dense.
+    public func enableGradients() throws {
+        guard let dense else { throw LoRAError.invalidState("\(name): full fine-tuning needs a dense weight, not \(type(of: base))") }
+        gradients = (try backend.zeros(dense.weight.shape), try dense.bias.map { try backend.zeros($0.shape) })
+    }
+
+    /// y `[N, out]` for x `[N, in]`.
+    public func forward(_ x: Tensor) throws -> Tensor {
+        if let lora { return try lora.forward(x) }
+        if gradients != nil { savedInput = x }
+        let y = try backend.empty([x.shape[0], outFeatures])
+        try base.forward(x, into: y)
+        return y
+    }
+
+    /// dx `[N, in]` for dy `[N, out]` of the last forward; the adapter's (or, in full fine-tuning, the weight's
+    /// and bias's) gradients accumulate.
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        if let lora { return try lora.backward(dy) }
+        try accumulateWeightGradients(dy)
+        let dx = try backend.empty([dy.shape[0], inFeatures])
+        try base.inputGradient(dy, into: dx, accumulate: false)
+        return dx
+    }
+
+    /// The gradients `backward` accumulates, without dx: for a layer whose input came from frozen weights alone.
+    public func accumulateGradients(_ dy: Tensor) throws {
+        if let lora { return try lora.accumulateGradients(dy) }
+        try accumulateWeightGradients(dy)
+    }
+
+    /// In full fine-tuning: `dW += xᵀ·dy` (`[in, out]` layout) or `dyᵀ·x` (`[out, in]`), `db += Σ_rows dy`.
+    private func accumulateWeightGradients(_ dy: Tensor) throws {
+        guard let gradients, let x = savedInput, let dense else { return }
+        switch dense.layout {
+        case .inOut: try backend.gemm(GEMM(a: x, b: dy, c: gradients.weight, transposeA: true, beta: 1))
+        case .outIn: try backend.gemm(GEMM(a: dy, b: x, c: gradients.weight, transposeA: true, beta: 1))
+        }
+        guard let bias = gradients.bias else { return }
+        let rows = dy.shape[0]
+        if ones?.count != rows { ones = try backend.upload(Array(repeating: 1, count: rows), shape: [1, rows]) }
+        try backend.gemm(GEMM(a: ones!, b: dy, c: bias.reshaped([1, outFeatures]), beta: 1))
+    }
+}

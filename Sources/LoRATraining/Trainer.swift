@@ -1,0 +1,135 @@
+// The training loop: forward and backward on each batch, gradient clipping, the learning-rate schedule, an
+// optimizer step; eval passes, checkpoints and a line of metrics per step. A NaN or infinite loss stops the run
+// before that step's update, so the last checkpoint stays good.
+import Foundation
+import LoRAFormats
+import LoRAModels
+import LoRARuntime
+
+/// The settings of a run (the `lora train` flags that shape the math).
+public struct TrainingOptions: Sendable, Equatable {
+    public enum Schedule: String, Sendable, CaseIterable { case constant, linear, cosine }
+
+    public var steps: Int
+    public var learningRate: Float = 1e-3
+    public var schedule: Schedule = .constant
+    public var warmup = 0
+    public var optimizer: Optimizer.Kind = .adamw
+    public var weightDecay: Float = 0.01
+    public var beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8
+    /// 0: no clipping.
+    public var maxGradNorm: Float = 1
+    /// Evaluate every N steps (0: only after the last step); `Trainer.run` does.
+    public var evalEvery = 0
+    /// Write a checkpoint every N steps (0: none); `Trainer.run` does.
+    public var checkpointEvery = 0
+
+    public init(steps: Int) { self.steps = steps }
+
+    /// The learning rate of update `step` (0-based), as transformers' schedulers with warmup give it.
+    public func learningRate(at step: Int) -> Float {
+        if step < warmup { return learningRate * Float(step) / Float(max(1, warmup)) }
+        let progress = Float(step - warmup) / Float(max(1, steps - warmup))
+        switch schedule {
+        case .constant: return learningRate
+        case .linear: return learningRate * max(0, 1 - progress)
+        case .cosine: return learningRate * 0.5 * (1 + Foundation.cos(Float.pi * progress))
+        }
+    }
+}
+
+/// One step's figures, as metrics.jsonl records them.
+public struct StepRecord: Sendable {
+    public let step: Int
+    public let loss: Float, learningRate: Float, gradientNorm: Float, tokensPerSecond: Double
+    public var evalLoss: Float?
+
+    public init(step: Int, loss: Float, learningRate: Float, gradientNorm: Float, tokensPerSecond: Double, evalLoss: Float? = nil) {
+        (self.step, self.loss, self.learningRate, self.gradientNorm) = (step, loss, learningRate, gradientNorm)
+        (self.tokensPerSecond, self.evalLoss) = (tokensPerSecond, evalLoss)
+    }
+}
+
+/// Runs training on a model with adapters (or in full fine-tuning).
+public final class Trainer {
+    public let model: any LanguageModel
+    public let options: TrainingOptions
+    public let optimizer: Optimizer
+    public internal(set) var data: TrainingData
+    public let evalData: [[Int]]?
+    /// Completed updates.
+    public internal(set) var step = 0
+
+    public init(model: any LanguageModel, data: TrainingData, evalData: [[Int]]? = nil, options: TrainingOptions) throws {
+        guard options.steps >= 1 else { throw TrainingError.invalidSetup("a run needs at least 1 step, got \(options.steps)") }
+        // Refuse a run that cannot fit before any work is done (a host would otherwise swap or be OOM-killed).
+        let largest = data.windows.max(by: { $0.count < $1.count })?.count ?? 0
+        let needed = model.trainingStepBytes(batch: data.batch, length: largest)
+        if let capacity = model.backend.memoryCapacity, needed > capacity {
+            throw TrainingError.invalidSetup(String(format: "a step of %d × %d tokens needs about %.1f GB, but %@ has %.1f GB available; use fewer or shorter sequences per batch",
+                                         data.batch, largest, Double(needed) / 1e9, model.backend.name, Double(capacity) / 1e9))
+        }
+        (self.model, self.data, self.evalData, self.options) = (model, data, evalData, options)
+        optimizer = try Optimizer(options.optimizer, parameters: model.trainableParameters)
+        (optimizer.beta1, optimizer.beta2, optimizer.epsilon, optimizer.weightDecay) =
+            (options.beta1, options.beta2, options.epsilon, options.weightDecay)
+    }
+
+    /// One update; throws `TrainingError.nonFinite` (before updating) when the loss is NaN or infinite.
+    public func trainStep() throws -> StepRecord {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let batch = data.next()
+        model.training = true
+        try model.zeroGradients()
+        let loss = try model.loss(batch, gradients: true).loss
+        guard loss.isFinite else { throw TrainingError.nonFinite(step: step + 1, loss: loss) }
+        let norm = try optimizer.gradientNorm()
+        guard norm.isFinite else { throw TrainingError.nonFinite(step: step + 1, loss: norm) }
+        // torch.nn.utils.clip_grad_norm_: scale by max/(norm + 1e-6) when that is below 1.
+        let clip = options.maxGradNorm > 0 ? min(1, options.maxGradNorm / (norm + 1e-6)) : 1
+        let lr = options.learningRate(at: step)
+        try optimizer.update(learningRate: lr, gradientScale: clip)
+        try model.backend.synchronize()
+        step += 1
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let tokens = batch.reduce(0) { $0 + $1.count }
+        return StepRecord(step: step, loss: loss, learningRate: lr, gradientNorm: norm, tokensPerSecond: Double(tokens) / seconds)
+    }
+
+    /// The mean loss over the eval sequences (no dropout, no gradients), `data.batch` at a time.
+    public func evaluate() throws -> Float? {
+        guard let evalData, !evalData.isEmpty else { return nil }
+        return Float(try model.meanLoss(evalData, batch: data.batch))
+    }
+
+    /// Trains until `options.steps`, evaluating every `evalEvery` steps and after the last, and writing a checkpoint
+    /// to `checkpointPath` every `checkpointEvery` steps (after `onStep` has seen the record, so a checkpoint never
+    /// runs ahead of what was reported). A non-finite loss throws `TrainingError.nonFinite` before its update.
+    public func run(checkpointPath: String? = nil, onStep: (StepRecord) throws -> Void) throws {
+        while step < options.steps {
+            var record = try trainStep()
+            if options.evalEvery > 0 && record.step % options.evalEvery == 0 || record.step == options.steps {
+                record.evalLoss = try evaluate()
+            }
+            try onStep(record)
+            if let checkpointPath, options.checkpointEvery > 0 && record.step % options.checkpointEvery == 0 {
+                try saveCheckpoint(to: checkpointPath)
+            }
+        }
+    }
+}
+
+/// Why a run stopped.
+public enum TrainingError: Error, CustomStringConvertible, Equatable {
+    case nonFinite(step: Int, loss: Float)
+    /// The run cannot start as set up (no steps, too little memory, too little data), with the reason.
+    case invalidSetup(String)
+
+    public var description: String {
+        switch self {
+        case .invalidSetup(let reason): reason
+        case .nonFinite(let step, let loss):
+            "step \(step): the loss or gradient norm is \(loss); stopped before updating (lower the learning rate, or check the data)"
+        }
+    }
+}
