@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "LoRANN", targets: ["LoRANN"]),
         .library(name: "LoRAFormats", targets: ["LoRAFormats"]),
         .library(name: "LoRAGPT2", targets: ["LoRAGPT2"]),
+        .library(name: "LoRALlama", targets: ["LoRALlama"]),
         .executable(name: "lora", targets: ["lora"]),
     ],
     dependencies: [
@@ -46,6 +47,8 @@ let package = Package(
         .target(name: "LoRAFormats"),
         // GPT-2 with LoRA, Hugging Face model folders and PEFT adapter folders.
         .target(name: "LoRAGPT2", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats"]),
+        // Llama-family models (Llama, Mistral, Qwen2, Qwen3): config.json, RoPE tables.
+        .target(name: "LoRALlama", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats"]),
         // Umbrella: re-exports the modules above and chooses the device.
         .target(name: "SwiftLoRA", dependencies: ["LoRARuntime", "LoRAOpenCL", "LoRANN", "LoRAFormats", "LoRAGPT2"]),
         .executableTarget(
@@ -63,6 +66,7 @@ let package = Package(
         .testTarget(name: "LoRANNTests", dependencies: ["SwiftLoRA", "LoRATestSupport"]),
         .testTarget(name: "LoRAFormatsTests", dependencies: ["LoRAFormats", "LoRATestSupport"]),
         .testTarget(name: "LoRAGPT2Tests", dependencies: ["SwiftLoRA", "LoRATestSupport"], exclude: []),
+        .testTarget(name: "LoRALlamaTests", dependencies: ["LoRALlama", "LoRATestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
