@@ -186,7 +186,7 @@ public struct LlamaConfig: Sendable, Equatable {
 
     /// Reads a config.json already parsed; `path` names the file in errors.
     public init(json root: [String: JSONValue], path: String) throws {
-        var reader = ConfigReader(root: root, path: path)
+        let reader = ConfigReader(root: root, path: path)
         family = try reader.family()
         if let quantization = root["quantization_config"], quantization != .null {
             let method = quantization.objectValue?["quant_method"]?.stringValue.map { " (quant_method '\($0)')" } ?? ""
@@ -205,6 +205,9 @@ public struct LlamaConfig: Sendable, Equatable {
         maxPositions = try reader.int("max_position_embeddings", default: defaults.maxPositions)
         kvHeads = try reader.optionalInt("num_key_value_heads", absent: defaults.kvHeads) ?? heads
         guard heads >= 1 else { throw reader.invalid("num_attention_heads = \(heads) must be at least 1") }
+        guard layers >= 1 && layers <= 1 << 20 else {
+            throw reader.invalid("num_hidden_layers = \(layers) is outside 1...\(1 << 20)")
+        }
         switch family {
         case .llama, .mistral:
             headDim = try reader.optionalInt("head_dim", absent: nil) ?? hiddenSize / heads
