@@ -1,6 +1,8 @@
 """Writes the Llama-family config and RoPE reference fixtures (Tests/Fixtures/llama-rope/) from transformers 5.24.
 
     venv/bin/python Tests/Fixtures/make_rope_fixtures.py
+    LORA_FIXTURE_EXPORT=/tmp/llama-configs swift test --filter exportWrittenConfigsForTransformers
+    venv/bin/python Tests/Fixtures/make_rope_fixtures.py --check /tmp/llama-configs
 
 Nothing is downloaded. Two files:
 - rope.safetensors: for each RoPE case, transformers' `inv_freq` [d/2], and the cos/sin its rotary embedding's
@@ -135,7 +137,28 @@ def analyze(name, cfg):
     return config, rotary, facts
 
 
+def check(folder):
+    """Loads each DIR/<case>/config.json (written by LlamaConfig.json) in transformers; compares with the fixture."""
+    with open(os.path.join(OUT, "config_cases.json")) as f:
+        cases = {c["name"]: c["expected"] for c in json.load(f)["cases"]}
+    failures = 0
+    for name in sorted(os.listdir(folder)):
+        expected = cases[name]
+        with open(os.path.join(folder, name, "config.json")) as f:
+            _, _, got = analyze(name, json.load(f))
+        for key, value in expected.items():
+            if key == "rope_parameters":  # the written form is normalized; compare what RoPE computes from it
+                continue
+            if got[key] != value:
+                failures += 1
+                print(f"{name}: {key} = {got[key]!r}, fixture {value!r}")
+    print(f"checked {len(os.listdir(folder))} configs written by swift-lora: {failures} differences")
+    return 1 if failures else 0
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--check":
+        return check(sys.argv[2])
     os.makedirs(OUT, exist_ok=True)
     tensors = {"positions": torch.tensor(POSITIONS, dtype=torch.int64)}
     cases = []

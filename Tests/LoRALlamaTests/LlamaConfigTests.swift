@@ -96,6 +96,19 @@ struct ConfigCase {
         }
     }
 
+    /// With LORA_FIXTURE_EXPORT=DIR, writes each fixture config as `json` writes it to DIR/<case>/config.json, for
+    /// `make_rope_fixtures.py --check DIR`, which loads them in transformers and compares with the fixture.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["LORA_FIXTURE_EXPORT"] != nil))
+    func exportWrittenConfigsForTransformers() throws {
+        let root = try #require(ProcessInfo.processInfo.environment["LORA_FIXTURE_EXPORT"])
+        for c in try ConfigCase.all() {
+            let dir = root + "/" + c.name
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let json = try LlamaConfig(json: c.config, path: c.name).json
+            try AtomicFile.write(Data(json.serialized().utf8), to: dir + "/config.json")
+        }
+    }
+
     @Test func configJSONKeepsTheFileAndChangesOnlyTheDType() throws {
         let original: [String: JSONValue] = [
             "model_type": .string("llama"), "hidden_size": .integer(64), "num_attention_heads": .integer(4),
