@@ -31,6 +31,7 @@ let package = Package(
         .library(name: "LoRAAdapters", targets: ["LoRAAdapters"]),
         .library(name: "LoRAModels", targets: ["LoRAModels"]),
         .library(name: "LoRAGPT2", targets: ["LoRAGPT2"]),
+        .library(name: "LoRALlama", targets: ["LoRALlama"]),
         .library(name: "LoRATraining", targets: ["LoRATraining"]),
         .executable(name: "lora", targets: ["lora"]),
     ],
@@ -53,6 +54,8 @@ let package = Package(
         .target(name: "LoRAModels", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters"]),
         // GPT-2: config, Hugging Face folders, forward and backward.
         .target(name: "LoRAGPT2", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters", "LoRAModels"]),
+        // The Llama family (Llama, Mistral, Qwen2, Qwen3): config.json, RoPE tables, forward and backward.
+        .target(name: "LoRALlama", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters", "LoRAModels"]),
         // Training: the trainer, optimizers, schedules, data, checkpoints, the loss plot.
         .target(name: "LoRATraining", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters", "LoRAModels"]),
         // Umbrella: re-exports the modules above, chooses the device and knows every model family.
@@ -73,6 +76,7 @@ let package = Package(
         .testTarget(name: "LoRANNTests", dependencies: ["SwiftLoRA", "LoRATestSupport"]),
         .testTarget(name: "LoRAFormatsTests", dependencies: ["LoRAFormats", "LoRATestSupport"]),
         .testTarget(name: "LoRAGPT2Tests", dependencies: ["SwiftLoRA", "LoRATestSupport"], exclude: []),
+        .testTarget(name: "LoRALlamaTests", dependencies: ["LoRALlama", "LoRATestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,584 @@
+// A Hugging Face config.json for the Llama family (model_type llama, mistral, qwen2, qwen3), read the way
+// transformers 5.24 reads it: the same defaults per model type, the same RoPE normalization (`rope_scaling` or
+// `rope_parameters`, legacy `type`, top-level `rope_theta`), the same derived values. Fields that would change the
+// math in ways this implementation does not support are refused by name; fields that cannot change it are ignored.
+//
+// What transformers 5.24 does with the fields (models/*/configuration_*.py, modeling_*.py, modeling_rope_utils.py):
+// - defaults: llama vocab 32000, hidden 4096, intermediate 11008, 32 layers/heads, 2048 positions, bos 1, eos 2;
+//   mistral intermediate 14336, 8 kv heads, 131072 positions, sliding_window 4096, bos 1, eos 2; qwen2/qwen3 vocab
+//   151936, intermediate 22016, 32 kv heads, 32768 positions, no bos/eos, qwen3 head_dim 128. rms_norm_eps 1e-6,
+//   silu, untied embeddings everywhere. A `null` kv-head count means "as many as heads".
+// - biases: Llama q/k/v/o follow `attention_bias` and the MLP `mlp_bias`; Mistral has none (it ignores both keys);
+//   Qwen2 always has q/k/v biases and never o_proj's; Qwen3 q/k/v/o follow `attention_bias`, and it adds an RMSNorm
+//   over each head's q and k (q_norm, k_norm) before RoPE.
+// - `pretraining_tp` is not read by modeling_llama.py in 5.x (it only ever re-sliced the same matmuls): ignored.
+// - `attention_dropout` acts only in training mode (dropout on attention probabilities); it is kept as a field so
+//   a trainer that has no attention dropout can refuse a non-zero value. Evaluation and generation ignore it.
+import Foundation
+import LoRAFormats
+
+/// The model families this reader knows; each is a `model_type` in config.json.
+public enum LlamaArchitecture: String, Sendable, CaseIterable {
+    case llama, mistral, qwen2, qwen3
+
+    /// The causal-LM class transformers builds for the family, written to `architectures`.
+    public var causalLMArchitecture: String {
+        switch self {
+        case .llama: "LlamaForCausalLM"
+        case .mistral: "MistralForCausalLM"
+        case .qwen2: "Qwen2ForCausalLM"
+        case .qwen3: "Qwen3ForCausalLM"
+        }
+    }
+
+    /// The bare decoder class (`LlamaModel`, ...), also accepted in `architectures`.
+    var baseModelArchitecture: String {
+        switch self {
+        case .llama: "LlamaModel"
+        case .mistral: "MistralModel"
+        case .qwen2: "Qwen2Model"
+        case .qwen3: "Qwen3Model"
+        }
+    }
+}
+
+/// How RoPE frequencies are rescaled for longer contexts (`rope_type` in transformers).
+public enum RoPEScaling: Sendable, Equatable {
+    /// `default`: inv_freq[i] = 1 / theta^(2i/d).
+    case none
+    /// `linear`: every inverse frequency divided by `factor`.
+    case linear(factor: Double)
+    /// `llama3`: low frequencies divided by `factor`, high ones kept, a smooth ramp between (Llama 3.1).
+    case llama3(Llama3RoPEScaling)
+    /// `yarn`: NTK-by-parts interpolation plus a cos/sin scale (YaRN, Peng et al. 2023).
+    case yarn(YaRNRoPEScaling)
+
+    /// The `rope_type` string.
+    public var typeName: String {
+        switch self {
+        case .none: "default"
+        case .linear: "linear"
+        case .llama3: "llama3"
+        case .yarn: "yarn"
+        }
+    }
+}
+
+/// `rope_type: llama3` parameters.
+public struct Llama3RoPEScaling: Sendable, Equatable {
+    public var factor: Double
+    public var lowFreqFactor: Double
+    public var highFreqFactor: Double
+    /// The context length before scaling (`original_max_position_embeddings`).
+    public var originalMaxPositions: Int
+
+    public init(factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalMaxPositions: Int) {
+        (self.factor, self.lowFreqFactor, self.highFreqFactor) = (factor, lowFreqFactor, highFreqFactor)
+        self.originalMaxPositions = originalMaxPositions
+    }
+}
+
+/// `rope_type: yarn` parameters, with transformers' defaults already applied.
+public struct YaRNRoPEScaling: Sendable, Equatable {
+    /// The scale factor (a `null` factor in the file is resolved to max_positions / original_max_positions).
+    public var factor: Double
+    public var originalMaxPositions: Int
+    /// The cos/sin scale when the file sets it; otherwise it is derived from `factor`, `mscale`, `mscaleAllDim`.
+    public var attentionFactor: Double?
+    /// Extrapolation boundary of the ramp (file value, or 32 when absent, null or 0).
+    public var betaFast: Double
+    /// Interpolation boundary of the ramp (file value, or 1 when absent, null or 0).
+    public var betaSlow: Double
+    public var mscale: Double?
+    public var mscaleAllDim: Double?
+    /// Whether the correction range is rounded outward to whole dimensions (absent: true; `null`: false).
+    public var truncate: Bool
+
+    public init(factor: Double, originalMaxPositions: Int, attentionFactor: Double? = nil, betaFast: Double = 32,
+                betaSlow: Double = 1, mscale: Double? = nil, mscaleAllDim: Double? = nil, truncate: Bool = true) {
+        (self.factor, self.originalMaxPositions, self.attentionFactor) = (factor, originalMaxPositions, attentionFactor)
+        (self.betaFast, self.betaSlow, self.mscale, self.mscaleAllDim) = (betaFast, betaSlow, mscale, mscaleAllDim)
+        self.truncate = truncate
+    }
+}
+
+/// The architecture of a Llama-family model, as transformers 5.24 reads its config.json.
+public struct LlamaConfig: Sendable, Equatable {
+    public var family: LlamaArchitecture
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    /// The MLP's hidden width (gate_proj / up_proj outputs).
+    public var intermediateSize: Int
+    public var layers: Int
+    /// Query heads.
+    public var heads: Int
+    /// Key/value heads (grouped-query attention: heads / kvHeads query heads share each).
+    public var kvHeads: Int
+    /// Width of one head; q_proj is [heads·headDim, hidden], k_proj/v_proj [kvHeads·headDim, hidden].
+    public var headDim: Int
+    /// `max_position_embeddings`: what the model was trained for; RoPE tables are not limited to it.
+    public var maxPositions: Int
+    /// RMSNorm epsilon as written in the file; the model adds it to a float32 variance, so it acts as Float(eps).
+    public var rmsNormEpsilon: Double
+    /// RoPE base. Kept in double precision: YaRN's correction range is computed from it in double.
+    public var ropeTheta: Double
+    public var ropeScaling: RoPEScaling
+    /// Whether lm_head shares the token embedding matrix.
+    public var tieWordEmbeddings: Bool
+    /// `attention_bias` (Llama, Qwen3: biases on q/k/v/o); always false for Mistral and Qwen2, whose models
+    /// ignore the key. See `qkvBias` and `outputBias` for what each family builds.
+    public var attentionBias: Bool
+    /// `mlp_bias` (Llama only): biases on gate/up/down projections.
+    public var mlpBias: Bool
+    /// Per layer, the sliding attention window, or nil for full causal attention. A window w lets query i see
+    /// keys j with i − w < j ≤ i (transformers' `sliding_window_overlay`). Mistral applies `sliding_window` to
+    /// every layer; Qwen2/Qwen3 to the layers `layer_types` marks `sliding_attention`.
+    public var slidingWindows: [Int?]
+    /// Dropout on attention probabilities, in training only (see the file header).
+    public var attentionDropout: Double
+    /// Beginning/end-of-sequence ids (a single id or a list in the file; empty when null).
+    public var bosTokenIds: [Int]
+    public var eosTokenIds: [Int]
+    public var padTokenId: Int?
+    /// The weights' dtype as the file names it (`dtype`, or the older `torch_dtype`): "bfloat16", "float32", ...
+    public var dtype: String?
+    /// The parsed file, so a merged or fully fine-tuned model can be written with every unknown field kept
+    /// (see `configJSON(dtype:)`); nil for a config built in code.
+    public var rawJSON: [String: JSONValue]?
+
+    /// Whether q_proj, k_proj and v_proj have biases.
+    public var qkvBias: Bool { family == .qwen2 || attentionBias }
+    /// Whether o_proj has a bias.
+    public var outputBias: Bool { attentionBias }
+    /// Whether each head's queries and keys pass through an RMSNorm (weight [headDim]) before RoPE (Qwen3).
+    public var qkNorm: Bool { family == .qwen3 }
+    /// The sliding window of `layer`, or nil for full attention.
+    public func slidingWindow(layer: Int) -> Int? { slidingWindows[layer] }
+
+    /// A config built in code; `validate` runs as for a file.
+    public init(family: LlamaArchitecture, vocabSize: Int, hiddenSize: Int, intermediateSize: Int, layers: Int, heads: Int,
+                kvHeads: Int? = nil, headDim: Int? = nil, maxPositions: Int, rmsNormEpsilon: Double = 1e-6,
+                ropeTheta: Double = 10000, ropeScaling: RoPEScaling = .none, tieWordEmbeddings: Bool = false,
+                attentionBias: Bool = false, mlpBias: Bool = false, slidingWindows: [Int?]? = nil,
+                attentionDropout: Double = 0, bosTokenIds: [Int] = [], eosTokenIds: [Int] = [], padTokenId: Int? = nil,
+                dtype: String? = nil) throws {
+        (self.family, self.vocabSize, self.hiddenSize, self.intermediateSize) = (family, vocabSize, hiddenSize, intermediateSize)
+        (self.layers, self.heads, self.kvHeads) = (layers, heads, kvHeads ?? heads)
+        self.headDim = headDim ?? (heads > 0 ? hiddenSize / heads : 0)
+        (self.maxPositions, self.rmsNormEpsilon, self.ropeTheta, self.ropeScaling) = (maxPositions, rmsNormEpsilon, ropeTheta, ropeScaling)
+        (self.tieWordEmbeddings, self.attentionBias, self.mlpBias) = (tieWordEmbeddings, attentionBias, mlpBias)
+        self.slidingWindows = slidingWindows ?? Array(repeating: nil, count: max(layers, 0))
+        (self.attentionDropout, self.bosTokenIds, self.eosTokenIds) = (attentionDropout, bosTokenIds, eosTokenIds)
+        (self.padTokenId, self.dtype, self.rawJSON) = (padTokenId, dtype, nil)
+        try validate(path: "config")
+    }
+
+    /// Reads `config.json`.
+    public init(contentsOf path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw FormatError.io(path: path, reason: "cannot be read")
+        }
+        guard let root = (try? JSONValue.parse(data))?.objectValue else {
+            throw FormatError.invalid(path: path, reason: "not a JSON object")
+        }
+        try self.init(json: root, path: path)
+    }
+
+    /// Reads a config.json already parsed; `path` names the file in errors.
+    public init(json root: [String: JSONValue], path: String) throws {
+        let reader = ConfigReader(root: root, path: path)
+        family = try reader.family()
+        if let quantization = root["quantization_config"], quantization != .null {
+            let method = quantization.objectValue?["quant_method"]?.stringValue.map { " (quant_method '\($0)')" } ?? ""
+            throw reader.unsupported("quantization_config\(method): quantized checkpoints are not supported yet; "
+                                     + "NF4 arrives with QLoRA")
+        }
+        let activation = try reader.string("hidden_act", default: "silu")
+        guard activation == "silu" else { throw reader.unsupported("hidden_act '\(activation)' (supported: silu)") }
+
+        let defaults = FamilyDefaults(family)
+        vocabSize = try reader.int("vocab_size", default: defaults.vocabSize)
+        hiddenSize = try reader.int("hidden_size", default: 4096)
+        intermediateSize = try reader.int("intermediate_size", default: defaults.intermediateSize)
+        layers = try reader.int("num_hidden_layers", default: 32)
+        heads = try reader.int("num_attention_heads", default: 32)
+        maxPositions = try reader.int("max_position_embeddings", default: defaults.maxPositions)
+        kvHeads = try reader.optionalInt("num_key_value_heads", absent: defaults.kvHeads) ?? heads
+        guard heads >= 1 else { throw reader.invalid("num_attention_heads = \(heads) must be at least 1") }
+        guard layers >= 1 && layers <= 1 << 20 else {
+            throw reader.invalid("num_hidden_layers = \(layers) is outside 1...\(1 << 20)")
+        }
+        switch family {
+        case .llama, .mistral:
+            headDim = try reader.optionalInt("head_dim", absent: nil) ?? hiddenSize / heads
+        case .qwen2, .qwen3:
+            guard root["head_dim"] != .null else { throw reader.invalid("head_dim is null") }
+            headDim = try reader.int("head_dim", default: family == .qwen3 ? 128 : hiddenSize / heads)
+        }
+        if family == .llama && hiddenSize % heads != 0 {  // LlamaConfig.validate_architecture
+            throw reader.invalid("hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(heads)")
+        }
+        rmsNormEpsilon = try reader.double("rms_norm_eps", default: 1e-6)
+        tieWordEmbeddings = try reader.bool("tie_word_embeddings", default: false)
+        attentionBias = family == .llama || family == .qwen3 ? try reader.bool("attention_bias", default: false) : false
+        mlpBias = family == .llama ? try reader.bool("mlp_bias", default: false) : false
+        attentionDropout = try reader.double("attention_dropout", default: 0)
+        bosTokenIds = try reader.tokenIds("bos_token_id", default: defaults.bos)
+        eosTokenIds = try reader.tokenIds("eos_token_id", default: defaults.eos)
+        padTokenId = try reader.optionalInt("pad_token_id", absent: nil)
+        dtype = try reader.dtype()
+        slidingWindows = try reader.slidingWindows(family: family, layers: layers)
+        (ropeTheta, ropeScaling) = try reader.rope(maxPositions: maxPositions)
+        rawJSON = root
+        try validate(path: path)
+    }
+
+    /// Checks sizes and values; throws `FormatError.invalid` naming the field.
+    func validate(path: String) throws {
+        func check(_ ok: Bool, _ reason: @autoclosure () -> String) throws {
+            if !ok { throw FormatError.invalid(path: path, reason: reason()) }
+        }
+        let limit = 1 << 20
+        for (name, value) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
+                              ("num_hidden_layers", layers), ("num_attention_heads", heads),
+                              ("num_key_value_heads", kvHeads), ("head_dim", headDim),
+                              ("max_position_embeddings", maxPositions)] {
+            try check(value >= 1 && value <= limit, "\(name) = \(value) is outside 1...\(limit)")
+        }
+        try check(vocabSize >= 1 && vocabSize < 1 << 24, "vocab_size = \(vocabSize) is outside 1..<2^24")
+        try check(heads % kvHeads == 0, "num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)")
+        try check(headDim % 2 == 0, "head_dim \(headDim) is odd; RoPE rotates pairs of dimensions")
+        try check(rmsNormEpsilon.isFinite && rmsNormEpsilon > 0, "rms_norm_eps \(rmsNormEpsilon) must be positive")
+        try check(attentionDropout >= 0 && attentionDropout <= 1, "attention_dropout \(attentionDropout) is outside 0...1")
+        try check(ropeTheta.isFinite && ropeTheta > 0 && Float(ropeTheta).isFinite,
+                  "rope_theta \(ropeTheta) must be positive and finite in float32")
+        try check(slidingWindows.count == layers, "\(slidingWindows.count) sliding windows for \(layers) layers")
+        for case let window? in slidingWindows { try check(window >= 1, "sliding_window \(window) must be at least 1") }
+        let windows = Set(slidingWindows.compactMap { $0 })
+        try check(windows.count <= 1, "layers use different sliding windows \(windows.sorted()); config.json has one sliding_window")
+        switch family {
+        case .llama: try check(windows.isEmpty, "model_type llama has no sliding window")
+        case .mistral: try check(windows.isEmpty || !slidingWindows.contains(nil), "mistral applies its sliding window to every layer")
+        case .qwen2, .qwen3: break
+        }
+        try check(!attentionBias || family == .llama || family == .qwen3,
+                  "attention_bias is not read by model_type \(family.rawValue) (see qkvBias, outputBias)")
+        try check(!mlpBias || family == .llama, "mlp_bias is not read by model_type \(family.rawValue)")
+        for id in bosTokenIds + eosTokenIds + (padTokenId.map { [$0] } ?? []) {
+            try check(id >= 0 && id < vocabSize, "token id \(id) is outside the vocabulary (size \(vocabSize))")
+        }
+        switch ropeScaling {
+        case .none: break
+        case .linear(let factor):
+            try check(factor.isFinite && factor > 0, "rope scaling factor \(factor) must be positive")
+        case .llama3(let p):
+            try check(p.factor.isFinite && p.factor > 0, "rope scaling factor \(p.factor) must be positive")
+            try check(p.lowFreqFactor > 0 && p.highFreqFactor.isFinite && p.highFreqFactor != p.lowFreqFactor,
+                      "llama3 low_freq_factor \(p.lowFreqFactor) must be positive and differ from high_freq_factor \(p.highFreqFactor)")
+            try check(p.originalMaxPositions >= 1, "original_max_position_embeddings \(p.originalMaxPositions) must be positive")
+        case .yarn(let p):
+            try check(p.factor.isFinite && p.factor > 0, "rope scaling factor \(p.factor) must be positive")
+            try check(p.originalMaxPositions >= 1, "original_max_position_embeddings \(p.originalMaxPositions) must be positive")
+            try check(p.betaFast.isFinite && p.betaSlow.isFinite && p.betaFast > 0 && p.betaSlow > 0,
+                      "yarn beta_fast \(p.betaFast) and beta_slow \(p.betaSlow) must be positive")
+            if let a = p.attentionFactor { try check(a.isFinite && a >= 0, "yarn attention_factor \(a) must be non-negative") }
+        }
+    }
+}
+
+/// transformers 5.24's class defaults for keys absent from the file.
+private struct FamilyDefaults {
+    var vocabSize: Int, intermediateSize: Int, maxPositions: Int
+    /// Used when the key is absent; a `null` value always means "as many as heads".
+    var kvHeads: Int?
+    var bos: [Int], eos: [Int]
+
+    init(_ family: LlamaArchitecture) {
+        switch family {
+        case .llama: (vocabSize, intermediateSize, maxPositions, kvHeads, bos, eos) = (32000, 11008, 2048, nil, [1], [2])
+        case .mistral: (vocabSize, intermediateSize, maxPositions, kvHeads, bos, eos) = (32000, 14336, 131072, 8, [1], [2])
+        case .qwen2, .qwen3: (vocabSize, intermediateSize, maxPositions, kvHeads, bos, eos) = (151936, 22016, 32768, 32, [], [])
+        }
+    }
+}
+
+/// Typed lookups into the config object, each error naming the file and the key.
+private struct ConfigReader {
+    let root: [String: JSONValue]
+    let path: String
+
+    func invalid(_ reason: String) -> FormatError { .invalid(path: path, reason: reason) }
+    func unsupported(_ reason: String) -> FormatError { .unsupported(path: path, reason: reason) }
+
+    func family() throws -> LlamaArchitecture {
+        let supported = LlamaArchitecture.allCases.map(\.rawValue).joined(separator: ", ")
+        if let value = root["model_type"], value != .null {
+            guard let name = value.stringValue else { throw invalid("model_type is not a string") }
+            guard let family = LlamaArchitecture(rawValue: name) else {
+                throw unsupported("model_type '\(name)' (supported: \(supported))")
+            }
+            return family  // transformers' Auto classes choose by model_type alone
+        }
+        guard let names = root["architectures"]?.arrayValue?.compactMap(\.stringValue), !names.isEmpty else {
+            throw invalid("missing model_type (and no architectures to infer it from)")
+        }
+        let families = Set(names.compactMap { name in
+            LlamaArchitecture.allCases.first { [$0.causalLMArchitecture, $0.baseModelArchitecture].contains(name) }
+        })
+        guard families.count == 1, let family = families.first,
+              names.allSatisfy({ [family.causalLMArchitecture, family.baseModelArchitecture].contains($0) }) else {
+            throw unsupported("architectures \(names) without model_type (supported: "
+                              + LlamaArchitecture.allCases.map(\.causalLMArchitecture).joined(separator: ", ") + ")")
+        }
+        return family
+    }
+
+    func int(_ key: String, default fallback: Int) throws -> Int {
+        guard let value = root[key] else { return fallback }
+        guard let i = value.intValue else { throw invalid("\(key) is not an integer") }
+        return i
+    }
+
+    /// An integer that may be `null` (nil); `absent` when the key is missing.
+    func optionalInt(_ key: String, absent: Int?) throws -> Int? {
+        guard let value = root[key] else { return absent }
+        if value == .null { return nil }
+        guard let i = value.intValue else { throw invalid("\(key) is not an integer") }
+        return i
+    }
+
+    func double(_ key: String, default fallback: Double) throws -> Double {
+        guard let value = root[key] else { return fallback }
+        guard let d = value.doubleValue else { throw invalid("\(key) is not a number") }
+        return d
+    }
+
+    func bool(_ key: String, default fallback: Bool) throws -> Bool {
+        guard let value = root[key] else { return fallback }
+        guard let b = value.boolValue else { throw invalid("\(key) is not a boolean") }
+        return b
+    }
+
+    func string(_ key: String, default fallback: String) throws -> String {
+        guard let value = root[key] else { return fallback }
+        guard let s = value.stringValue else { throw invalid("\(key) is not a string") }
+        return s
+    }
+
+    /// An id, a list of ids, or null (empty).
+    func tokenIds(_ key: String, default fallback: [Int]) throws -> [Int] {
+        guard let value = root[key] else { return fallback }
+        switch value {
+        case .null: return []
+        case .array(let items):
+            return try items.map { item in
+                guard let i = item.intValue else { throw invalid("\(key) holds a non-integer") }
+                return i
+            }
+        default:
+            guard let i = value.intValue else { throw invalid("\(key) is not an integer or a list of integers") }
+            return [i]
+        }
+    }
+
+    /// `dtype`, else the older `torch_dtype` (transformers keeps `dtype` when both are set).
+    func dtype() throws -> String? {
+        for key in ["dtype", "torch_dtype"] {
+            guard let value = root[key], value != .null else { continue }
+            guard let s = value.stringValue else { throw invalid("\(key) is not a string") }
+            return s
+        }
+        return nil
+    }
+
+    /// Per-layer sliding windows as each family's model applies them.
+    func slidingWindows(family: LlamaArchitecture, layers: Int) throws -> [Int?] {
+        let layerTypes: [String]? = try {
+            guard let value = root["layer_types"], value != .null else { return nil }
+            guard let items = value.arrayValue, items.allSatisfy({ $0.stringValue != nil }) else {
+                throw invalid("layer_types is not a list of strings")
+            }
+            return items.compactMap(\.stringValue)
+        }()
+        if let layerTypes, layerTypes.count != layers {
+            throw invalid("layer_types has \(layerTypes.count) entries for num_hidden_layers \(layers)")
+        }
+        if let other = layerTypes?.first(where: { $0 != "full_attention" && $0 != "sliding_attention" }) {
+            throw unsupported("layer_types entry '\(other)' (supported: full_attention, sliding_attention)")
+        }
+        switch family {
+        case .llama, .mistral:
+            // LlamaModel and MistralModel ignore layer_types; alternating attention is another model (Ministral).
+            if layerTypes?.contains("sliding_attention") == true {
+                throw unsupported("layer_types with sliding_attention entries for model_type \(family.rawValue), "
+                                  + "whose transformers model ignores them (alternating sliding attention is Ministral's)")
+            }
+            guard family == .mistral else { return Array(repeating: nil, count: layers) }
+            let window = try optionalInt("sliding_window", absent: 4096)
+            return Array(repeating: window, count: layers)
+        case .qwen2, .qwen3:
+            // Qwen2Config.__post_init__: the window applies only with use_sliding_window, and (when layer_types is
+            // not given) only to layers from max_window_layers on.
+            let use = try bool("use_sliding_window", default: false)
+            let window = use ? try optionalInt("sliding_window", absent: 4096) : nil
+            let maxWindowLayers = try int("max_window_layers", default: 28)
+            let types = layerTypes ?? (0..<layers).map { window != nil && $0 >= maxWindowLayers ? "sliding_attention" : "full_attention" }
+            if window == nil, let layer = types.firstIndex(of: "sliding_attention") {
+                throw unsupported("layer_types marks layer \(layer) sliding_attention but no sliding window is set "
+                                  + "(use_sliding_window \(use), sliding_window null or unused)")
+            }
+            return types.map { $0 == "sliding_attention" ? window : nil }
+        }
+    }
+
+    /// RoPE base and scaling, normalized as transformers 5.24's `convert_rope_params_to_dict` and
+    /// `standardize_rope_params` do: a non-empty `rope_scaling` replaces `rope_parameters`; `rope_theta` inside the
+    /// dict wins over the top-level key (default 10000); `rope_type` wins over the legacy `type` (default "default");
+    /// a top-level `original_max_position_embeddings` overrides the dict's for llama3/yarn (the model's RoPE init
+    /// re-runs the standardization once that key has become an attribute), else the dict's, else max_positions.
+    func rope(maxPositions: Int) throws -> (theta: Double, scaling: RoPEScaling) {
+        var source = "rope_parameters"
+        var dict: [String: JSONValue] = [:]
+        if let scaling = root["rope_scaling"], scaling != .null {
+            guard let object = scaling.objectValue else { throw invalid("rope_scaling is not an object") }
+            if !object.isEmpty { (dict, source) = (object, "rope_scaling") }
+        }
+        if source == "rope_parameters", let parameters = root["rope_parameters"], parameters != .null {
+            guard let object = parameters.objectValue else { throw invalid("rope_parameters is not an object") }
+            dict = object
+        }
+        if let nested = dict.first(where: { $0.value.objectValue != nil }) {
+            throw unsupported("\(source).\(nested.key): RoPE parameters per layer type")
+        }
+        func number(_ key: String) throws -> Double? {
+            guard let value = dict[key], value != .null else { return nil }
+            guard let d = value.doubleValue else { throw invalid("\(source).\(key) is not a number") }
+            return d
+        }
+        func required(_ key: String, _ type: String) throws -> Double {
+            guard dict[key] != nil else { throw invalid("\(source).\(key) is missing (required for rope_type '\(type)')") }
+            guard let d = try number(key) else { throw invalid("\(source).\(key) is null") }
+            return d
+        }
+
+        let theta: Double
+        if let value = dict["rope_theta"] {
+            guard let d = value.doubleValue else { throw invalid("\(source).rope_theta is not a number") }
+            theta = d
+        } else {
+            theta = try double("rope_theta", default: 10000)
+        }
+        let typeValue = dict["rope_type"] ?? dict["type"] ?? .string("default")
+        guard let type = typeValue.stringValue else { throw invalid("\(source).rope_type is not a string") }
+        let partial = try number("partial_rotary_factor") ?? double("partial_rotary_factor", default: 1)
+        if partial != 1 && type != "default" {  // the default init ignores it (LlamaRotaryEmbedding); the others do not
+            throw unsupported("partial_rotary_factor \(partial) with rope_type '\(type)' (only full rotary dimensions)")
+        }
+        func originalMaxPositions() throws -> Int {
+            if let top = root["original_max_position_embeddings"] {
+                guard let i = top.intValue else { throw invalid("original_max_position_embeddings is not an integer") }
+                return i
+            }
+            guard let value = dict["original_max_position_embeddings"] else { return maxPositions }
+            guard let i = value.intValue else { throw invalid("\(source).original_max_position_embeddings is not an integer") }
+            return i
+        }
+
+        switch type {
+        case "default":
+            return (theta, .none)
+        case "linear":
+            return (theta, .linear(factor: try required("factor", type)))
+        case "llama3":
+            return (theta, .llama3(Llama3RoPEScaling(
+                factor: try required("factor", type), lowFreqFactor: try required("low_freq_factor", type),
+                highFreqFactor: try required("high_freq_factor", type), originalMaxPositions: try originalMaxPositions())))
+        case "yarn":
+            guard dict["factor"] != nil else { throw invalid("\(source).factor is missing (required for rope_type 'yarn')") }
+            let original = try originalMaxPositions()
+            let truncate: Bool
+            switch dict["truncate"] {
+            case nil: truncate = true
+            case .null?: truncate = false  // `config.rope_parameters.get("truncate", True)` is None: falsy
+            case .bool(let b)?: truncate = b
+            default: throw invalid("\(source).truncate is not a boolean")
+            }
+            // `x or default`: a null or zero beta takes the default; so do mscale/mscale_all_dim when null or 0.
+            let nonZero = { (d: Double?) in d == 0 ? nil : d }
+            return (theta, .yarn(YaRNRoPEScaling(
+                factor: try number("factor") ?? Double(maxPositions) / Double(original),
+                originalMaxPositions: original, attentionFactor: try number("attention_factor"),
+                betaFast: nonZero(try number("beta_fast")) ?? 32, betaSlow: nonZero(try number("beta_slow")) ?? 1,
+                mscale: nonZero(try number("mscale")), mscaleAllDim: nonZero(try number("mscale_all_dim")),
+                truncate: truncate)))
+        default:
+            throw unsupported("\(source).rope_type '\(type)' (supported: default, linear, llama3, yarn)")
+        }
+    }
+}
+
+extension LlamaConfig {
+    /// config.json for this architecture in the form transformers 5.24 writes it (so `from_pretrained` loads it
+    /// back to the same values): `rope_parameters` carries the RoPE type and base.
+    public var json: JSONValue {
+        func ids(_ ids: [Int]) -> JSONValue {
+            ids.isEmpty ? .null : ids.count == 1 ? .integer(ids[0]) : .array(ids.map { .integer($0) })
+        }
+        var rope: [String: JSONValue] = ["rope_type": .string(ropeScaling.typeName), "rope_theta": .number(ropeTheta)]
+        switch ropeScaling {
+        case .none: break
+        case .linear(let factor): rope["factor"] = .number(factor)
+        case .llama3(let p):
+            rope["factor"] = .number(p.factor)
+            rope["low_freq_factor"] = .number(p.lowFreqFactor)
+            rope["high_freq_factor"] = .number(p.highFreqFactor)
+            rope["original_max_position_embeddings"] = .integer(p.originalMaxPositions)
+        case .yarn(let p):
+            rope["factor"] = .number(p.factor)
+            rope["original_max_position_embeddings"] = .integer(p.originalMaxPositions)
+            rope["beta_fast"] = .number(p.betaFast)
+            rope["beta_slow"] = .number(p.betaSlow)
+            rope["truncate"] = .bool(p.truncate)
+            if let a = p.attentionFactor { rope["attention_factor"] = .number(a) }
+            if let m = p.mscale { rope["mscale"] = .number(m) }
+            if let m = p.mscaleAllDim { rope["mscale_all_dim"] = .number(m) }
+        }
+        var object: [String: JSONValue] = [
+            "architectures": .array([.string(family.causalLMArchitecture)]), "model_type": .string(family.rawValue),
+            "vocab_size": .integer(vocabSize), "hidden_size": .integer(hiddenSize),
+            "intermediate_size": .integer(intermediateSize), "num_hidden_layers": .integer(layers),
+            "num_attention_heads": .integer(heads), "num_key_value_heads": .integer(kvHeads),
+            "head_dim": .integer(headDim), "max_position_embeddings": .integer(maxPositions),
+            "rms_norm_eps": .number(rmsNormEpsilon), "hidden_act": .string("silu"),
+            "rope_parameters": .object(rope), "tie_word_embeddings": .bool(tieWordEmbeddings),
+            "attention_dropout": .number(attentionDropout),
+            "bos_token_id": ids(bosTokenIds), "eos_token_id": ids(eosTokenIds),
+            "pad_token_id": padTokenId.map { .integer($0) } ?? .null,
+        ]
+        if let dtype { object["dtype"] = .string(dtype) }
+        switch family {
+        case .llama:
+            object["attention_bias"] = .bool(attentionBias)
+            object["mlp_bias"] = .bool(mlpBias)
+        case .mistral:
+            object["sliding_window"] = slidingWindows.first.flatMap { $0.map { .integer($0) } } ?? .null
+        case .qwen2, .qwen3:
+            if family == .qwen3 { object["attention_bias"] = .bool(attentionBias) }
+            let window = slidingWindows.compactMap { $0 }.first
+            object["use_sliding_window"] = .bool(window != nil)
+            object["sliding_window"] = window.map { .integer($0) } ?? .null
+            object["layer_types"] = .array(slidingWindows.map { .string($0 == nil ? "full_attention" : "sliding_attention") })
+        }
+        return .object(object)
+    }
+
+    /// The config.json to write beside weights saved as `dtype` ("float32", "bfloat16", ...): the file this
+    /// config was read from with only `dtype` and `torch_dtype` changed (every field transformers or other tools
+    /// read is kept), or `json` for a config built in code.
+    public func configJSON(dtype: String) -> JSONValue {
+        var object = rawJSON ?? json.objectValue ?? [:]
+        object["dtype"] = .string(dtype)
+        if object["torch_dtype"] != nil { object["torch_dtype"] = .string(dtype) }
+        return .object(object)
+    }
+}
