@@ -148,6 +148,8 @@ extension SafeTensorsWriter {
     /// `model-00001-of-0000N.safetensors`, plus `model.safetensors.index.json` with `metadata.total_size` (the sum
     /// of tensor bytes) and the `weight_map` (keys sorted); or one `model.safetensors` when all fit in one shard.
     /// Each file is written atomically and each item produces its bytes only while its shard is written.
+    /// (transformers 5's `save_pretrained` hands the same split its keys sorted by name: pass items sorted by name
+    /// to get exactly its files.)
     ///
     /// Order, so that a crash anywhere leaves the old model, the new one, or a clear error: an old index is
     /// removed first (its shards may be overwritten next); the shards; the new index; then an old
