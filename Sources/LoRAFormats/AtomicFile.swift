@@ -36,6 +36,14 @@ public enum AtomicFile {
         syncFolder(of: path)
     }
 
+    /// Renames `source` over `destination` (same folder), then flushes the folder.
+    public static func move(_ source: String, to destination: String) throws {
+        guard rename(source, destination) == 0 else {
+            throw FormatError.io(path: destination, reason: "rename from \(source): " + String(cString: strerror(errno)))
+        }
+        syncFolder(of: destination)
+    }
+
     /// Removes `path` if it exists (an error other than "no such file" is thrown), then flushes its folder.
     public static func remove(_ path: String) throws {
         guard unlink(path) == 0 || errno == ENOENT else {

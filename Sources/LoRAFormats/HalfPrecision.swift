@@ -9,7 +9,6 @@
 // bfloat16 NaN is written as 0x7FC0 (c10's scalar `round_to_nearest_even`; PyTorch's AVX-512 copy loop writes
 // 0xFFFF instead, so PyTorch itself has no single NaN pattern), float16 NaN keeps the sign and the top payload
 // bits with the quiet bit set (what F16C's VCVTPS2PH writes). Widening to float32 is exact.
-import Foundation
 
 extension Float {
     /// The bfloat16 nearest to `self` (ties to even), as its bit pattern: sign, 8 exponent bits, 7 mantissa bits,

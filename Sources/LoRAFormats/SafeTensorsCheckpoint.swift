@@ -151,10 +151,12 @@ extension SafeTensorsWriter {
     /// (transformers 5's `save_pretrained` hands the same split its keys sorted by name: pass items sorted by name
     /// to get exactly its files.)
     ///
-    /// Order, so that a crash anywhere leaves the old model, the new one, or a clear error: an old index is
-    /// removed first (its shards may be overwritten next); the shards; the new index; then an old
-    /// `model.safetensors` (which readers prefer over an index) and shards the new index does not name.
-    /// Writing a single file replaces `model.safetensors` first, then removes any index and shards.
+    /// Order, so that a failing item or a crash anywhere leaves the old model, the new one, or a clear error,
+    /// never shards of two writes mixed: every shard is first written under a temporary name (`<shard>.tmp-<pid>`;
+    /// an item that throws removes them and leaves the folder as it was, at the cost of disk space for both models
+    /// meanwhile); then the old index is removed, the shards renamed into place, the new index written, and last an
+    /// old `model.safetensors` (which readers prefer over an index) and shards the new index does not name are
+    /// removed. Writing a single file replaces `model.safetensors` first, then removes any index and shards.
     ///
     /// - Parameters:
     ///   - maxShardBytes: transformers' `max_shard_size` in bytes; huggingface_hub's default is 5 GB.
@@ -168,7 +170,7 @@ extension SafeTensorsWriter {
         var sizes: [Int] = []
         for item in items {
             guard seen.insert(item.name).inserted else { throw LoRAFormatsError.shape("safetensors: the name '\(item.name)' is used twice") }
-            sizes.append(try item.byteCount())
+            sizes.append(try item.checkedByteCount())
         }
         // huggingface_hub's split: a tensor over the limit is a shard of its own (placed before the one being
         // filled); otherwise a tensor that would overflow the current shard starts the next.
@@ -195,10 +197,17 @@ extension SafeTensorsWriter {
             return [SafeTensorsCheckpoint.singleFileName]
         }
         let names = (1...shards.count).map { "model-\(fiveDigits($0))-of-\(fiveDigits(shards.count)).safetensors" }
+        let staged = names.map { folder + "/" + $0 + ".tmp-\(getpid())" }
+        do {
+            for (path, members) in zip(staged, shards) { try write(members.map { items[$0] }, metadata: metadata, to: path) }
+        } catch {
+            for path in staged { unlink(path) }
+            throw error
+        }
         try AtomicFile.remove(index)
         var weightMap: [String: JSONValue] = [:]
-        for (shard, members) in zip(names, shards) {
-            try write(members.map { items[$0] }, metadata: metadata, to: folder + "/" + shard)
+        for (i, (shard, members)) in zip(names, shards).enumerated() {
+            try AtomicFile.move(staged[i], to: folder + "/" + shard)
             for i in members { weightMap[items[i].name] = .string(shard) }
         }
         let json = JSONValue.object(["metadata": .object(["total_size": .integer(sizes.reduce(0, +))]), "weight_map": .object(weightMap)])

@@ -102,6 +102,15 @@ public enum SafeTensorsWriter {
             }
             return bytes
         }
+
+        /// `byteCount()`, also checked against the bytes the source is known to hold.
+        func checkedByteCount() throws -> Int {
+            let bytes = try byteCount()
+            if let known = knownByteCount, known != bytes {
+                throw LoRAFormatsError.shape("safetensors: '\(name)' \(dtype.rawValue) \(shape) needs \(bytes) bytes, got \(known)")
+            }
+            return bytes
+        }
     }
 
     /// The file's bytes, in memory (for small files; `write` streams).
@@ -123,10 +132,7 @@ public enum SafeTensorsWriter {
         var header: [String: JSONValue] = [:]
         var offset = 0
         for item in items {
-            let bytes = try item.byteCount()
-            if let known = item.knownByteCount, known != bytes {
-                throw LoRAFormatsError.shape("safetensors: '\(item.name)' \(item.dtype.rawValue) \(item.shape) needs \(bytes) bytes, got \(known)")
-            }
+            let bytes = try item.checkedByteCount()
             guard header[item.name] == nil, item.name != "__metadata__" else {
                 throw LoRAFormatsError.shape("safetensors: the name '\(item.name)' is used twice or reserved")
             }

@@ -100,21 +100,43 @@ struct SafeTensorsCheckpointTests {
         return items
     }
 
-    @Test("an interrupted write leaves the old single-file model, or a folder that says it has no index; never a mix")
+    @Test("a write whose item fails leaves the old model as it was, single or sharded; a crash before the index names the cause")
     func interruptedWrites() throws {
         let overSingle = folder("interrupted-single")
         try SafeTensorsWriter.writeCheckpoint(Self.items([300]), to: overSingle)
         #expect(throws: LoRAFormatsError.self) { try SafeTensorsWriter.writeCheckpoint(Self.failing(), to: overSingle, maxShardBytes: 1000) }
-        #expect(try SafeTensorsCheckpoint(folder: overSingle).names == ["t0"])
+        #expect(try files(overSingle) == ["model.safetensors"])
         #expect(try SafeTensorsCheckpoint(folder: overSingle).entry("t0").shape == [150])
-        #expect(try files(overSingle).allSatisfy { !$0.contains(".tmp-") })
 
         let overSharded = folder("interrupted-sharded")
         try SafeTensorsWriter.writeCheckpoint(Self.items([800, 800, 800]), to: overSharded, maxShardBytes: 1000)
+        let before = try files(overSharded)
         #expect(throws: LoRAFormatsError.self) { try SafeTensorsWriter.writeCheckpoint(Self.failing(), to: overSharded, maxShardBytes: 1000) }
+        #expect(try files(overSharded) == before)
+        let old = try SafeTensorsCheckpoint(folder: overSharded)
+        #expect(old.names == ["t0", "t1", "t2"] && old.files.count == 3)
+        #expect(try old.floats("t2") == Self.values(400, seed: 2).map { Float(bfloat16Bits: $0.bfloat16Bits) })
+
+        // A crash after the old index went and before the new one was written: shards, no index.
+        try FileManager.default.removeItem(atPath: overSharded + "/model.safetensors.index.json")
         let error = #expect(throws: FormatError.self) { try SafeTensorsCheckpoint(folder: overSharded) }
         #expect(error?.description.contains("shards without an index") == true, "\(String(describing: error))")
-        #expect(try files(overSharded).allSatisfy { !$0.contains(".tmp-") })
+    }
+
+    @Test("wrong byte counts, bad shapes and repeated names are refused before the folder is touched")
+    func badItems() throws {
+        let path = folder("bad-items")
+        try SafeTensorsWriter.writeCheckpoint(Self.items([800, 800]), to: path, maxShardBytes: 1000)
+        let before = try files(path)
+        let cases: [[SafeTensorsWriter.Item]] = [
+            Self.items([800]) + [SafeTensorsWriter.Item(name: "short", dtype: .bf16, shape: [4], bytes: Data(count: 6))],
+            Self.items([800]) + [.float32("negative", shape: [-2], values: [])],
+            Self.items([800, 800]) + Self.items([800]),
+        ]
+        for items in cases {
+            #expect(throws: LoRAFormatsError.self) { try SafeTensorsWriter.writeCheckpoint(items, to: path, maxShardBytes: 1000) }
+            #expect(try files(path) == before)
+        }
     }
 
     /// A folder with two shards (`a`, `b` in the first; `c` in the second) and `index` as its index.
