@@ -1,7 +1,8 @@
-// safetensors: an 8-byte little-endian header length, a JSON header naming each tensor's dtype, shape and byte
-// range, then the data. Reading maps the file and checks the header length, the JSON, every dtype, shape and
-// range against the file before any tensor is read; ranges must not overlap. Writing goes to a temporary file
-// that is renamed into place, so a crash never leaves a half-written file under the real name.
+// Reading safetensors: an 8-byte little-endian header length, a JSON header naming each tensor's dtype, shape and
+// byte range, then the data, tensors packed back to back (little-endian, row-major, no alignment promised). The
+// file is memory-mapped and the header length, the JSON, every dtype, shape and range are checked against the file
+// before any tensor is read; ranges must not overlap. Tensors are read lazily: `withBytes` hands out the mapped
+// bytes as stored, `floats` and `integers` convert. Writing is in SafeTensorsWriter.swift.
 import Foundation
 
 /// Element types of safetensors files.
@@ -116,17 +117,39 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return entry
     }
 
-    /// A tensor's elements as Float (F32 as stored; F16, BF16 and F64 converted).
+    /// Calls `body` with a tensor's raw data straight from the mapped file, without copying: `entry(name).count`
+    /// elements of `entry(name).dtype`, little-endian, row-major, with no alignment guaranteed (safetensors packs
+    /// tensors back to back). The buffer is valid only inside `body`.
+    public func withBytes<R>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let e = try entry(name)
+        return try withExtendedLifetime(map) {
+            try body(UnsafeRawBufferPointer(start: map.bytes + dataStart + e.range.lowerBound, count: e.range.count))
+        }
+    }
+
+    /// A tensor's elements as Float (F32 as stored; F16 and BF16 widened exactly; F64 rounded to nearest).
     public func floats(_ name: String) throws -> [Float] {
         let e = try entry(name)
-        let base = UnsafeRawPointer(map.bytes + dataStart + e.range.lowerBound)
-        let n = e.count
-        switch e.dtype {
-        case .f32: return (0..<n).map { Float(bitPattern: base.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self).littleEndian) }
-        case .f16: return (0..<n).map { Float(Float16(bitPattern: base.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self).littleEndian)) }
-        case .bf16: return (0..<n).map { Float(bitPattern: UInt32(base.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self).littleEndian) << 16) }
-        case .f64: return (0..<n).map { Float(Double(bitPattern: base.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self).littleEndian)) }
-        default: throw FormatError.unsupported(path: path, reason: "tensor '\(name)' is \(e.dtype.rawValue), not floating point")
+        guard e.dtype.isFloatingPoint else {
+            throw FormatError.unsupported(path: path, reason: "tensor '\(name)' is \(e.dtype.rawValue), not floating point")
+        }
+        return try withBytes(name) { source in
+            [Float](unsafeUninitializedCapacity: e.count) { buffer, initialized in
+                let destination = UnsafeMutableRawBufferPointer(buffer)
+                switch e.dtype {
+                case .f16: convertFloat16ToFloat32(source, destination)
+                case .bf16: convertBFloat16ToFloat32(source, destination)
+                case .f64:
+                    for i in 0..<e.count {
+                        buffer[i] = Float(Double(bitPattern: UInt64(littleEndian: source.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
+                    }
+                default:
+                    for i in 0..<e.count {
+                        buffer[i] = Float(bitPattern: UInt32(littleEndian: source.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+                    }
+                }
+                initialized = e.count
+            }
         }
     }
 
@@ -173,96 +196,3 @@ final class MappedFile: @unchecked Sendable {
     }
 }
 
-/// Writes safetensors files.
-public enum SafeTensorsWriter {
-    /// One tensor to write: its raw little-endian bytes.
-    public struct Item {
-        public let name: String, dtype: SafeTensorsDType, shape: [Int], bytes: Data
-        public init(name: String, dtype: SafeTensorsDType, shape: [Int], bytes: Data) {
-            (self.name, self.dtype, self.shape, self.bytes) = (name, dtype, shape, bytes)
-        }
-
-        /// An F32 tensor.
-        public static func float32(_ name: String, shape: [Int], values: [Float]) -> Item {
-            var data = Data(capacity: values.count * 4)
-            for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
-            return Item(name: name, dtype: .f32, shape: shape, bytes: data)
-        }
-
-        /// An I64 tensor.
-        public static func int64(_ name: String, shape: [Int], values: [Int]) -> Item {
-            var data = Data(capacity: values.count * 8)
-            for v in values { withUnsafeBytes(of: Int64(v).littleEndian) { data.append(contentsOf: $0) } }
-            return Item(name: name, dtype: .i64, shape: shape, bytes: data)
-        }
-    }
-
-    /// The file's bytes: data in the order given, the header padded with spaces to a multiple of 8.
-    public static func encode(_ items: [Item], metadata: [String: String] = [:]) throws -> Data {
-        var header: [String: JSONValue] = [:]
-        var offset = 0
-        for item in items {
-            guard item.shape.reduce(item.dtype.size, *) == item.bytes.count else {
-                throw LoRAFormatsError.shape("safetensors: '\(item.name)' \(item.dtype.rawValue) \(item.shape) needs "
-                    + "\(item.shape.reduce(item.dtype.size, *)) bytes, got \(item.bytes.count)")
-            }
-            guard header[item.name] == nil, item.name != "__metadata__" else {
-                throw LoRAFormatsError.shape("safetensors: the name '\(item.name)' is used twice or reserved")
-            }
-            header[item.name] = .object(["dtype": .string(item.dtype.rawValue), "shape": .array(item.shape.map { .integer($0) }),
-                                         "data_offsets": .array([.integer(offset), .integer(offset + item.bytes.count)])])
-            offset += item.bytes.count
-        }
-        if !metadata.isEmpty { header["__metadata__"] = .object(metadata.mapValues { .string($0) }) }
-        var json = Array(JSONValue.object(header).serialized().utf8)
-        while json.count % 8 != 0 { json.append(0x20) }
-        var data = Data()
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { data.append(contentsOf: $0) }
-        data.append(contentsOf: json)
-        for item in items { data.append(item.bytes) }
-        return data
-    }
-
-    /// Writes the file through a temporary name and a rename.
-    public static func write(_ items: [Item], metadata: [String: String] = [:], to path: String) throws {
-        try AtomicFile.write(try encode(items, metadata: metadata), to: path)
-    }
-}
-
-/// Errors in what a caller asked to write.
-public enum LoRAFormatsError: Error, CustomStringConvertible, Equatable {
-    case shape(String)
-    public var description: String {
-        switch self { case .shape(let m): m }
-    }
-}
-
-/// Writes that matter: to `path.tmp-<pid>` in the same folder, flushed to disk, then renamed over `path`, so a
-/// reader (or a crash) sees the old file or the new one, never a mixture.
-public enum AtomicFile {
-    public static func write(_ data: Data, to path: String) throws {
-        let temporary = path + ".tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw FormatError.io(path: temporary, reason: String(cString: strerror(errno))) }
-        var failure: String?
-        data.withUnsafeBytes { raw in
-            var done = 0
-            while done < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + done, raw.count - done)
-                if n < 0 { if errno == EINTR { continue }; failure = String(cString: strerror(errno)); return }
-                done += n
-            }
-            if fsync(fd) != 0 { failure = "fsync: " + String(cString: strerror(errno)) }
-        }
-        close(fd)
-        if let failure {
-            unlink(temporary)
-            throw FormatError.io(path: temporary, reason: failure)
-        }
-        guard rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw FormatError.io(path: path, reason: "rename: " + reason)
-        }
-    }
-}

@@ -128,6 +128,77 @@ struct SafeTensorsTests {
         #expect(rejected > 1000 && loaded > 10, "loaded \(loaded), rejected \(rejected)")
     }
 
+    @Test("withBytes hands out the stored bytes of every dtype, unconverted and in place")
+    func rawBytes() throws {
+        var generator = SeededGenerator(seed: 3)
+        var items: [SafeTensorsWriter.Item] = []
+        var expected: [String: [UInt8]] = [:]
+        for dtype in SafeTensorsDType.allCases {
+            let shape = [3, 5]
+            let bytes = (0..<(15 * dtype.size)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            expected[dtype.rawValue] = bytes
+            items.append(SafeTensorsWriter.Item(name: dtype.rawValue, dtype: dtype, shape: shape, bytes: Data(bytes)))
+        }
+        let file = try SafeTensorsFile(path: write(try SafeTensorsWriter.encode(items)))
+        for dtype in SafeTensorsDType.allCases {
+            #expect(try file.withBytes(dtype.rawValue) { [UInt8]($0) } == expected[dtype.rawValue], "\(dtype)")
+            #expect(try file.entry(dtype.rawValue).dtype == dtype)
+        }
+        // The BF16 bytes, odd-offset in the file after 15 one-byte elements, widen as the scalar conversion says.
+        let bf16 = expected["BF16"]!
+        let widened = (0..<15).map { Float(bfloat16Bits: UInt16(bf16[2 * $0]) | UInt16(bf16[2 * $0 + 1]) << 8) }
+        #expect(try file.floats("BF16").map(\.bitPattern) == widened.map(\.bitPattern))
+        #expect(throws: FormatError.self) { try file.withBytes("missing") { $0.count } }
+    }
+
+    @Test("F32, BF16 and F16 items from floats round trip (rounded as PyTorch), and from raw bytes as given")
+    func floatItems() throws {
+        var generator = SeededGenerator(seed: 8)
+        // More than one 64 Ki conversion chunk, with values that need rounding, subnormals and overflow.
+        var values = (0..<70_000).map { _ in Float.random(in: -3...3, using: &generator) * 1000 }
+        values[0] = 70_000; values[1] = 1e-6; values[2] = -.infinity; values[3] = 1e-40
+        let path = directory.appendingPathComponent("floats.safetensors").path
+        let f16Raw = values.flatMap { withUnsafeBytes(of: $0.float16Bits.littleEndian, Array.init) }
+        try SafeTensorsWriter.write([
+            .floats("f32", dtype: .f32, shape: [values.count], values: values),
+            .floats("bf16", dtype: .bf16, shape: [values.count], values: values),
+            .floats("f16", dtype: .f16, shape: [values.count], values: values),
+            SafeTensorsWriter.Item(name: "f16raw", dtype: .f16, shape: [values.count], bytes: Data(f16Raw)),
+        ], to: path)
+        let file = try SafeTensorsFile(path: path)
+        #expect(try file.floats("f32") == values)
+        #expect(try file.floats("bf16") == values.map { Float(bfloat16Bits: $0.bfloat16Bits) })
+        let f16 = try file.floats("f16")
+        #expect(f16 == values.map { Float(Float16($0)) })
+        #expect(f16[0] == .infinity && f16[3] == 0)
+        #expect(try file.withBytes("f16raw") { [UInt8]($0) } == f16Raw)
+        #expect(try file.withBytes("f16") { [UInt8]($0) } == f16Raw)
+    }
+
+    @Test("a producer that emits the wrong number of bytes fails the write and leaves the old file")
+    func producerMismatch() throws {
+        let path = directory.appendingPathComponent("p.safetensors").path
+        try SafeTensorsWriter.write([.float32("x", shape: [1], values: [1])], to: path)
+        for count in [7, 9, 0] {
+            let item = SafeTensorsWriter.Item(name: "y", dtype: .f32, shape: [2]) { emit in
+                // Emitted in uneven pieces, as a device read a slice at a time would.
+                let bytes = [UInt8](repeating: 1, count: count)
+                try bytes.withUnsafeBytes { try emit(UnsafeRawBufferPointer(rebasing: $0[..<min(3, count)])) }
+                try bytes.withUnsafeBytes { try emit(UnsafeRawBufferPointer(rebasing: $0[min(3, count)...])) }
+            }
+            let error = #expect(throws: LoRAFormatsError.self) { try SafeTensorsWriter.write([item], to: path) }
+            #expect(error?.description.contains("'y'") == true)
+        }
+        let pieces = SafeTensorsWriter.Item(name: "y", dtype: .f32, shape: [2]) { emit in
+            for value: Float in [5, 6] { try withUnsafeBytes(of: value.bitPattern.littleEndian) { try emit($0) } }
+        }
+        #expect(try SafeTensorsFile(path: path).floats("x") == [1])
+        try SafeTensorsWriter.write([pieces], to: path)
+        #expect(try SafeTensorsFile(path: path).floats("y") == [5, 6])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.contains(".tmp-") }.isEmpty)
+        #expect(throws: LoRAFormatsError.self) { try SafeTensorsWriter.encode([.float32("z", shape: [-1], values: [])]) }
+    }
+
     @Test("a write replaces the file atomically and leaves no temporary behind")
     func atomicWrite() throws {
         let path = directory.appendingPathComponent("a.safetensors").path
