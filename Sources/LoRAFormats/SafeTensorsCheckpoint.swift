@@ -111,6 +111,12 @@ public final class SafeTensorsCheckpoint: @unchecked Sendable {
         return (weightMap, metadata)
     }
 
+    /// Whether some file holds a tensor named `name`.
+    public func contains(_ name: String) -> Bool { location[name] != nil }
+
+    /// The path to name in a message about `name`: its file, else the index (or the single file).
+    public func path(of name: String) -> String { location[name].map { files[$0].path } ?? indexPath ?? files[0].path }
+
     /// The file holding `name`, or an error naming the folder and the tensor.
     public func file(containing name: String) throws -> SafeTensorsFile {
         guard let i = location[name] else {
