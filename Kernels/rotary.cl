@@ -4,18 +4,18 @@
 // sign = 1 rotates by the table's angle, −1 by its negative (the inverse, the gradient).
 
 __kernel void rope(__global const float* x, __global float* y, __global const float* cos_table,
-                   __global const float* sin_table, const int pairs, const int heads, const int half,
+                   __global const float* sin_table, const int pairs, const int heads, const int half_dim,
                    const int seq_len, const int start, const float sign)
 {
     const int id = get_global_id(0);
     if (id >= pairs) return;
-    const int i = id % half;
-    const int head = id / half;           // row·heads + h
+    const int i = id % half_dim;
+    const int head = id / half_dim;  // row·heads + h
     const int row = head / heads;
-    const long base = (long)head * 2 * half;
-    const int table = (start + row % seq_len) * half + i;
+    const long base = (long)head * 2 * half_dim;
+    const int table = (start + row % seq_len) * half_dim + i;
     const float c = cos_table[table], s = sign * sin_table[table];
-    const float a = x[base + i], b = x[base + half + i];
+    const float a = x[base + i], b = x[base + half_dim + i];
     y[base + i] = a * c - b * s;
-    y[base + half + i] = b * c + a * s;
+    y[base + half_dim + i] = b * c + a * s;
 }
