@@ -1,26 +1,35 @@
 // Softmax over the last axis of x [rows, cols], with a scale and an optional causal mask, and its gradient.
 // One work-item per row: rows are many (batch·heads·T) and no local memory or barriers are needed.
-// Causal: x is [..., Tq, Tk]; row r sees keys j <= r % Tq + (Tk - Tq). Masked entries of y are 0.
+// Causal: x is [..., Tq, Tk]; row r sees keys j <= r % Tq + (Tk - Tq), and with a window W > 0 only the last W of
+// those (a sliding window; window 0: none). Masked entries of y are 0.
+
+// The first key row r sees: 0, or the start of its window.
+int first_visible(const int visible, const int window)
+{
+    return window > 0 ? max(0, visible - window) : 0;
+}
 
 __kernel void softmax_forward(__global const float* x, __global float* y, const int rows, const int cols,
-                              const float scale, const int causal, const int queryLength)
+                              const float scale, const int causal, const int queryLength, const int window)
 {
     const int r = get_global_id(0);
     if (r >= rows) return;
     const int visible = causal ? clamp(r % queryLength + (cols - queryLength) + 1, 0, cols) : cols;
+    const int first = first_visible(visible, window);
     __global const float* xr = x + (long)r * cols;
     __global float* yr = y + (long)r * cols;
 
     float maximum = -INFINITY;
-    for (int j = 0; j < visible; j++) maximum = fmax(maximum, scale * xr[j]);
+    for (int j = first; j < visible; j++) maximum = fmax(maximum, scale * xr[j]);
     float sum = 0.0f;
-    for (int j = 0; j < visible; j++) {
+    for (int j = first; j < visible; j++) {
         const float e = exp(scale * xr[j] - maximum);
         yr[j] = e;
         sum += e;
     }
-    const float inverse = visible > 0 ? 1.0f / sum : 0.0f;
-    for (int j = 0; j < visible; j++) yr[j] *= inverse;
+    const float inverse = visible > first ? 1.0f / sum : 0.0f;
+    for (int j = first; j < visible; j++) yr[j] *= inverse;
+    for (int j = 0; j < first; j++) yr[j] = 0.0f;
     for (int j = visible; j < cols; j++) yr[j] = 0.0f;
 }
 
@@ -28,14 +37,16 @@ __kernel void softmax_forward(__global const float* x, __global float* y, const 
 // never read. dx may alias dy.
 __kernel void softmax_backward(__global const float* y, __global const float* dy, __global float* dx,
                                const int rows, const int cols, const float scale, const int causal,
-                               const int queryLength)
+                               const int queryLength, const int window)
 {
     const int r = get_global_id(0);
     if (r >= rows) return;
     const int visible = causal ? clamp(r % queryLength + (cols - queryLength) + 1, 0, cols) : cols;
+    const int first = first_visible(visible, window);
     const long base = (long)r * cols;
     float dot = 0.0f;
-    for (int j = 0; j < visible; j++) dot += dy[base + j] * y[base + j];
-    for (int j = 0; j < visible; j++) dx[base + j] = scale * y[base + j] * (dy[base + j] - dot);
+    for (int j = first; j < visible; j++) dot += dy[base + j] * y[base + j];
+    for (int j = first; j < visible; j++) dx[base + j] = scale * y[base + j] * (dy[base + j] - dot);
+    for (int j = 0; j < first; j++) dx[base + j] = 0.0f;
     for (int j = visible; j < cols; j++) dx[base + j] = 0.0f;
 }

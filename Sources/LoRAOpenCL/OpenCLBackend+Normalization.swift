@@ -1,4 +1,4 @@
-// OpenCL layer normalization and its gradient: Kernels/normalization.cl.
+// OpenCL layer normalization and RMS normalization and their gradients: Kernels/normalization.cl.
 import LoRARuntime
 
 extension OpenCLBackend {
@@ -28,6 +28,34 @@ extension OpenCLBackend {
         let group = try rowGroupSize(k, cols: op.cols)
         try launch(k, global: [op.rows * group], local: [group], [
             .tensor(op.x), .tensor(op.gamma), .tensor(op.mean), .tensor(op.rstd), .tensor(op.dy), .tensor(op.dx),
+            .int(op.accumulate ? 1 : 0), .int(op.cols),
+        ])
+    }
+
+    public func rmsNorm(_ op: RMSNorm) throws {
+        try requireOwned(op)
+        let k = try kernel("rmsnorm_forward", file: "normalization")
+        let group = try rowGroupSize(k, cols: op.cols)
+        // Without rstd its slot still needs a valid buffer; nothing is written through it (write_rstd = 0).
+        try launch(k, global: [op.rows * group], local: [group], [
+            .tensor(op.x), .tensor(op.gamma), .tensor(op.y), .tensor(op.rstd ?? op.y), .int(op.rstd == nil ? 0 : 1),
+            .int(op.cols), .float(op.epsilon),
+        ])
+    }
+
+    public func rmsNormBackward(_ op: RMSNormBackward) throws {
+        try requireOwned(op)
+        // The gamma sums read dy first: dx may overwrite it.
+        if let dgamma = op.dgamma {
+            let k = try kernel("rmsnorm_backward_gamma", file: "normalization")
+            try launch(k, global: [op.cols], [
+                .tensor(op.x), .tensor(op.rstd), .tensor(op.dy), .tensor(dgamma), .int(op.rows), .int(op.cols),
+            ])
+        }
+        let k = try kernel("rmsnorm_backward_dx", file: "normalization")
+        let group = try rowGroupSize(k, cols: op.cols)
+        try launch(k, global: [op.rows * group], local: [group], [
+            .tensor(op.x), .tensor(op.gamma), .tensor(op.rstd), .tensor(op.dy), .tensor(op.dx),
             .int(op.accumulate ? 1 : 0), .int(op.cols),
         ])
     }

@@ -1,7 +1,10 @@
-// Causal multi-head attention as one op, forward and backward: for every sequence b and head h,
-//   P = softmax(scale·Q·Kᵀ) (query i sees keys j ≤ i + Tk − T),  context = P·V
+// Causal multi-head attention as one op, forward and backward: for every sequence b and query head h, with kv head
+// g(h) = h / (H / Hkv) (grouped-query attention; Hkv = H is plain multi-head, Hkv = 1 multi-query),
+//   P = softmax(scale·Q·Kᵀ) (query i sees keys j ≤ i + Tk − T, and with a window W only j > i + Tk − T − W),
+//   context = P·V
 // and backward, from dContext:
-//   dP = dContext·Vᵀ, dV = Pᵀ·dContext, dS = scale·P⊙(dP − rowsum(dP⊙P)), dQ = dS·K, dK = dSᵀ·Q.
+//   dP = dContext·Vᵀ, dV = Σ_h Pᵀ·dContext, dS = scale·P⊙(dP − rowsum(dP⊙P)), dQ = dS·K, dK = Σ_h dSᵀ·Q
+// (the sums over the query heads sharing a kv head).
 // As one op a backend can keep a head's scores in cache from the product through the softmax to the next product
 // (the CPU runs each head start to finish on one thread); as separate GEMM and softmax launches the scores made
 // three round trips through memory and attention took a quarter of a small model's training step.
@@ -47,23 +50,46 @@ public struct HeadOperand: Sendable {
     }
 }
 
-/// The shapes attention works on: B sequences, H heads of width D, T queries each against Tk keys (Tk ≥ T: the
-/// first Tk − T keys were cached before these queries).
+/// The shapes attention works on: B sequences, H query heads and Hkv key/value heads of width D, T queries each
+/// against Tk keys (Tk ≥ T: the first Tk − T keys were cached before these queries), and an optional sliding window.
+///
+/// Query head h reads kv head `h / (H / Hkv)`. With a window W (Mistral's `sliding_window`), the query at absolute
+/// position p = Tk − T + i sees keys j with `p − W < j ≤ p` (transformers' `sliding_window_causal_mask_function`:
+/// `kv_idx > q_idx − W` and `kv_idx ≤ q_idx`), so W keys counting itself.
 public struct AttentionShape: Sendable, Equatable {
-    public let sequences: Int, heads: Int, headDim: Int, queries: Int, keys: Int
+    public let sequences: Int, heads: Int, kvHeads: Int, headDim: Int, queries: Int, keys: Int
     public let scale: Float
+    /// Keys a query sees, counting its own (nil: all earlier keys).
+    public let window: Int?
 
-    public init(sequences: Int, heads: Int, headDim: Int, queries: Int, keys: Int, scale: Float) throws {
-        guard sequences >= 1, heads >= 1, headDim >= 1, queries >= 1, keys >= queries else {
-            throw LoRAError.invalidArgument("attention: B=\(sequences) H=\(heads) D=\(headDim) T=\(queries) Tk=\(keys) "
-                + "must be ≥ 1 with Tk ≥ T")
+    /// `kvHeads` nil means `heads` (plain multi-head attention).
+    public init(sequences: Int, heads: Int, kvHeads: Int? = nil, headDim: Int, queries: Int, keys: Int, scale: Float,
+                window: Int? = nil) throws {
+        let kvHeads = kvHeads ?? heads
+        guard sequences >= 1, heads >= 1, kvHeads >= 1, headDim >= 1, queries >= 1, keys >= queries else {
+            throw LoRAError.invalidArgument("attention: B=\(sequences) H=\(heads) Hkv=\(kvHeads) D=\(headDim) T=\(queries) "
+                + "Tk=\(keys) must be ≥ 1 with Tk ≥ T")
+        }
+        guard heads % kvHeads == 0 else {
+            throw LoRAError.invalidArgument("attention: \(kvHeads) kv heads do not divide \(heads) query heads")
         }
         guard scale.isFinite else { throw LoRAError.invalidArgument("attention: scale \(scale) must be finite") }
-        (self.sequences, self.heads, self.headDim, self.queries, self.keys, self.scale) = (sequences, heads, headDim, queries, keys, scale)
+        if let window, window < 1 { throw LoRAError.invalidArgument("attention: window \(window) must be ≥ 1") }
+        (self.sequences, self.heads, self.kvHeads, self.headDim) = (sequences, heads, kvHeads, headDim)
+        (self.queries, self.keys, self.scale, self.window) = (queries, keys, scale, window)
     }
 
-    /// Keys cached before the first query: query i sees keys `0...i + cached`.
+    /// Keys cached before the first query: query i sees keys `0...i + cached` (within the window).
     public var cached: Int { keys - queries }
+    /// Query heads per kv head.
+    public var groupSize: Int { heads / kvHeads }
+    /// The kv head query head h reads.
+    @inlinable public func kvHead(_ h: Int) -> Int { h / (heads / kvHeads) }
+    /// The keys query i (of 0..<T) sees: `max(0, p − W + 1)...p` for its absolute position p = cached + i.
+    @inlinable public func visibleKeys(query i: Int) -> Range<Int> {
+        let last = i + keys - queries
+        return (window.map { max(0, last - $0 + 1) } ?? 0)..<last + 1
+    }
     /// The probabilities' shape `[B, H, T, Tk]`.
     public var probabilityShape: [Int] { [sequences, heads, queries, keys] }
 
@@ -75,6 +101,7 @@ public struct AttentionShape: Sendable, Equatable {
 }
 
 /// Causal attention forward: writes the probabilities (kept for backward) and the context.
+/// Query and context have H heads, key and value Hkv.
 public struct Attention: BackendOp {
     public var owner: any Backend { context.tensor.backend }
     public let shape: AttentionShape
@@ -85,10 +112,10 @@ public struct Attention: BackendOp {
 
     public init(_ shape: AttentionShape, query: HeadOperand, key: HeadOperand, value: HeadOperand,
                 probabilities: Tensor, context: HeadOperand) throws {
-        let (b, h, d) = (shape.sequences, shape.heads, shape.headDim)
+        let (b, h, hkv, d) = (shape.sequences, shape.heads, shape.kvHeads, shape.headDim)
         try query.check("query", sequences: b, heads: h, rows: shape.queries, cols: d)
-        try key.check("key", sequences: b, heads: h, rows: shape.keys, cols: d)
-        try value.check("value", sequences: b, heads: h, rows: shape.keys, cols: d)
+        try key.check("key", sequences: b, heads: hkv, rows: shape.keys, cols: d)
+        try value.check("value", sequences: b, heads: hkv, rows: shape.keys, cols: d)
         try context.check("context", sequences: b, heads: h, rows: shape.queries, cols: d)
         try context.checkDisjoint("context", sequences: b, heads: h, rows: shape.queries, cols: d)
         try shape.check(probabilities: probabilities)
@@ -99,7 +126,7 @@ public struct Attention: BackendOp {
 }
 
 /// Causal attention backward: dQuery, dKey and dValue (written, not accumulated) from dContext and the forward's
-/// probabilities.
+/// probabilities. dKey and dValue have Hkv heads: each sums the gradients of its group's query heads.
 public struct AttentionBackward: BackendOp {
     public var owner: any Backend { dQuery.tensor.backend }
     public let shape: AttentionShape
@@ -110,13 +137,15 @@ public struct AttentionBackward: BackendOp {
 
     public init(_ shape: AttentionShape, query: HeadOperand, key: HeadOperand, value: HeadOperand, probabilities: Tensor,
                 dContext: HeadOperand, dQuery: HeadOperand, dKey: HeadOperand, dValue: HeadOperand) throws {
-        let (b, h, d) = (shape.sequences, shape.heads, shape.headDim)
-        for (name, x, rows) in [("query", query, shape.queries), ("key", key, shape.keys), ("value", value, shape.keys),
-                                ("dContext", dContext, shape.queries), ("dQuery", dQuery, shape.queries),
-                                ("dKey", dKey, shape.keys), ("dValue", dValue, shape.keys)] {
-            try x.check(name, sequences: b, heads: h, rows: rows, cols: d)
+        let (b, d) = (shape.sequences, shape.headDim)
+        let (h, hkv) = (shape.heads, shape.kvHeads)
+        for (name, x, heads, rows) in [("query", query, h, shape.queries), ("key", key, hkv, shape.keys),
+                                       ("value", value, hkv, shape.keys), ("dContext", dContext, h, shape.queries),
+                                       ("dQuery", dQuery, h, shape.queries), ("dKey", dKey, hkv, shape.keys),
+                                       ("dValue", dValue, hkv, shape.keys)] {
+            try x.check(name, sequences: b, heads: heads, rows: rows, cols: d)
             if name.hasPrefix("dQ") || name.hasPrefix("dK") || name.hasPrefix("dV") {
-                try x.checkDisjoint(name, sequences: b, heads: h, rows: rows, cols: d)
+                try x.checkDisjoint(name, sequences: b, heads: heads, rows: rows, cols: d)
             }
         }
         try shape.check(probabilities: probabilities)

@@ -35,7 +35,7 @@ public protocol Backend: AnyObject, Sendable {
 
     /// `C = alpha·op(A)·op(B) + beta·C`, batched with strides. See `GEMM`.
     func gemm(_ op: GEMM) throws
-    /// Causal multi-head attention: probabilities and context. See `Attention`.
+    /// Causal multi-head attention (grouped-query, optionally windowed): probabilities and context. See `Attention`.
     func attention(_ op: Attention) throws
     /// Gradient of `attention`. See `AttentionBackward`.
     func attentionBackward(_ op: AttentionBackward) throws
@@ -59,6 +59,16 @@ public protocol Backend: AnyObject, Sendable {
     func gelu(_ op: GELU) throws
     /// Gradient of `gelu`. See `GELUBackward`.
     func geluBackward(_ op: GELUBackward) throws
+    /// RMS normalization over the last axis (Llama's). See `RMSNorm`.
+    func rmsNorm(_ op: RMSNorm) throws
+    /// Gradient of `rmsNorm`. See `RMSNormBackward`.
+    func rmsNormBackward(_ op: RMSNormBackward) throws
+    /// Rotary position embedding, rotate-half layout (or its inverse, the gradient). See `RoPE`.
+    func rope(_ op: RoPE) throws
+    /// Llama's gated activation `silu(gate)·up`. See `SwiGLU`.
+    func swiglu(_ op: SwiGLU) throws
+    /// Gradient of `swiglu`. See `SwiGLUBackward`.
+    func swigluBackward(_ op: SwiGLUBackward) throws
     /// Cross-entropy fused with softmax and its gradient. See `CrossEntropy`.
     func crossEntropy(_ op: CrossEntropy) throws
     /// One fused AdamW update. See `AdamW`.

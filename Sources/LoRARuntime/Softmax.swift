@@ -1,12 +1,13 @@
-// Softmax over the last axis, with an optional scale and causal mask, and its gradient.
+// Softmax over the last axis, with an optional scale and causal mask (optionally a sliding window), and its gradient.
 // Layout: x is [..., cols], rows = count / cols. For attention, x is [batch, heads, Tq, Tk].
 
 /// `y = softmax(scale·x)` over the last axis.
 ///
 /// With `causal`, x is `[..., Tq, Tk]` and query row `i` (counted within its `Tq` block) sees keys
 /// `j ≤ i + (Tk − Tq)`; so with `Tq == Tk` it is the usual lower-triangular mask, and with a KV cache
-/// (`Tk > Tq`) the new queries see all cached keys. Masked entries of y are 0; a row that sees no key is all 0.
-/// `y` may be `x` (in place).
+/// (`Tk > Tq`) the new queries see all cached keys. With a `window` W as well, the row sees only the last W of those
+/// keys, `j > i + (Tk − Tq) − W` (Mistral's sliding window; see `AttentionShape`).
+/// Masked entries of y are 0; a row that sees no key is all 0. `y` may be `x` (in place).
 public struct Softmax: BackendOp {
     public var owner: any Backend { x.backend }
     public let x: Tensor, y: Tensor
@@ -16,9 +17,12 @@ public struct Softmax: BackendOp {
     public let rows: Int, cols: Int
     /// Rows per causal block (`Tq`); 1 when not causal.
     public let queryLength: Int
+    /// Keys a causal row sees, counting its own (nil: all earlier ones).
+    public let window: Int?
 
-    public init(x: Tensor, y: Tensor, scale: Float = 1, causal: Bool = false) throws {
+    public init(x: Tensor, y: Tensor, scale: Float = 1, causal: Bool = false, window: Int? = nil) throws {
         try x.backend.requireOwned("softmax", x, y)
+        try Softmax.check("softmax", window: window, causal: causal)
         guard x.shape == y.shape else {
             throw LoRAError.shapeMismatch("softmax: x is \(describe(x.shape)) but y is \(describe(y.shape))")
         }
@@ -26,15 +30,32 @@ public struct Softmax: BackendOp {
         if causal && x.rank < 2 {
             throw LoRAError.shapeMismatch("softmax: a causal mask needs x as [..., Tq, Tk], got \(describe(x.shape))")
         }
-        (self.x, self.y, self.scale, self.causal) = (x, y, scale, causal)
+        (self.x, self.y, self.scale, self.causal, self.window) = (x, y, scale, causal, window)
         cols = x.shape[x.rank - 1]
         rows = x.count / cols
         queryLength = causal ? x.shape[x.rank - 2] : 1
     }
 
-    /// Keys visible to `row` (all of them when not causal): entries `0..<visibleCount`.
+    /// Keys visible to `row` (all of them when not causal) without the window: entries `0..<visibleCount`.
     @inlinable public func visibleCount(row: Int) -> Int {
         Softmax.visibleCount(row: row, cols: cols, queryLength: causal ? queryLength : 0)
+    }
+
+    /// Keys visible to `row`, the window included.
+    @inlinable public func visibleKeys(row: Int) -> Range<Int> {
+        Softmax.visibleKeys(visibleCount: visibleCount(row: row), window: window)
+    }
+
+    /// The last `window` of the first `visibleCount` keys (all of them without a window).
+    @inlinable static func visibleKeys(visibleCount: Int, window: Int?) -> Range<Int> {
+        (window.map { max(0, visibleCount - $0) } ?? 0)..<visibleCount
+    }
+
+    static func check(_ op: String, window: Int?, causal: Bool) throws {
+        guard let window else { return }
+        guard causal, window >= 1 else {
+            throw LoRAError.invalidArgument("\(op): a window (\(window)) must be ≥ 1 and needs the causal mask")
+        }
     }
 
     /// Keys visible to `row` of `[..., Tq, Tk]` rows under the causal mask (queryLength = Tq; 0: no mask).
@@ -47,7 +68,7 @@ public struct Softmax: BackendOp {
 /// Gradient of `Softmax`: `dx = scale · y ⊙ (dy − Σⱼ dyⱼ·yⱼ)` per row, written (not accumulated) into `dx`.
 ///
 /// Needs only the forward output `y`: masked entries have `y = 0`, so their gradient is 0 without the mask.
-/// With `causal` (the forward's mask) dy's masked entries are not read at all (a GEMM with a `.lowerC`
+/// With `causal` (and `window`: the forward's mask) dy's masked entries are not read at all (a GEMM with a `.lowerC`
 /// triangle leaves them unspecified) and dx's are 0. `dx` may be `dy` (in place).
 public struct SoftmaxBackward: BackendOp {
     public var owner: any Backend { y.backend }
@@ -57,9 +78,12 @@ public struct SoftmaxBackward: BackendOp {
     public let rows: Int, cols: Int
     /// Rows per causal block (`Tq`); 1 when not causal.
     public let queryLength: Int
+    /// The forward's window.
+    public let window: Int?
 
-    public init(y: Tensor, dy: Tensor, dx: Tensor, scale: Float = 1, causal: Bool = false) throws {
+    public init(y: Tensor, dy: Tensor, dx: Tensor, scale: Float = 1, causal: Bool = false, window: Int? = nil) throws {
         try y.backend.requireOwned("softmaxBackward", y, dy, dx)
+        try Softmax.check("softmaxBackward", window: window, causal: causal)
         guard y.shape == dy.shape, y.shape == dx.shape else {
             throw LoRAError.shapeMismatch(
                 "softmaxBackward: y \(describe(y.shape)), dy \(describe(dy.shape)), dx \(describe(dx.shape)) must match")
@@ -68,14 +92,19 @@ public struct SoftmaxBackward: BackendOp {
         if causal && y.rank < 2 {
             throw LoRAError.shapeMismatch("softmaxBackward: a causal mask needs y as [..., Tq, Tk], got \(describe(y.shape))")
         }
-        (self.y, self.dy, self.dx, self.scale, self.causal) = (y, dy, dx, scale, causal)
+        (self.y, self.dy, self.dx, self.scale, self.causal, self.window) = (y, dy, dx, scale, causal, window)
         cols = y.shape[y.rank - 1]
         rows = y.count / cols
         queryLength = causal ? y.shape[y.rank - 2] : 1
     }
 
-    /// Entries of `row` that the mask leaves visible: `0..<visibleCount`.
+    /// Entries of `row` that the causal mask leaves visible, without the window: `0..<visibleCount`.
     @inlinable public func visibleCount(row: Int) -> Int {
         Softmax.visibleCount(row: row, cols: cols, queryLength: causal ? queryLength : 0)
+    }
+
+    /// Entries of `row` that the mask leaves visible, the window included.
+    @inlinable public func visibleKeys(row: Int) -> Range<Int> {
+        Softmax.visibleKeys(visibleCount: visibleCount(row: row), window: window)
     }
 }

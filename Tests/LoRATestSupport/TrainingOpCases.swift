@@ -1,5 +1,6 @@
 // The training ops run the same way on any backend, so the CPU tests can hold them against Double references
 // and the OpenCL tests against the CPU. Inputs come from `randomValues` with fixed seeds.
+import Foundation
 import SwiftLoRA
 
 /// Runs each training op on one backend and returns what it wrote.
@@ -128,34 +129,132 @@ public struct TrainingOpRunner {
         return (try scores.toArray(), try out.toArray())
     }
 
-    /// The attention op's inputs for B sequences, H heads of width D, T queries after Tk − T cached keys: q and the
-    /// context in `[B·T, H·D]` tensors, k and v in `[B, Tk, H·D]` ones (a cache's layout), dContext like q.
-    public struct AttentionCase: Sendable {
-        public let b: Int, h: Int, d: Int, t: Int, tk: Int
+    /// The attention op's inputs for B sequences, H query heads and Hkv kv heads of width D, T queries after Tk − T
+    /// cached keys, an optional window: q and the context in `[B·T, H·D]` tensors, k and v in `[B, Tk, Hkv·D]` ones
+    /// (a cache's layout), dContext like q.
+    public struct AttentionCase: Sendable, CustomStringConvertible {
+        public let b: Int, h: Int, kvHeads: Int, d: Int, t: Int, tk: Int
+        public let window: Int?
         public let scale: Float = 0.4
-        public init(b: Int, h: Int, d: Int, t: Int, tk: Int) { (self.b, self.h, self.d, self.t, self.tk) = (b, h, d, t, tk) }
+        public init(b: Int, h: Int, kvHeads: Int? = nil, d: Int, t: Int, tk: Int, window: Int? = nil) {
+            (self.b, self.h, self.kvHeads, self.d, self.t, self.tk, self.window) = (b, h, kvHeads ?? h, d, t, tk, window)
+        }
         public var q: [Float] { randomValues(b * t * h * d, seed: 41).map { 2 * $0 } }
-        public var k: [Float] { randomValues(b * tk * h * d, seed: 42).map { 2 * $0 } }
-        public var v: [Float] { randomValues(b * tk * h * d, seed: 43) }
+        public var k: [Float] { randomValues(b * tk * kvHeads * d, seed: 42).map { 2 * $0 } }
+        public var v: [Float] { randomValues(b * tk * kvHeads * d, seed: 43) }
         public var dContext: [Float] { randomValues(b * t * h * d, seed: 44) }
+        public var description: String {
+            "B\(b) H\(h)/\(kvHeads) D\(d) T\(t) Tk\(tk)" + (window.map { " W\($0)" } ?? "")
+        }
     }
 
     /// Attention forward and backward: probabilities `[B, H, T, Tk]`, context, dq, dk, dv.
     public func attention(_ c: AttentionCase) throws -> (p: [Float], context: [Float], dq: [Float], dk: [Float], dv: [Float]) {
-        let be = backend, w = c.h * c.d
-        let shape = try AttentionShape(sequences: c.b, heads: c.h, headDim: c.d, queries: c.t, keys: c.tk, scale: c.scale)
+        let be = backend, w = c.h * c.d, wkv = c.kvHeads * c.d
+        let shape = try AttentionShape(sequences: c.b, heads: c.h, kvHeads: c.kvHeads, headDim: c.d, queries: c.t,
+                                       keys: c.tk, scale: c.scale, window: c.window)
         func rows(_ x: Tensor, _ n: Int) -> HeadOperand { HeadOperand(x, ld: w, sequenceStride: n * w, headStride: c.d) }
-        let (q, k, v) = (try be.upload(c.q, shape: [c.b * c.t, w]), try be.upload(c.k, shape: [c.b * c.tk, w]),
-                         try be.upload(c.v, shape: [c.b * c.tk, w]))
+        func kvRows(_ x: Tensor) -> HeadOperand { HeadOperand(x, ld: wkv, sequenceStride: c.tk * wkv, headStride: c.d) }
+        let (q, k, v) = (try be.upload(c.q, shape: [c.b * c.t, w]), try be.upload(c.k, shape: [c.b * c.tk, wkv]),
+                         try be.upload(c.v, shape: [c.b * c.tk, wkv]))
         let p = try be.empty(shape.probabilityShape), context = try be.empty([c.b * c.t, w])
-        try be.attention(Attention(shape, query: rows(q, c.t), key: rows(k, c.tk), value: rows(v, c.tk), probabilities: p,
+        try be.attention(Attention(shape, query: rows(q, c.t), key: kvRows(k), value: kvRows(v), probabilities: p,
                                    context: rows(context, c.t)))
         let dctx = try be.upload(c.dContext, shape: [c.b * c.t, w])
-        let (dq, dk, dv) = (try be.empty([c.b * c.t, w]), try be.empty([c.b * c.tk, w]), try be.empty([c.b * c.tk, w]))
-        try be.attentionBackward(AttentionBackward(shape, query: rows(q, c.t), key: rows(k, c.tk), value: rows(v, c.tk),
+        let (dq, dk, dv) = (try be.empty([c.b * c.t, w]), try be.empty([c.b * c.tk, wkv]), try be.empty([c.b * c.tk, wkv]))
+        try be.attentionBackward(AttentionBackward(shape, query: rows(q, c.t), key: kvRows(k), value: kvRows(v),
                                                    probabilities: p, dContext: rows(dctx, c.t), dQuery: rows(dq, c.t),
-                                                   dKey: rows(dk, c.tk), dValue: rows(dv, c.tk)))
+                                                   dKey: kvRows(dk), dValue: kvRows(dv)))
         return (try p.toArray(), try context.toArray(), try dq.toArray(), try dk.toArray(), try dv.toArray())
+    }
+
+    /// RMS-norm inputs: rows of x with a large offset on some (the mean square must not be taken around a mean)
+    /// and gamma.
+    public static func rmsNormInputs(rows: Int, cols: Int) -> (x: [Float], gamma: [Float]) {
+        (randomValues(rows * cols, seed: 51).enumerated().map { 3 * $0.element + Float($0.offset / cols % 3) * 4 },
+         randomValues(cols, seed: 52).map { 1 + $0 / 2 })
+    }
+
+    /// (y, rstd) of an RMS norm with epsilon 1e-6, out of place and (checked equal) in place.
+    public func rmsNorm(rows: Int, cols: Int) throws -> (y: [Float], rstd: [Float]) {
+        let (xv, gv) = Self.rmsNormInputs(rows: rows, cols: cols)
+        let b = backend
+        let x = try b.upload(xv, shape: [rows, cols]), gamma = try b.upload(gv, shape: [cols])
+        let y = try b.empty([rows, cols]), rstd = try b.empty([rows])
+        try b.rmsNorm(RMSNorm(x: x, gamma: gamma, y: y, rstd: rstd, epsilon: 1e-6))
+        try b.rmsNorm(RMSNorm(x: x, gamma: gamma, y: x, rstd: nil, epsilon: 1e-6))
+        let (outOfPlace, inPlace) = (try y.toArray(), try x.toArray())
+        precondition(inPlace == outOfPlace, "in-place RMS norm differs")
+        return (outOfPlace, try rstd.toArray())
+    }
+
+    /// (dx, dgamma) of an RMS norm's backward for upstream gradient `randomValues(seed: 53)`. dx starts as
+    /// `randomValues(seed: 54)` (seen only when accumulating), or is dy itself when `inPlace`; dgamma starts at 0.5.
+    public func rmsNormBackward(rows: Int, cols: Int, accumulate: Bool = false, inPlace: Bool = false)
+        throws -> (dx: [Float], dgamma: [Float]) {
+        let (xv, gv) = Self.rmsNormInputs(rows: rows, cols: cols)
+        let b = backend
+        let x = try b.upload(xv, shape: [rows, cols]), gamma = try b.upload(gv, shape: [cols]), rstd = try b.empty([rows])
+        try b.rmsNorm(RMSNorm(x: x, gamma: gamma, y: b.empty([rows, cols]), rstd: rstd, epsilon: 1e-6))
+        let dy = try b.upload(randomValues(rows * cols, seed: 53), shape: [rows, cols])
+        let dx = inPlace ? dy : try b.upload(randomValues(rows * cols, seed: 54), shape: [rows, cols])
+        let dgamma = try b.upload(Array(repeating: 0.5, count: cols), shape: [cols])
+        try b.rmsNormBackward(RMSNormBackward(x: x, gamma: gamma, rstd: rstd, dy: dy, dx: dx, dgamma: dgamma,
+                                              accumulate: accumulate))
+        return (try dx.toArray(), try dgamma.toArray())
+    }
+
+    /// SwiGLU of gate `gates` and up `randomValues(seed: 55)`, and its backward for dy `randomValues(seed: 56)`:
+    /// out of place, then (checked equal) in place into gate and up.
+    public func swiglu(_ gates: [Float]) throws -> (y: [Float], dGate: [Float], dUp: [Float]) {
+        let b = backend, n = gates.count
+        let (upValues, dyValues) = (randomValues(n, seed: 55), randomValues(n, seed: 56))
+        let gate = try b.upload(gates, shape: [n]), up = try b.upload(upValues, shape: [n]), y = try b.empty([n])
+        try b.swiglu(SwiGLU(gate: gate, up: up, y: y))
+        let dy = try b.upload(dyValues, shape: [n])
+        let (dGate, dUp) = (try b.empty([n]), try b.empty([n]))
+        try b.swigluBackward(SwiGLUBackward(gate: gate, up: up, dy: dy, dGate: dGate, dUp: dUp))
+        let result = (try y.toArray(), try dGate.toArray(), try dUp.toArray())
+        try b.swigluBackward(SwiGLUBackward(gate: gate, up: up, dy: dy, dGate: gate, dUp: up))
+        let (gateAfter, upAfter) = (try gate.toArray(), try up.toArray())
+        precondition(gateAfter == result.1 && upAfter == result.2, "in-place SwiGLU backward differs")
+        let inPlace = try b.upload(gates, shape: [n])
+        try b.swiglu(SwiGLU(gate: inPlace, up: b.upload(upValues, shape: [n]), y: inPlace))
+        let inPlaceY = try inPlace.toArray()
+        precondition(inPlaceY == result.0, "in-place SwiGLU differs")
+        return result
+    }
+
+    /// A rotary-embedding case: B sequences of T rows of H heads of width D at positions start..<start + T, tables
+    /// of `positions` rows (random angles, scaled by 1.5 as an attention factor would be).
+    public struct RoPECase: Sendable, CustomStringConvertible {
+        public let b: Int, t: Int, heads: Int, d: Int, start: Int, positions: Int
+        public init(b: Int, t: Int, heads: Int, d: Int, start: Int, positions: Int) {
+            (self.b, self.t, self.heads, self.d, self.start, self.positions) = (b, t, heads, d, start, positions)
+        }
+        public var x: [Float] { randomValues(b * t * heads * d, seed: 57) }
+        public var angles: [Double] { randomValues(positions * d / 2, seed: 58).map { Double($0) * 4 } }
+        public var cos: [Float] { angles.map { Float(1.5 * Foundation.cos($0)) } }
+        public var sin: [Float] { angles.map { Float(1.5 * Foundation.sin($0)) } }
+        public var description: String { "B\(b) T\(t) H\(heads) D\(d) start \(start) of \(positions)" }
+    }
+
+    /// (rotated, inverse-rotated) x: out of place, then (checked equal) in place.
+    public func rope(_ c: RoPECase) throws -> (y: [Float], inverse: [Float]) {
+        let b = backend, shape = [c.b * c.t, c.heads * c.d], tableShape = [c.positions, c.d / 2]
+        let (cos, sin) = (try b.upload(c.cos, shape: tableShape), try b.upload(c.sin, shape: tableShape))
+        var results: [[Float]] = []
+        for inverse in [false, true] {
+            let x = try b.upload(c.x, shape: shape), y = try b.empty(shape)
+            try b.rope(RoPE(input: x, output: y, heads: c.heads, headDim: c.d, sequenceLength: c.t, start: c.start,
+                            cos: cos, sin: sin, inverse: inverse))
+            try b.rope(RoPE(input: x, output: x, heads: c.heads, headDim: c.d, sequenceLength: c.t, start: c.start,
+                            cos: cos, sin: sin, inverse: inverse))
+            results.append(try y.toArray())
+            let inPlace = try x.toArray()
+            precondition(inPlace == results.last!, "in-place RoPE differs")
+        }
+        return (results[0], results[1])
     }
 
     /// Dropout with probability p and seed 9 of `randomValues(seed: 36)`, out of place and then in place.

@@ -1,6 +1,6 @@
-// CPU layer normalization and its gradient: one row at a time, 16 lanes at a time. The parameter gradients are
-// sums over rows; each block of `normBlockRows` rows adds its own partial and the blocks are then added in
-// order, so dgamma and dbeta are the same bits on any number of threads.
+// CPU layer normalization and RMS normalization and their gradients: one row at a time, 16 lanes at a time. The
+// parameter gradients are sums over rows; each block of `normBlockRows` rows adds its own partial and the blocks
+// are then added in order, so dgamma and dbeta are the same bits on any number of threads.
 
 extension CPUBackend {
     /// Rows per block of the parameter-gradient sums: the unit of parallel work in the backward pass.
@@ -145,6 +145,107 @@ private struct LayerNormRows {
         for j in full..<cols {
             let xhat = (x[j] - mean) * rstd
             let d = rstd * (dy[j] * gamma[j] - meanG - xhat * meanGX)
+            dx[j] = accumulate ? dx[j] + d : d
+        }
+    }
+}
+
+// MARK: - RMS normalization
+
+extension CPUBackend {
+    public func rmsNorm(_ op: RMSNorm) throws {
+        try requireOwned(op)
+        let (x, y, gamma, cols, epsilon) = (elements(op.x), elements(op.y), elements(op.gamma), op.cols, op.epsilon)
+        let rstd = op.rstd.map(elements)
+        forEachRowRange(rows: op.rows, cols: cols) { rows in
+            for r in rows {
+                let s = Self.rmsNormRow(x + r * cols, y + r * cols, gamma, cols: cols, epsilon: epsilon)
+                rstd?[r] = s
+            }
+        }
+    }
+
+    /// One row: rstd from the mean square, then y = (x·rstd)·gamma (HF's order of the two products). Returns rstd.
+    /// Out of line so its vector loops compile as vector code (see `softmaxRow`).
+    static func rmsNormRow(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                           _ gamma: UnsafeMutablePointer<Float>, cols: Int, epsilon: Float) -> Float {
+        let rstd = 1 / (dotProduct(x, x, count: cols) / Float(cols) + epsilon).squareRoot()
+        let vr = Vector(repeating: rstd)
+        let full = cols & ~15
+        for j in stride(from: 0, to: full, by: 16) { storeVector(loadVector(x + j) * vr * loadVector(gamma + j), y + j) }
+        for j in full..<cols { y[j] = x[j] * rstd * gamma[j] }
+        return rstd
+    }
+
+    public func rmsNormBackward(_ op: RMSNormBackward) throws {
+        try requireOwned(op)
+        let (rows, cols) = (op.rows, op.cols)
+        let blocks = (rows + Self.normBlockRows - 1) / Self.normBlockRows
+        // Per block: its dgamma partial [cols].
+        let partials = UnsafeMutablePointer<Float>.allocate(capacity: op.dgamma == nil ? 0 : blocks * cols)
+        defer { partials.deallocate() }
+        let rowsOp = RMSNormRows(op: op, backend: self)
+        forEachPart(parts: blocks, work: rows * cols) { block in
+            let range = block * Self.normBlockRows..<min(rows, (block + 1) * Self.normBlockRows)
+            rowsOp.run(range, partials: op.dgamma == nil ? nil : partials + block * cols)
+        }
+        guard let dgamma = op.dgamma.map(elements) else { return }
+        for block in 0..<blocks { Self.addRow(partials + block * cols, into: dgamma, count: cols) }
+    }
+}
+
+/// The pointers of one RMS-norm backward, resolved once; `run` does a block of rows.
+private struct RMSNormRows {
+    let x, gamma, rstd, dy, dx: UnsafeMutablePointer<Float>
+    let cols: Int, accumulate: Bool
+
+    init(op: RMSNormBackward, backend: CPUBackend) {
+        (x, gamma, rstd) = (backend.elements(op.x), backend.elements(op.gamma), backend.elements(op.rstd))
+        (dy, dx, cols, accumulate) = (backend.elements(op.dy), backend.elements(op.dx), op.cols, op.accumulate)
+    }
+
+    /// dx for `rows`; when `partials` is given, also this block's Σ dy·x̂ there.
+    func run(_ rows: Range<Int>, partials: UnsafeMutablePointer<Float>?) {
+        partials?.update(repeating: 0, count: cols)
+        for r in rows {
+            let (xr, dyr, dxr) = (x + r * cols, dy + r * cols, dx + r * cols)
+            // Reads dy before dx is written: dx may be dy.
+            if let partials { Self.accumulateGamma(xr, dyr, rstd: rstd[r], partials, cols: cols) }
+            Self.rowGradient(xr, dyr, dxr, gamma, rstd: rstd[r], cols: cols, accumulate: accumulate)
+        }
+    }
+
+    /// partial += dy·(x·rstd).
+    static func accumulateGamma(_ x: UnsafeMutablePointer<Float>, _ dy: UnsafeMutablePointer<Float>, rstd: Float,
+                                _ partials: UnsafeMutablePointer<Float>, cols: Int) {
+        let vr = Vector(repeating: rstd)
+        let full = cols & ~15
+        for j in stride(from: 0, to: full, by: 16) {
+            storeVector(multiplyAdd(loadVector(partials + j), loadVector(dy + j), loadVector(x + j) * vr), partials + j)
+        }
+        for j in full..<cols { partials[j] = multiplyAdd(partials[j], dy[j], x[j] * rstd) }
+    }
+
+    /// dx = rstd·(g − x̂·mean(g·x̂)), g = dy·gamma, x̂ = x·rstd; written or added.
+    static func rowGradient(_ x: UnsafeMutablePointer<Float>, _ dy: UnsafeMutablePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                            _ gamma: UnsafeMutablePointer<Float>, rstd: Float, cols: Int, accumulate: Bool) {
+        let vr = Vector(repeating: rstd)
+        let full = cols & ~15
+        var sgx = Vector()
+        for j in stride(from: 0, to: full, by: 16) {
+            sgx = multiplyAdd(sgx, loadVector(dy + j) * loadVector(gamma + j), loadVector(x + j) * vr)
+        }
+        var meanGX = horizontalSum(sgx)
+        for j in full..<cols { meanGX = multiplyAdd(meanGX, dy[j] * gamma[j], x[j] * rstd) }
+        meanGX /= Float(cols)
+        let vb = Vector(repeating: meanGX)
+        for j in stride(from: 0, to: full, by: 16) {
+            let d = vr * (loadVector(dy + j) * loadVector(gamma + j) - loadVector(x + j) * vr * vb)
+            // Not `dx·0 + d`: a fresh dx may hold NaN.
+            storeVector(accumulate ? loadVector(dx + j) + d : d, dx + j)
+        }
+        for j in full..<cols {
+            let d = rstd * (dy[j] * gamma[j] - x[j] * rstd * meanGX)
             dx[j] = accumulate ? dx[j] + d : d
         }
     }

@@ -11,8 +11,26 @@ extension CPUBackend {
         try requireOwned(op)
         let (x, y, cols, scale) = (elements(op.x), elements(op.y), op.cols, op.scale)
         forEachRowRange(rows: op.rows, cols: cols) { rows in
-            Self.softmaxRows(x, y, rows: rows, cols: cols, scale: scale, visibleCount: op.visibleCount(row:))
+            if op.window == nil {
+                Self.softmaxRows(x, y, rows: rows, cols: cols, scale: scale, visibleCount: op.visibleCount(row:))
+            } else {
+                for r in rows { Self.softmaxBandRow(x + r * cols, y + r * cols, keys: op.visibleKeys(row: r), cols: cols, scale: scale) }
+            }
         }
+    }
+
+    /// One row that sees only `keys` (a sliding window's band): the softmax of those entries, 0 elsewhere.
+    /// Not pipelined like `softmaxRows`: windows shorter than the sequence are rare enough not to need it.
+    static func softmaxBandRow(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, keys: Range<Int>,
+                               cols: Int, scale: Float) {
+        if !keys.isEmpty {
+            let (lo, n) = (keys.lowerBound, keys.count)
+            let largest = scaledMaximum(x + lo, count: n, scale: scale, readable: cols - lo)
+            _ = softmaxRow(x + lo, y + lo, visible: n, cols: cols - lo, scale: scale, largest: largest, next: x, nextVisible: 0)
+        }
+        // After the row is done: y may be x.
+        y.update(repeating: 0, count: keys.lowerBound)
+        (y + keys.upperBound).update(repeating: 0, count: cols - keys.upperBound)
     }
 
     /// Rows `rows` of `[.., cols]` x into y, row r over its first `visibleCount(r)` entries (the rest 0).
@@ -96,10 +114,19 @@ extension CPUBackend {
         let scale = op.scale
         forEachRowRange(rows: op.rows, cols: cols) { rows in
             for r in rows {
-                Self.softmaxGradientRow(y + r * cols, dy + r * cols, dx + r * cols, visible: op.visibleCount(row: r),
-                                        cols: cols, scale: scale)
+                Self.softmaxGradientBandRow(y + r * cols, dy + r * cols, dx + r * cols, keys: op.visibleKeys(row: r),
+                                            cols: cols, scale: scale)
             }
         }
+    }
+
+    /// One row whose visible entries are `keys`: the gradient over them, 0 elsewhere (dy there not read).
+    @inline(__always)
+    static func softmaxGradientBandRow(_ y: UnsafeMutablePointer<Float>, _ dy: UnsafeMutablePointer<Float>,
+                                       _ dx: UnsafeMutablePointer<Float>, keys: Range<Int>, cols: Int, scale: Float) {
+        let lo = keys.lowerBound
+        softmaxGradientRow(y + lo, dy + lo, dx + lo, visible: keys.count, cols: cols - lo, scale: scale)
+        dx.update(repeating: 0, count: lo)
     }
 
     /// One row. Whole vectors run up to the mask's edge: in the last one, dy's masked lanes (which may hold
