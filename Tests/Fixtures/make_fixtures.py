@@ -1,7 +1,8 @@
 """Writes the GPT-2 / PEFT reference fixtures the Swift tests compare against (CI needs no PyTorch).
 
     python3 -m venv venv && venv/bin/pip install torch transformers peft
-    venv/bin/python Tests/Fixtures/make_fixtures.py            # rewrites Tests/Fixtures/gpt2-tiny/...
+    venv/bin/python Tests/Fixtures/make_fixtures.py            # rewrites Tests/Fixtures/gpt2-tiny/... and then
+                                                               # the Llama family (make_llama_fixtures.py)
     venv/bin/python Tests/Fixtures/make_fixtures.py --check DIR # loads an adapter folder swift-lora wrote in PEFT
 
 Everything is built from a config with random weights (nothing is downloaded): a byte-level BPE tokenizer trained
@@ -115,6 +116,8 @@ def main():
         json.dump(tokens.tolist(), f)
     print(f"wrote {OUT}: vocab {vocab}, loss {out.loss.item():.6f}, {len(grads)} LoRA gradients, "
           f"{len(cases)} tokenizer cases")
+    import make_llama_fixtures  # and the Llama-family fixtures (llama-tiny, qwen2-tiny, ...), from their script
+    make_llama_fixtures.main()
 
 
 def full_gradients(model, tokens):
