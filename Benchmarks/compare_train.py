@@ -4,12 +4,13 @@ their median. Alternating keeps a slow phase of the machine from landing on one 
 
     venv/bin/python Benchmarks/compare_train.py --config tiny --rounds 5
     venv/bin/python Benchmarks/compare_train.py --config gpt2-small --rounds 3 --steps 5
+    venv/bin/python Benchmarks/compare_train.py --config smollm-135m --rounds 3 --steps 5   # Llama configs too
 """
 import argparse, json, os, statistics, subprocess, sys
 
 here = os.path.dirname(os.path.abspath(__file__))
 parser = argparse.ArgumentParser()
-parser.add_argument("--config", default="tiny", choices=["tiny", "gpt2-small"])
+parser.add_argument("--config", default="tiny", choices=["tiny", "gpt2-small", "tiny-llama", "smollm-135m"])
 parser.add_argument("--rounds", type=int, default=5)
 parser.add_argument("--steps", type=int, default=10, help="timed steps per run (after 2 warm-up steps)")
 parser.add_argument("--lora", default=os.path.join(here, "..", ".build", "release", "lora"))

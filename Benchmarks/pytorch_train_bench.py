@@ -1,16 +1,28 @@
 """The PyTorch + PEFT side of `lora bench train`: tokens/s and peak RSS of LoRA training steps (forward, backward,
-AdamW) on a random-weight GPT-2, r=8, alpha=16 on attn.c_attn and attn.c_proj, fp32 on the CPU.
+AdamW) on a random-weight model, r=8, alpha=16, fp32 on the CPU. GPT-2 configs put LoRA on attn.c_attn and
+attn.c_proj; Llama configs (smollm-135m: SmolLM2-135M's shape; tiny-llama) on q_proj, k_proj, v_proj and o_proj.
 
-    venv/bin/python Benchmarks/pytorch_train_bench.py --config gpt2-small --threads 2   # batch 4 x seq 128
-    venv/bin/python Benchmarks/pytorch_train_bench.py --config tiny --threads 2         # batch 16 x seq 128
+    venv/bin/python Benchmarks/pytorch_train_bench.py --config gpt2-small --threads 2    # batch 4 x seq 128
+    venv/bin/python Benchmarks/pytorch_train_bench.py --config tiny --threads 2          # batch 16 x seq 128
+    venv/bin/python Benchmarks/pytorch_train_bench.py --config smollm-135m --threads 2   # batch 4 x seq 128
+    venv/bin/python Benchmarks/pytorch_train_bench.py --config tiny-llama --threads 2    # batch 16 x seq 128
 """
 import argparse, json, resource, statistics, time
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 from peft import LoraConfig, get_peft_model
 
-CONFIGS = {"gpt2-small": dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12, batch=4),
-           "tiny": dict(vocab_size=256, n_positions=128, n_embd=128, n_layer=2, n_head=4, batch=16)}
+GPT2 = {"gpt2-small": dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12, batch=4),
+        "tiny": dict(vocab_size=256, n_positions=128, n_embd=128, n_layer=2, n_head=4, batch=16)}
+LLAMA = {"smollm-135m": dict(vocab_size=49152, hidden_size=576, num_hidden_layers=30, num_attention_heads=9,
+                             num_key_value_heads=3, intermediate_size=1536, tie_word_embeddings=True,
+                             rope_parameters={"rope_type": "default", "rope_theta": 100000.0},
+                             max_position_embeddings=2048, rms_norm_eps=1e-5, batch=4),
+         "tiny-llama": dict(vocab_size=256, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
+                            num_key_value_heads=2, intermediate_size=352, tie_word_embeddings=False,
+                            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                            max_position_embeddings=128, rms_norm_eps=1e-5, batch=16)}
+CONFIGS = {**GPT2, **LLAMA}
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--config", default="tiny", choices=CONFIGS)
@@ -24,9 +36,15 @@ torch.manual_seed(0)
 c = dict(CONFIGS[args.config])
 batch = args.batch or c.pop("batch")
 c.pop("batch", None)
-model = GPT2LMHeadModel(GPT2Config(**c, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
-model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["attn.c_attn", "attn.c_proj"],
-                                         lora_dropout=0.0, fan_in_fan_out=True, task_type="CAUSAL_LM"))
+if args.config in GPT2:
+    model = GPT2LMHeadModel(GPT2Config(**c, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["attn.c_attn", "attn.c_proj"], lora_dropout=0.0,
+                      fan_in_fan_out=True, task_type="CAUSAL_LM")
+else:
+    model = LlamaForCausalLM(LlamaConfig(**c, attention_dropout=0.0))
+    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], lora_dropout=0.0,
+                      task_type="CAUSAL_LM")
+model = get_peft_model(model, lora)
 model.train()
 optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.01)
 tokens = torch.randint(0, c["vocab_size"], (batch, args.seq))

@@ -116,6 +116,7 @@ def main():
         json.dump(tokens.tolist(), f)
     print(f"wrote {OUT}: vocab {vocab}, loss {out.loss.item():.6f}, {len(grads)} LoRA gradients, "
           f"{len(cases)} tokenizer cases")
+    sys.dont_write_bytecode = True  # no __pycache__ in the fixtures folder
     import make_llama_fixtures  # and the Llama-family fixtures (llama-tiny, qwen2-tiny, ...), from their script
     make_llama_fixtures.main()
 

@@ -17,6 +17,7 @@ from safetensors.torch import save_file, load_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # no __pycache__ in the fixtures folder
 from make_fixtures import TEXT, TOKENIZER_CASES  # the same training text and tokenizer cases as gpt2-tiny
 
 # Split regexes as in the Llama 3 and Qwen 2 tokenizer.json files (Qwen splits digits one by one).
@@ -165,7 +166,8 @@ def mistral_config(vocab, tokenizer):
 
 
 SPECS = {
-    # name: config, tokenizer, LoRA targets, use_rslora, batch shape, legacy config form, seed
+    # name: config, tokenizer, LoRA targets, use_rslora, batch shape, legacy config form, seed, full gradients;
+    # or base (another fixture's weights in bf16) and shard size
     "llama-tiny": dict(config=llama_config, tokenizer="llama3", targets=["q_proj", "k_proj", "v_proj", "o_proj"],
                        rslora=False, shape=(2, 9), legacy=None, seed=10, full=True),
     "qwen2-tiny": dict(config=qwen2_config, tokenizer="qwen2", targets=["q_proj", "k_proj", "v_proj", "o_proj"],
@@ -292,7 +294,7 @@ def train_steps(folder, adapter_dir, tokens):
     return torch.tensor(losses, dtype=torch.float32), trained
 
 
-def build(name, tokenizers_made):
+def build(name):
     spec = SPECS[name]
     out = os.path.join(HERE, name)
     shutil.rmtree(out, ignore_errors=True)
@@ -302,8 +304,6 @@ def build(name, tokenizers_made):
         base = os.path.join(HERE, spec["base"])
         for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer_cases.json"):
             shutil.copy(os.path.join(base, f), out)
-        from transformers import AutoTokenizer
-        tokenizer = AutoTokenizer.from_pretrained(out)
         load(base).to(torch.bfloat16).save_pretrained(out, safe_serialization=True,
                                                       max_shard_size=spec["shard_size"])
         shards = sorted(f for f in os.listdir(out) if f.startswith("model-") and f.endswith(".safetensors"))
@@ -345,9 +345,8 @@ def build(name, tokenizers_made):
         eager.set_attn_implementation("eager")
         gap = (eager(tokens).logits - base_logits).abs().max().item()
         assert gap < 1e-5 * base_logits.abs().max().item(), f"{name}: eager vs sdpa {gap}"
-    window = getattr(model.config, "sliding_window", None)
     if model.config.model_type == "mistral":
-        check_sliding_window(model, tokens, window, base_logits)
+        check_sliding_window(model, tokens, model.config.sliding_window, base_logits)
     tensors = {"tokens": tokens.to(torch.int64), "base_logits": base_logits.reshape(-1, vocab)}
     if spec.get("full"):
         tensors.update(full_gradients(model, tokens))
@@ -458,7 +457,7 @@ def check_merged(folder, name, tol):
 
 def main():
     for name in SPECS:  # llama-tiny before llama-tiny-bf16, which reads it
-        build(name, None)
+        build(name)
 
 
 if __name__ == "__main__":
