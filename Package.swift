@@ -60,7 +60,7 @@ let package = Package(
         .target(name: "LoRATraining", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters", "LoRAModels"]),
         // Umbrella: re-exports the modules above, chooses the device and knows every model family.
         .target(name: "SwiftLoRA", dependencies: ["LoRARuntime", "LoRAOpenCL", "LoRANN", "LoRAFormats", "LoRAAdapters",
-                                                  "LoRAModels", "LoRAGPT2", "LoRATraining"]),
+                                                  "LoRAModels", "LoRAGPT2", "LoRALlama", "LoRATraining"]),
         .executableTarget(
             name: "lora",
             dependencies: ["SwiftLoRA", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
@@ -76,7 +76,7 @@ let package = Package(
         .testTarget(name: "LoRANNTests", dependencies: ["SwiftLoRA", "LoRATestSupport"]),
         .testTarget(name: "LoRAFormatsTests", dependencies: ["LoRAFormats", "LoRATestSupport"]),
         .testTarget(name: "LoRAGPT2Tests", dependencies: ["SwiftLoRA", "LoRATestSupport"], exclude: []),
-        .testTarget(name: "LoRALlamaTests", dependencies: ["LoRALlama", "LoRATestSupport"]),
+        .testTarget(name: "LoRALlamaTests", dependencies: ["SwiftLoRA", "LoRATestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

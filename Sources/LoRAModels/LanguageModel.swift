@@ -51,6 +51,11 @@ public protocol LanguageModel: AnyObject {
     func save(folder: String) throws
 }
 
+/// Token ids (or targets, -100 for none) on `backend`, in the order given.
+public func uploadTokenIDs(_ ids: some Collection<Int>, backend: any Backend) throws -> Tensor {
+    try backend.upload(ids.map(Float.init), shape: [ids.count])
+}
+
 extension LanguageModel {
     /// Logits `[B·T, V]`; saves what `backward` needs.
     public func forward(_ tokens: [[Int]]) throws -> Tensor { try forward(tokens, cache: nil) }
@@ -90,7 +95,7 @@ extension LanguageModel {
         let logits = try forward(tokens)
         let n = targets.count
         let losses = try backend.empty([n]), total = try backend.empty([1])
-        try backend.crossEntropy(CrossEntropy(logits: logits, targets: backend.upload(targets.map(Float.init), shape: [n]),
+        try backend.crossEntropy(CrossEntropy(logits: logits, targets: uploadTokenIDs(targets, backend: backend),
                                               losses: losses, dlogits: gradients ? logits : nil,
                                               gradientScale: 1 / Float(predictions)))
         try backend.reduce(Reduction(.sum, of: losses, into: total))

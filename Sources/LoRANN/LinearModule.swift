@@ -49,11 +49,16 @@ public final class LinearModule {
     /// dx `[N, in]` for dy `[N, out]` of the last forward; the adapter's (or, in full fine-tuning, the weight's
     /// and bias's) gradients accumulate.
     public func backward(_ dy: Tensor) throws -> Tensor {
-        if let lora { return try lora.backward(dy) }
-        try accumulateWeightGradients(dy)
         let dx = try backend.empty([dy.shape[0], inFeatures])
-        try base.inputGradient(dy, into: dx, accumulate: false)
+        try backward(dy, into: dx, accumulate: false)
         return dx
+    }
+
+    /// `backward` writing dx into `dx`, or adding it there with `accumulate` (an input that feeds several modules).
+    public func backward(_ dy: Tensor, into dx: Tensor, accumulate: Bool) throws {
+        if let lora { return try lora.backward(dy, into: dx, accumulate: accumulate) }
+        try accumulateWeightGradients(dy)
+        try base.inputGradient(dy, into: dx, accumulate: accumulate)
     }
 
     /// The gradients `backward` accumulates, without dx: for a layer whose input came from frozen weights alone.

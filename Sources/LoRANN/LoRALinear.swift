@@ -125,9 +125,21 @@ public final class LoRALinear {
     /// dB += s·dyᵀ·u                [out, r]
     /// ```
     public func backward(_ dy: Tensor) throws -> Tensor {
-        let (dy2, g) = try accumulate(dy)
-        let dx = try backend.empty([dy2.shape[0], inFeatures])
-        try base.inputGradient(dy2, into: dx, accumulate: false)
+        let rows = dy.count / outFeatures
+        let dx = try backend.empty([rows, inFeatures])
+        try backward(dy, into: dx, accumulate: false)
+        return try dx.reshaped(Array(dy.shape.dropLast()) + [inFeatures])
+    }
+
+    /// `backward` writing dx `[N, in]` into `dx`, or adding it there with `accumulate` (a layer whose input feeds
+    /// several projections: q, k and v, or gate and up).
+    public func backward(_ dy: Tensor, into dx: Tensor, accumulate: Bool) throws {
+        let (dy2, g) = try self.accumulate(dy)
+        guard dx.count == dy2.shape[0] * inFeatures else {
+            throw LoRAError.shapeMismatch("LoRALinear: dx is \(describe(dx.shape)) for \(dy2.shape[0]) rows of \(inFeatures)")
+        }
+        let dx = try dx.reshaped([dy2.shape[0], inFeatures])
+        try base.inputGradient(dy2, into: dx, accumulate: accumulate)
         if let seed = lastDropoutSeed {
             // Dropout's backward is the same mask and scale applied to the gradient.
             let low = try backend.matmul(g, loraA, alpha: scale)
@@ -136,7 +148,6 @@ public final class LoRALinear {
         } else {
             try backend.gemm(GEMM(a: g, b: loraA, c: dx, alpha: scale, beta: 1))
         }
-        return try dx.reshaped(Array(dy.shape.dropLast()) + [inFeatures])
     }
 
     /// `backward` without dx, for a layer whose input needs no gradient (it comes from frozen weights alone):

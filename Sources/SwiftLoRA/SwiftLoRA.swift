@@ -5,6 +5,7 @@
 @_exported import LoRAAdapters
 @_exported import LoRAFormats
 @_exported import LoRAGPT2
+@_exported import LoRALlama
 @_exported import LoRAModels
 @_exported import LoRANN
 @_exported import LoRAOpenCL
@@ -13,5 +14,5 @@
 
 extension ModelRegistry {
     /// Every family this package implements.
-    public static var standard: ModelRegistry { ModelRegistry([GPT2Family.self]) }
+    public static var standard: ModelRegistry { ModelRegistry([GPT2Family.self, LlamaFamily.self]) }
 }

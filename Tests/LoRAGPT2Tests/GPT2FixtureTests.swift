@@ -11,11 +11,6 @@ import Testing
 let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures/gpt2-tiny").path
 
-/// The backend a device-parameterized test runs on: "cpu" or "opencl".
-func testBackend(_ name: String) throws -> any Backend {
-    name == "cpu" ? CPUBackend.shared : try TestDevices.openCL.get()
-}
-
 /// What PyTorch + PEFT computed (expected.safetensors).
 struct Expected {
     let file: SafeTensorsFile
@@ -28,15 +23,9 @@ struct Expected {
     func values(_ name: String) throws -> [Float] { try file.floats(name) }
 }
 
-/// Logits and loss "to ~1e-5 relative": relative to the largest magnitude, plus 1e-5 of each element.
-func logitMismatch(_ got: [Float], _ expected: [Float]) -> String? {
-    let scale = expected.map(abs).max() ?? 1
-    return firstMismatch(got, expected, atol: 1e-5 * scale, rtol: 1e-5)
-}
-
 @Suite("GPT-2 against PyTorch + PEFT")
 struct GPT2FixtureTests {
-    static var devices: [String] { TestDevices.runOpenCL ? ["cpu", "opencl"] : ["cpu"] }
+    static var devices: [String] { TestDevices.names }
 
 
     @Test("base logits match transformers", arguments: devices)

@@ -27,6 +27,9 @@ public enum TestDevices {
         return ""
     }
 
+    /// The devices a device-parameterized test runs on: "cpu", and "opencl" where OpenCL tests run.
+    public static var names: [String] { runOpenCL ? ["cpu", "opencl"] : ["cpu"] }
+
     /// Both backends where OpenCL exists (CPU first), so a test can loop over devices.
     public static func all() throws -> [any Backend] {
         guard runOpenCL else { return [CPUBackend.shared] }
@@ -56,4 +59,15 @@ public func firstMismatch(_ actual: [Float], _ expected: [Double], atol: Double 
         }
     }
     return nil
+}
+
+/// The backend a device-parameterized test runs on: "cpu" or "opencl".
+public func testBackend(_ name: String) throws -> any Backend {
+    name == "cpu" ? CPUBackend.shared : try TestDevices.openCL.get()
+}
+
+/// Logits and loss "to ~1e-5 relative": relative to the largest magnitude, plus 1e-5 of each element.
+public func logitMismatch(_ got: [Float], _ expected: [Float]) -> String? {
+    let scale = expected.map(abs).max() ?? 1
+    return firstMismatch(got, expected, atol: 1e-5 * scale, rtol: 1e-5)
 }

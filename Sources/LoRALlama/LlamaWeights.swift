@@ -1,0 +1,129 @@
+// Loading a Llama-family Hugging Face folder: config.json plus model.safetensors or shards with
+// model.safetensors.index.json. Every tensor's name and shape is checked against the config before anything is
+// uploaded; a tensor the architecture does not have is refused by name (transformers' `rotary_emb.inv_freq`
+// buffers excepted); `lm_head.weight` absent means tied to the embeddings. Weights go to the device in the file's
+// dtype (or `--dtype`'s); RMSNorm weights and biases, a few thousand elements, are kept in float32.
+import Foundation
+import LoRAFormats
+import LoRAModels
+import LoRANN
+import LoRARuntime
+
+/// A Llama-family checkpoint being turned into device tensors.
+struct LlamaWeights {
+    let config: LlamaConfig
+    let backend: any Backend
+    /// Where the tensors come from: a checkpoint on disk, or random values.
+    private let source: Source
+    private let options: ModelLoadOptions
+
+    private enum Source {
+        case checkpoint(SafeTensorsCheckpoint)
+        case random([String: [Float]])
+    }
+
+    /// Every tensor name and shape a model of `config` has (`lm_head.weight` included; it may be absent: tied).
+    static func expectedShapes(_ c: LlamaConfig) -> [String: [Int]] {
+        let (hidden, d, inner) = (c.hiddenSize, c.headDim, c.intermediateSize)
+        let (qWidth, kvWidth) = (c.heads * d, c.kvHeads * d)
+        var shapes: [String: [Int]] = ["model.embed_tokens.weight": [c.vocabSize, hidden], "model.norm.weight": [hidden],
+                                       "lm_head.weight": [c.vocabSize, hidden]]
+        for i in 0..<c.layers {
+            let p = "model.layers.\(i)."
+            shapes[p + "input_layernorm.weight"] = [hidden]
+            shapes[p + "post_attention_layernorm.weight"] = [hidden]
+            for (name, out, input) in [("self_attn.q_proj", qWidth, hidden), ("self_attn.k_proj", kvWidth, hidden),
+                                       ("self_attn.v_proj", kvWidth, hidden), ("self_attn.o_proj", hidden, qWidth),
+                                       ("mlp.gate_proj", inner, hidden), ("mlp.up_proj", inner, hidden), ("mlp.down_proj", hidden, inner)] {
+                shapes[p + name + ".weight"] = [out, input]
+                if hasBias(name, c) { shapes[p + name + ".bias"] = [out] }
+            }
+            if c.qkNorm {
+                shapes[p + "self_attn.q_norm.weight"] = [d]
+                shapes[p + "self_attn.k_norm.weight"] = [d]
+            }
+        }
+        return shapes
+    }
+
+    /// Whether `module` (`self_attn.q_proj`, `mlp.down_proj`, ...) has a bias in `c`'s family.
+    static func hasBias(_ module: String, _ c: LlamaConfig) -> Bool {
+        switch module {
+        case "self_attn.o_proj": c.outputBias
+        case _ where module.hasPrefix("self_attn."): c.qkvBias
+        default: c.mlpBias
+        }
+    }
+
+    /// Opens `folder` and checks every tensor against its config.json.
+    static func load(folder: String, backend: any Backend, options: ModelLoadOptions) throws -> LlamaWeights {
+        let configPath = folder + "/config.json"
+        let config = try LlamaConfig(contentsOf: configPath)
+        let checkpoint = try SafeTensorsCheckpoint(folder: folder)
+        let expected = expectedShapes(config)
+        for name in checkpoint.names {
+            if name.hasSuffix(".rotary_emb.inv_freq") { continue }  // a buffer older transformers saved; recomputed here
+            let entry = try checkpoint.entry(name)
+            guard let shape = expected[name] else {
+                throw FormatError.unsupported(path: checkpoint.path(of: name), reason: "tensor '\(name)' is not part of a \(config.family.rawValue) model of this config.json")
+            }
+            guard entry.shape == shape else {
+                throw FormatError.invalid(path: checkpoint.path(of: name), reason: "\(name) is \(entry.shape), but config.json implies \(shape)")
+            }
+            guard entry.dtype.isFloatingPoint, entry.dtype != .f64 || options.dtype != nil else {
+                throw FormatError.unsupported(path: checkpoint.path(of: name), reason: "\(name) is \(entry.dtype.rawValue); weights must be F32, BF16 or F16")
+            }
+        }
+        if let missing = expected.keys.sorted().first(where: { $0 != "lm_head.weight" && !checkpoint.contains($0) }) {
+            throw FormatError.invalid(path: checkpoint.path(of: missing), reason: "missing tensor '\(missing)'")
+        }
+        return LlamaWeights(config: config, backend: backend, source: .checkpoint(checkpoint), options: options)
+    }
+
+    /// Random weights as transformers initializes the family: normal(0, initializer_range) for linear weights and
+    /// embeddings, zero biases, RMSNorm weights at 1. Tied models get no `lm_head.weight`.
+    static func random(_ config: LlamaConfig, seed: UInt64, backend: any Backend) throws -> LlamaWeights {
+        var generator = SeededGenerator(seed: seed)
+        var values: [String: [Float]] = [:]
+        for (name, shape) in expectedShapes(config).sorted(by: { $0.key < $1.key }) {
+            if name == "lm_head.weight" && config.tieWordEmbeddings { continue }
+            let count = shape.reduce(1, *)
+            if name.hasSuffix(".bias") { values[name] = Array(repeating: 0, count: count) }
+            else if name.hasSuffix("norm.weight") { values[name] = Array(repeating: 1, count: count) }
+            else { values[name] = generator.normal(count: count, standardDeviation: Float(config.rawJSON?["initializer_range"]?.doubleValue ?? 0.02)) }
+        }
+        return LlamaWeights(config: config, backend: backend, source: .random(values), options: ModelLoadOptions())
+    }
+
+    func hasTensor(_ name: String) -> Bool {
+        switch source {
+        case .checkpoint(let checkpoint): checkpoint.contains(name)
+        case .random(let values): values[name] != nil
+        }
+    }
+
+    /// A weight on the device: in the file's dtype, or the load options' (`keep` float32 for random weights).
+    func tensor(_ name: String) throws -> Tensor {
+        switch source {
+        case .checkpoint(let checkpoint): return try backend.upload(try checkpoint.floats(name), shape: try checkpoint.entry(name).shape)
+        case .random(let values): return try backend.upload(values[name]!, shape: Self.expectedShapes(config)[name]!)
+        }
+    }
+
+    /// A small weight (norm, bias) on the device in float32.
+    func float32(_ name: String) throws -> Tensor {
+        switch source {
+        case .checkpoint(let checkpoint): return try backend.upload(try checkpoint.floats(name), shape: try checkpoint.entry(name).shape)
+        case .random(let values): return try backend.upload(values[name]!, shape: Self.expectedShapes(config)[name]!)
+        }
+    }
+
+    /// An RMSNorm's weight (`prefix.weight`), float32.
+    func norm(_ prefix: String) throws -> Tensor { try float32(prefix + ".weight") }
+
+    /// A linear module `prefix` (`[out, in]` weight, float32 bias where the config has one).
+    func linear(_ prefix: String) throws -> LinearModule {
+        let bias = hasTensor(prefix + ".bias") ? try float32(prefix + ".bias") : nil
+        return try LinearModule(name: prefix, weight: try tensor(prefix + ".weight"), bias: bias, layout: .outIn)
+    }
+}
