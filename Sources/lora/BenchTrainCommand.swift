@@ -1,16 +1,25 @@
 // `lora bench train`: tokens/s and peak memory of whole LoRA training steps (forward, backward, AdamW) on a
-// random-weight GPT-2 of a named config, as Benchmarks/pytorch_train_bench.py measures PyTorch + PEFT.
+// random-weight model of a named config (GPT-2 or Llama shapes), as Benchmarks/pytorch_train_bench.py measures
+// PyTorch + PEFT.
 import ArgumentParser
 import Foundation
 import SwiftLoRA
 
 struct TrainBench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "train", abstract: "Tokens/s and peak RSS of LoRA training steps (r=8, alpha=16 on attn.c_attn, attn.c_proj).")
+        commandName: "train", abstract: "Tokens/s and peak RSS of LoRA training steps (r=8, alpha=16 on the attention matrices).")
 
-    @Option(help: "gpt2-small (12 layers, 768 wide, vocab 50257) or tiny (2 layers, 128 wide, vocab 256).")
+    /// The configs, with their default batch.
+    static let configs: [String: (batch: Int, make: @Sendable (UInt64, any Backend) throws -> any LanguageModel)] = [
+        "gpt2-small": (4, { try GPT2Model(config: .small, seed: $0, backend: $1) }),
+        "tiny": (16, { try GPT2Model(config: .tiny, seed: $0, backend: $1) }),
+        "smollm-135m": (4, { try LlamaModel(config: .smolLM135M, seed: $0, backend: $1) }),
+        "tiny-llama": (16, { try LlamaModel(config: .tiny, seed: $0, backend: $1) }),
+    ]
+
+    @Option(help: "gpt2-small (12 layers, 768 wide, vocab 50257), tiny (GPT-2: 2 layers, 128 wide, vocab 256), smollm-135m (SmolLM2-135M's shape) or tiny-llama (2 layers, 128 wide, GQA, vocab 256). LoRA on attn.c_attn, attn.c_proj (GPT-2) or q/k/v/o_proj (Llama).")
     var config = "tiny"
-    @Option(help: "Sequences per step (default: 4 for gpt2-small, 16 for tiny).") var batch: Int?
+    @Option(help: "Sequences per step (default: 4 for gpt2-small and smollm-135m, 16 for tiny and tiny-llama).") var batch: Int?
     @Option(help: "Tokens per sequence.") var seq = 128
     @Option(help: "LoRA rank.") var rank = 8
     @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 10
@@ -18,19 +27,19 @@ struct TrainBench: ParsableCommand {
     @Flag(help: "One JSON object and nothing else on stdout.") var json = false
 
     func validate() throws {
-        guard ["gpt2-small", "tiny"].contains(config) else { throw ValidationError("--config takes gpt2-small or tiny") }
+        guard Self.configs[config] != nil else { throw ValidationError("--config takes \(Self.configs.keys.sorted().joined(separator: ", "))") }
         guard seq >= 2, rank >= 1, steps >= 1, (batch ?? 1) >= 1 else { throw ValidationError("--seq ≥ 2, --rank, --steps and --batch ≥ 1") }
     }
 
     func run() throws {
         let backend = try device.select(announce: !json)
-        let shape = config == "tiny" ? GPT2Config.tiny : GPT2Config.small
-        let batch = self.batch ?? (config == "tiny" ? 16 : 4)
-        guard seq <= shape.positions else { throw ValidationError("--seq \(seq) exceeds \(config)'s \(shape.positions) positions") }
-        let model = try GPT2Model(config: shape, seed: 1, backend: backend)
-        try model.applyLoRA(LoRAConfig(rank: rank, alpha: 16), seed: 2)
+        let (defaultBatch, make) = Self.configs[config]!
+        let batch = self.batch ?? defaultBatch
+        let model = try make(1, backend)
+        guard seq <= model.maxPositions else { throw ValidationError("--seq \(seq) exceeds \(config)'s \(model.maxPositions) positions") }
+        try model.applyLoRA(LoRAConfig(rank: rank, alpha: 16, targets: model.defaultLoRATargets), seed: 2)
         var generator = SeededGenerator(seed: 3)
-        let tokens = (0..<batch).map { _ in (0..<seq).map { _ in Int(generator.next() % UInt64(shape.vocabSize)) } }
+        let tokens = (0..<batch).map { _ in (0..<seq).map { _ in Int(generator.next() % UInt64(model.vocabularySize)) } }
         var options = TrainingOptions(steps: steps + 2)
         (options.learningRate, options.maxGradNorm) = (1e-4, 0)
         let trainer = try Trainer(model: model, data: try TrainingData(fixedBatch: tokens), options: options)
@@ -42,8 +51,8 @@ struct TrainBench: ParsableCommand {
         let median = speeds.sorted()[speeds.count / 2]
         let peak = Self.peakResidentMegabytes()
         if json {
-            print(String(format: #"{"config": "%@", "device": "%@", "batch": %d, "seq": %d, "rank": %d, "tokens_per_s": %.1f, "peak_rss_mb": %.0f}"#,
-                         config, backend.name, batch, seq, rank, median, peak))
+            print(String(format: #"{"config": "%@", "device": "%@", "batch": %d, "seq": %d, "rank": %d, "tokens_per_s": %.1f, "peak_rss_mb": %.0f, "weight_bytes": %d}"#,
+                         config, backend.name, batch, seq, rank, median, peak, model.weightBytes))
         } else {
             print(String(format: "train %@ batch %d × seq %d, r=%d: %.1f tokens/s (median of %d steps), peak RSS %.0f MB",
                          config, batch, seq, rank, median, steps, peak))
