@@ -119,6 +119,10 @@ public final class LlamaModel: LanguageModel {
 
     public func forward(_ tokens: [[Int]], cache: KVCache?) throws -> Tensor {
         let (batch, length) = try checkTokens(tokens, start: cache?.length ?? 0)
+        guard !training || config.attentionDropout == 0 else {
+            throw LoRAError.invalidArgument("\(modelType): config.json's attention_dropout \(config.attentionDropout) would drop attention "
+                + "probabilities in training, which is not implemented; set it to 0.0 to train")
+        }
         let n = batch * length
         let ids = try uploadTokenIDs(tokens.joined(), backend: backend)
         var x = try backend.empty([n, config.hiddenSize])
