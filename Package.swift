@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "LoRANN", targets: ["LoRANN"]),
         .library(name: "LoRAFormats", targets: ["LoRAFormats"]),
         .library(name: "LoRAGPT2", targets: ["LoRAGPT2"]),
+        .library(name: "LoRATokenizers", targets: ["LoRATokenizers"]),
         .executable(name: "lora", targets: ["lora"]),
     ],
     dependencies: [
@@ -44,10 +45,12 @@ let package = Package(
         .target(name: "LoRANN", dependencies: ["LoRARuntime"]),
         // Files: safetensors, JSON values, atomic writes (no device code).
         .target(name: "LoRAFormats"),
+        // Tokenizers: GPT-2's vocab.json + merges.txt, Hugging Face tokenizer.json (BPE).
+        .target(name: "LoRATokenizers", dependencies: ["LoRAFormats"]),
         // GPT-2 with LoRA, Hugging Face model folders and PEFT adapter folders.
-        .target(name: "LoRAGPT2", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats"]),
+        .target(name: "LoRAGPT2", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRATokenizers"]),
         // Umbrella: re-exports the modules above and chooses the device.
-        .target(name: "SwiftLoRA", dependencies: ["LoRARuntime", "LoRAOpenCL", "LoRANN", "LoRAFormats", "LoRAGPT2"]),
+        .target(name: "SwiftLoRA", dependencies: ["LoRARuntime", "LoRAOpenCL", "LoRANN", "LoRAFormats", "LoRATokenizers", "LoRAGPT2"]),
         .executableTarget(
             name: "lora",
             dependencies: ["SwiftLoRA", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
@@ -63,6 +66,7 @@ let package = Package(
         .testTarget(name: "LoRANNTests", dependencies: ["SwiftLoRA", "LoRATestSupport"]),
         .testTarget(name: "LoRAFormatsTests", dependencies: ["LoRAFormats", "LoRATestSupport"]),
         .testTarget(name: "LoRAGPT2Tests", dependencies: ["SwiftLoRA", "LoRATestSupport"], exclude: []),
+        .testTarget(name: "LoRATokenizersTests", dependencies: ["LoRATokenizers", "LoRAFormats"]),
     ],
     swiftLanguageModes: [.v6]
 )

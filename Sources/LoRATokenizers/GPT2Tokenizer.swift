@@ -2,17 +2,20 @@
 // GPT-2's pattern ('s 't 're 've 'm 'll 'd, ` ?letters`, ` ?digits`, ` ?other`, whitespace), each piece's UTF-8
 // bytes are mapped to printable characters (bytes_to_unicode), the merges are applied by rank, and the symbols
 // are looked up in the vocabulary. Every byte has a symbol, so any UTF-8 text encodes and decodes back exactly.
+// The same ids as HFTokenizer reading GPT-2's tokenizer.json (checked by the gpt2-bpe fixture).
 import Foundation
 import LoRAFormats
-import LoRARuntime
 
 /// Encodes text to GPT-2 token ids and back.
-public final class GPT2Tokenizer: @unchecked Sendable {
+public final class GPT2Tokenizer: Tokenizer, @unchecked Sendable {
     public let vocabulary: [String: Int]
     private let symbols: [Int: String]
     private let ranks: [Pair: Int]
     /// `<|endoftext|>`, when the vocabulary has it: text containing it is split there and it encodes as one id.
     public let endOfText: Int?
+    /// From the folder's tokenizer_config.json when it names one, else `<|endoftext|>` (GPT-2's convention).
+    public let bosTokenID: Int?
+    public let eosTokenID: Int?
     private var cache: [String: [Int]] = [:]
     private let lock = NSLock()
 
@@ -31,12 +34,19 @@ public final class GPT2Tokenizer: @unchecked Sendable {
     }()
     static let symbolBytes: [Character: UInt8] = Dictionary(uniqueKeysWithValues: byteSymbols.enumerated().map { ($1, UInt8($0)) })
 
-    /// Loads `folder/vocab.json` and `folder/merges.txt`.
+    /// Loads `folder/vocab.json` and `folder/merges.txt`, and BOS/EOS from `folder/tokenizer_config.json` if present.
     public convenience init(folder: String) throws {
-        try self.init(vocabularyFile: folder + "/vocab.json", mergesFile: folder + "/merges.txt")
+        let configFile = folder + "/tokenizer_config.json"
+        try self.init(vocabularyFile: folder + "/vocab.json", mergesFile: folder + "/merges.txt",
+                      specialTokens: try SpecialTokenConfig.read(configFile), configFile: configFile)
     }
 
-    public init(vocabularyFile: String, mergesFile: String) throws {
+    /// Loads the two files; BOS and EOS are `<|endoftext|>` when the vocabulary has it.
+    public convenience init(vocabularyFile: String, mergesFile: String) throws {
+        try self.init(vocabularyFile: vocabularyFile, mergesFile: mergesFile, specialTokens: nil, configFile: "")
+    }
+
+    init(vocabularyFile: String, mergesFile: String, specialTokens: SpecialTokenConfig?, configFile: String) throws {
         guard let data = FileManager.default.contents(atPath: vocabularyFile) else {
             throw FormatError.io(path: vocabularyFile, reason: "cannot be read")
         }
@@ -69,6 +79,23 @@ public final class GPT2Tokenizer: @unchecked Sendable {
         }
         (self.vocabulary, self.symbols, self.ranks) = (vocabulary, symbols, ranks)
         endOfText = vocabulary["<|endoftext|>"]
+        if let specialTokens {
+            (bosTokenID, eosTokenID) = try specialTokens.ids(file: configFile) { vocabulary[$0] }
+        } else {
+            (bosTokenID, eosTokenID) = (endOfText, endOfText)
+        }
+    }
+
+    public var vocabularySize: Int { vocabulary.count }
+    public func id(of token: String) -> Int? { vocabulary[token] }
+    public func token(of id: Int) -> String? { symbols[id] }
+
+    /// GPT-2 has no post-processor: `addSpecialTokens` adds nothing, as in HF.
+    public func encode(_ text: String, addSpecialTokens: Bool) throws -> [Int] { try encode(text) }
+
+    /// The text of `ids`, without `<|endoftext|>` when `skipSpecialTokens`.
+    public func decode(_ ids: [Int], skipSpecialTokens: Bool) throws -> String {
+        try decode(skipSpecialTokens ? ids.filter { $0 != endOfText } : ids)
     }
 
     /// The token ids of `text`.
@@ -92,11 +119,10 @@ public final class GPT2Tokenizer: @unchecked Sendable {
     public func decode(_ ids: [Int]) throws -> String {
         var bytes: [UInt8] = []
         for id in ids {
-            guard let symbol = symbols[id] else { throw LoRAError.invalidArgument("token id \(id) is not in the vocabulary") }
-            for character in symbol {
-                guard let byte = Self.symbolBytes[character] else { throw LoRAError.invalidArgument("token \(id) holds a character that stands for no byte") }
-                bytes.append(byte)
-            }
+            guard let symbol = symbols[id] else { throw TokenizerError.unknownID(id) }
+            // A token holding a character that stands for no byte (an added token) is its own UTF-8, as in HF.
+            let mapped = symbol.compactMap { Self.symbolBytes[$0] }
+            bytes += mapped.count == symbol.count ? mapped : Array(symbol.utf8)
         }
         return String(decoding: bytes, as: UTF8.self)
     }
@@ -126,7 +152,7 @@ public final class GPT2Tokenizer: @unchecked Sendable {
             word = merged
         }
         let ids = try word.map { symbol in
-            guard let id = vocabulary[symbol] else { throw LoRAError.invalidArgument("the merges produce \(JSONValue.quote(symbol)), which the vocabulary lacks") }
+            guard let id = vocabulary[symbol] else { throw TokenizerError.unrepresentable("the merges produce \(JSONValue.quote(symbol)), which the vocabulary lacks") }
             return id
         }
         lock.withLock { cache[piece] = ids }
