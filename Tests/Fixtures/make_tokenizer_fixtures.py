@@ -78,8 +78,16 @@ def write(name, tok, config, extra_texts, note):
         if tok.pre_tokenizer is not None:  # the pre-tokenizer alone on the normalized text: checks the split itself
             normalized = tok.normalizer.normalize_str(text) if tok.normalizer is not None else text
             cases[-1]["pretokens"] = [piece for piece, _ in tok.pre_tokenizer.pre_tokenize_str(normalized)]
+    # Random id sequences (cut UTF-8, lone byte tokens, specials anywhere): HF's decode of each.
+    rng = random.Random(name)
+    size = tok.get_vocab_size(with_added_tokens=True)
+    decodes = []
+    for _ in range(40):
+        ids = [rng.randrange(size) for _ in range(rng.randint(1, 12))]
+        decodes.append({"ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False),
+                        "decoded_skipping_special": tok.decode(ids, skip_special_tokens=True)})
     with open(os.path.join(folder, "cases.json"), "w", encoding="utf-8") as f:
-        json.dump({"note": note, "vocab_size": tok.get_vocab_size(with_added_tokens=True), "cases": cases},
+        json.dump({"note": note, "vocab_size": size, "cases": cases, "decode_cases": decodes},
                   f, ensure_ascii=False, indent=1)
     print(f"{name}: vocab {tok.get_vocab_size(True)}, {len(cases)} cases, "
           f"{os.path.getsize(os.path.join(folder, 'tokenizer.json'))} bytes")
@@ -226,6 +234,40 @@ def metaspace_nosplit():
           "SentencePiece-style BPE: Metaspace (prepend always, no split: whole text is one word), no post-processor")
 
 
+def misc_byte_level():
+    """Less common components on the Llama 3 vocabulary: NFKD + StripAccents + Lowercase + a Replace regex, and
+    splits with every delimiter behaviour, Digits, and ByteLevel's own regex with a prefix space."""
+    tok = byte_level_tokenizer(LLAMA3_SPLIT)
+    tok.normalizer = normalizers.Sequence([normalizers.NFKD(), normalizers.StripAccents(), normalizers.Lowercase(),
+                                           normalizers.Replace(Regex(" {2,}"), " ")])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split("-", behavior="merged_with_previous"),
+        pre_tokenizers.Split(Regex("[.,;]"), behavior="merged_with_next"),
+        pre_tokenizers.Split(Regex("[()]"), behavior="removed"),
+        pre_tokenizers.Split(Regex("[a-e]+"), behavior="contiguous", invert=True),
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True),
+    ])
+    tok.add_special_tokens([AddedToken("<|eot_id|>", special=True, normalized=False)])
+    write("misc-bytelevel", tok, {"eos_token": "<|eot_id|>"}, special_texts(["<|eot_id|>"]) + ["a-b-c", "x.y,z;w", "(f(x))", "--..,,"],
+          "byte-level BPE with NFKD/StripAccents/Lowercase/Replace, Split behaviours, Digits, ByteLevel(add_prefix_space)")
+
+
+def misc_sentencepiece():
+    """Strip + NFD normalizers, Whitespace / WhitespaceSplit / Digits(contiguous) splits, Metaspace (never), unk."""
+    data = sentencepiece_vocab()
+    data["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "Strip", "strip_left": True, "strip_right": True}, {"type": "NFD"}]}
+    data["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "WhitespaceSplit"}, {"type": "Digits", "individual_digits": False}, {"type": "Whitespace"},
+        {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "never", "split": True}]}
+    data["decoder"] = {"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "never", "split": True}]}
+    data["model"]["byte_fallback"] = False
+    data["post_processor"] = {"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 1], "trim_offsets": True, "add_prefix_space": False}
+    tok = Tokenizer.from_str(json.dumps(data, ensure_ascii=False))
+    write("misc-spm", tok, {"bos_token": "<s>", "eos_token": "</s>"}, SPM_EXTRA,
+          "SentencePiece-style vocabulary without byte fallback (unk, not fused): Strip + NFD, Whitespace/Digits splits, Roberta processor")
+
+
 def gpt2():
     """GPT-2's own files from the gpt2-tiny fixture, as a tokenizer.json `tokenizers` writes."""
     base = os.path.join(HERE, "gpt2-tiny")
@@ -240,4 +282,4 @@ def gpt2():
 
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
-    llama3(); qwen2(); llama2(); metaspace(); metaspace_nosplit(); gpt2()
+    llama3(); qwen2(); llama2(); metaspace(); metaspace_nosplit(); misc_byte_level(); misc_sentencepiece(); gpt2()

@@ -6,7 +6,8 @@ import LoRAFormats
 @testable import LoRATokenizers
 import Testing
 
-let tokenizerFixtures = ["llama3-bpe", "qwen2-bpe", "llama2-spm", "metaspace-spm", "metaspace-nosplit-spm", "gpt2-bpe"]
+let tokenizerFixtures = ["llama3-bpe", "qwen2-bpe", "llama2-spm", "metaspace-spm", "metaspace-nosplit-spm", "misc-bytelevel",
+                         "misc-spm", "gpt2-bpe"]
 
 struct TokenizerCase {
     let text: String
@@ -15,8 +16,8 @@ struct TokenizerCase {
     let pretokens: [String]?
 }
 
-/// The cases of one fixture folder, and HF's `len(tokenizer)`.
-func loadCases(_ name: String) throws -> (cases: [TokenizerCase], vocabularySize: Int) {
+/// The cases of one fixture folder, HF's `len(tokenizer)`, and the random-id decodes.
+func loadCases(_ name: String) throws -> (cases: [TokenizerCase], vocabularySize: Int, decodes: [(ids: [Int], decoded: String, skipping: String)]) {
     let path = fixturesRoot + "/tokenizers/\(name)/cases.json"
     let root = try JSONNode.parse(try Data(contentsOf: URL(fileURLWithPath: path)), path: path)
     let cases = try #require(root["cases"]?.array).map { item in
@@ -27,7 +28,10 @@ func loadCases(_ name: String) throws -> (cases: [TokenizerCase], vocabularySize
                              decodedSkippingSpecial: text("decoded_skipping_special"),
                              pretokens: item["pretokens"]?.array?.compactMap(\.string))
     }
-    return (cases, try #require(root["vocab_size"]?.int))
+    let decodes = try #require(root["decode_cases"]?.array).map { item in
+        (item["ids"]?.array?.compactMap(\.int) ?? [], item["decoded"]?.string ?? "<missing>", item["decoded_skipping_special"]?.string ?? "<missing>")
+    }
+    return (cases, try #require(root["vocab_size"]?.int), decodes)
 }
 
 @Suite("tokenizer.json")
@@ -36,7 +40,7 @@ struct HFTokenizerTests {
     func referenceCases(name: String) throws {
         let tokenizer = try loadTokenizer(folder: fixturesRoot + "/tokenizers/\(name)")
         #expect(tokenizer is HFTokenizer)
-        let (cases, vocabularySize) = try loadCases(name)
+        let (cases, vocabularySize, decodes) = try loadCases(name)
         #expect(cases.count > 70)
         #expect(tokenizer.vocabularySize == vocabularySize)
         var failures = 0
@@ -51,12 +55,17 @@ struct HFTokenizerTests {
             if ids != c.ids { failures += 1 }
         }
         #expect(failures == 0)
+        #expect(decodes.count == 40)
+        for d in decodes {
+            #expect(try tokenizer.decode(d.ids) == d.decoded, "\(name) \(d.ids)")
+            #expect(try tokenizer.decode(d.ids, skipSpecialTokens: true) == d.skipping, "\(name) \(d.ids)")
+        }
     }
 
     @Test("the pre-tokenizer's words equal HF's pre_tokenize_str (regex splits, Metaspace)", arguments: tokenizerFixtures)
     func preTokenizerWords(name: String) throws {
         let tokenizer = try HFTokenizer(folder: fixturesRoot + "/tokenizers/\(name)")
-        let (cases, _) = try loadCases(name)
+        let (cases, _, _) = try loadCases(name)
         var checked = 0
         for c in cases {
             guard let expected = c.pretokens else { continue }
