@@ -164,51 +164,39 @@ public final class GPT2Tokenizer: Tokenizer, @unchecked Sendable {
     /// GPT-2's split: 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ (first match wins).
     static func pieces(of text: String) -> [String] {
         let s = Array(text.unicodeScalars)
+        let kinds = s.map(ScalarClass.init)
         var pieces: [String] = []
         var i = 0
         while i < s.count {
-            let end = pieceEnd(s, from: i)
-            var piece = String.UnicodeScalarView()
-            piece.append(contentsOf: s[i..<end])
-            pieces.append(String(piece))
+            let end = pieceEnd(s, kinds, from: i)
+            pieces.append(String(scalars: s[i..<end]))
             i = end
         }
         return pieces
     }
 
-    enum Kind { case letter, number, space, other }
-
-    static func kind(_ c: Unicode.Scalar) -> Kind {
-        if c.properties.isWhitespace { return .space }
-        switch c.properties.generalCategory {
-        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return .letter
-        case .decimalNumber, .letterNumber, .otherNumber: return .number
-        default: return .other
-        }
-    }
-
-    /// Where the piece starting at `i` ends.
-    static func pieceEnd(_ s: [Unicode.Scalar], from i: Int) -> Int {
-        if s[i] == "'" {
-            for suffix in ["s", "t", "re", "ve", "m", "ll", "d"] {
-                let tail = Array(suffix.unicodeScalars)
-                if i + 1 + tail.count <= s.count, Array(s[(i + 1)..<(i + 1 + tail.count)]) == tail {
-                    return i + 1 + tail.count
-                }
+    /// Where the piece starting at `i` ends; `kinds[j]` is `ScalarClass(s[j])`.
+    static func pieceEnd(_ s: [Unicode.Scalar], _ kinds: [ScalarClass], from i: Int) -> Int {
+        if s[i] == "'" && i + 1 < s.count {
+            switch s[i + 1] {
+            case "s", "t", "m", "d": return i + 2
+            case "r", "v", "l":
+                if i + 2 < s.count && s[i + 2] == (s[i + 1] == "l" ? "l" : "e") { return i + 3 }
+            default: break
             }
         }
         // ` ?X+` for letters, numbers, and everything else that is not whitespace.
-        let start = s[i] == " " && i + 1 < s.count && kind(s[i + 1]) != .space ? i + 1 : i
-        let k = kind(s[start])
-        if k != .space {
+        let start = s[i] == " " && i + 1 < s.count && !kinds[i + 1].isSpace ? i + 1 : i
+        let k = kinds[start]
+        if !k.isSpace {
             var j = start + 1
-            while j < s.count && kind(s[j]) == k { j += 1 }
+            while j < s.count && kinds[j] == k { j += 1 }
             return j
         }
         // Whitespace: the whole run at the end of the text; otherwise all but its last character (which then
         // leads the next piece), or the single character when the run has one.
         var j = i
-        while j < s.count && kind(s[j]) == .space { j += 1 }
+        while j < s.count && kinds[j].isSpace { j += 1 }
         if j == s.count { return j }
         return j - i >= 2 ? j - 1 : j
     }

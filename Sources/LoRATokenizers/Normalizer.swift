@@ -35,17 +35,22 @@ indirect enum Normalizer {
     /// start at 0, which Metaspace's `prepend_scheme: first` looks at).
     func apply(_ text: String, atOrigin: inout Bool) -> String {
         switch self {
-        case .nfc: return text.precomposedStringWithCanonicalMapping
-        case .nfd: return text.decomposedStringWithCanonicalMapping
-        case .nfkc: return text.precomposedStringWithCompatibilityMapping
-        case .nfkd: return text.decomposedStringWithCompatibilityMapping
-        case .lowercase:
-            var out = String.UnicodeScalarView()
-            for scalar in text.unicodeScalars {
-                if scalar.isASCII { out.append(Unicode.Scalar(UInt8(ascii: scalar) | (scalar.properties.isUppercase ? 0x20 : 0))) }
-                else { out.append(contentsOf: scalar.properties.lowercaseMapping.unicodeScalars) }
+        case .nfc, .nfd, .nfkc, .nfkd:
+            if text.utf8.allSatisfy({ $0 < 0x80 }) { return text }  // ASCII is in every normal form
+            switch self {
+            case .nfc: return text.precomposedStringWithCanonicalMapping
+            case .nfd: return text.decomposedStringWithCanonicalMapping
+            case .nfkc: return text.precomposedStringWithCompatibilityMapping
+            default: return text.decomposedStringWithCompatibilityMapping
             }
-            return String(out)
+        case .lowercase:
+            var out: [UInt8] = []
+            out.reserveCapacity(text.utf8.count)
+            for scalar in text.unicodeScalars {
+                if scalar.isASCII { out.append(UInt8(ascii: scalar) | (scalar.properties.isUppercase ? 0x20 : 0)) }
+                else { out += scalar.properties.lowercaseMapping.utf8 }
+            }
+            return String(decoding: out, as: UTF8.self)
         case .stripAccents:
             return String(scalars: text.unicodeScalars.filter {
                 ![.nonspacingMark, .spacingMark, .enclosingMark].contains($0.properties.generalCategory)
@@ -60,15 +65,9 @@ indirect enum Normalizer {
                 }
             }
             return String(out)
-        case .byteLevel:
-            return String(text.utf8.map { GPT2Tokenizer.byteSymbols[Int($0)] })
+        case .byteLevel: return byteLevelSymbols(text)
         case .prepend(let prefix): return text.isEmpty ? text : prefix + text
-        case .replace(let pattern, let content):
-            var out = ""
-            for (range, isMatch) in pattern.findMatches(in: text) {
-                if isMatch { out += content } else { out.unicodeScalars.append(contentsOf: text.unicodeScalars[range]) }
-            }
-            return out
+        case .replace(let pattern, let content): return pattern.replaceMatches(in: text, with: content)
         case .strip(let left, let right):
             var scalars = Substring(text).unicodeScalars
             if left {
@@ -89,3 +88,13 @@ indirect enum Normalizer {
         return apply(text, atOrigin: &atOrigin)
     }
 }
+
+/// GPT-2's bytes_to_unicode of the text's UTF-8: each byte as its printable symbol.
+func byteLevelSymbols(_ text: String) -> String {
+    var out: [UInt8] = []
+    out.reserveCapacity(text.utf8.count * 2)
+    for byte in text.utf8 { out += byteSymbolUTF8[Int(byte)] }
+    return String(decoding: out, as: UTF8.self)
+}
+
+private let byteSymbolUTF8: [[UInt8]] = GPT2Tokenizer.byteSymbols.map { Array(String($0).utf8) }

@@ -68,7 +68,7 @@ indirect enum PreTokenizer {
                 var piece = piece
                 if addPrefixSpace && piece.text.unicodeScalars.first != " " { piece.text = " " + piece.text }
                 let words = useRegex ? split(piece, TextPattern.gpt2, .isolated) : [piece]
-                return words.map { Piece(text: String($0.text.utf8.map { GPT2Tokenizer.byteSymbols[Int($0)] }), atOrigin: $0.atOrigin) }
+                return words.map { Piece(text: byteLevelSymbols($0.text), atOrigin: $0.atOrigin) }
             }
         case .split(let pattern, let behavior, let invert):
             return pieces.flatMap { split($0, pattern, behavior, invert: invert) }

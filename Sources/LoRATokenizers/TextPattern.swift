@@ -12,6 +12,8 @@ enum TextPattern: @unchecked Sendable {
     case regex(Regex<AnyRegexOutput>, source: String)
     /// GPT-2's split pattern, matched by hand (same matches, several times faster than the general engine).
     case gpt2
+    /// The Llama 3 / Qwen2 split pattern, matched by hand (SplitMatchers.swift).
+    case llama(maxDigits: Int)
 
     static let gpt2Source = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
 
@@ -33,6 +35,7 @@ enum TextPattern: @unchecked Sendable {
 
     init(regex source: String, field: JSONField) throws {
         if source == Self.gpt2Source { self = .gpt2; return }
+        if let maxDigits = SplitMatchers.llamaFamily[source] { self = .llama(maxDigits: maxDigits); return }
         do {
             self = .regex(try Regex(source).matchingSemantics(.unicodeScalar), source: source)
         } catch {
@@ -67,11 +70,17 @@ enum TextPattern: @unchecked Sendable {
             }
         case .regex(let regex, _):
             for match in text.matches(of: regex) { add(match.range) }
-        case .gpt2:
+        case .gpt2, .llama:
             let scalars = Array(text.unicodeScalars)
+            let kinds = scalars.map(ScalarClass.init)
             var index = text.unicodeScalars.startIndex, i = 0
             while i < scalars.count {
-                let end = GPT2Tokenizer.pieceEnd(scalars, from: i)
+                let end: Int
+                if case .llama(let maxDigits) = self {
+                    end = SplitMatchers.llamaPieceEnd(scalars, kinds, from: i, maxDigits: maxDigits)
+                } else {
+                    end = GPT2Tokenizer.pieceEnd(scalars, kinds, from: i)
+                }
                 let next = text.unicodeScalars.index(index, offsetBy: end - i)
                 add(index..<next)
                 (index, i) = (next, end)
@@ -79,6 +88,25 @@ enum TextPattern: @unchecked Sendable {
         }
         if previous != text.endIndex { out.append((previous..<text.endIndex, false)) }
         return out
+    }
+}
+
+extension TextPattern {
+    /// `text` with every match replaced by `content` (HF's `NormalizedString::replace` and the Replace decoder).
+    func replaceMatches(in text: String, with content: String) -> String {
+        // UTF-8 bytes, not String.UnicodeScalarView: appending a sequence to that view rebuilds it (quadratic).
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count + text.utf8.count / 2)
+        if case .literal(let needle) = self, needle.count == 1 {  // the common " " → "▁" and back
+            for scalar in text.unicodeScalars {
+                if scalar == needle[0] { out += content.utf8 } else { out += UTF8.encode(scalar)! }
+            }
+        } else {
+            for (range, isMatch) in findMatches(in: text) {
+                if isMatch { out += content.utf8 } else { out += text.utf8[range] }
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }
 

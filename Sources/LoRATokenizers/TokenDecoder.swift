@@ -50,13 +50,7 @@ indirect enum TokenDecoder {
                 return String(out)
             }
         case .replace(let pattern, let content):
-            return tokens.map { token in
-                var out = ""
-                for (range, isMatch) in pattern.findMatches(in: token) {
-                    if isMatch { out += content } else { out.unicodeScalars.append(contentsOf: token.unicodeScalars[range]) }
-                }
-                return out
-            }
+            return tokens.map { pattern.replaceMatches(in: $0, with: content) }
         case .byteFallback:
             var out: [String] = [], pending: [UInt8] = []
             func flush() {

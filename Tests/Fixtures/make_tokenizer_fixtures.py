@@ -36,7 +36,7 @@ RANDOM_PARAGRAPH = "".join(random.choice(ALPHABET) for _ in range(600))
 TEXTS = [
     "", " ", "  ", "   ", "\t", "\n", "\r\n", "\r\n\r\n", " \r\n x", "a\r\nb", "a\n\n\nb", "x  y   z    w",
     "hello", " hello", "hello ", "  hello  ", "Hello world", "HELLO WORLD", "tab\tend\t\tx",
-    "don't I'll they're we've you'd she's it'S THEY'RE WE'LL 'tis O'Neill x'ſ y'Sa",
+    "don't I'll they're we've you'd she's it'S THEY'RE WE'LL 'tis O'Neill x'ſ y'Sa 'ſa 'Ka 'ﬆa 'İa",
     "1", "12", "123", "1234", "12345678901234567890", "3.14159 and 1,000,000", "v2.0.1-rc3", "٣٤٥ ௧௨ ⅷ ½",
     "漢字かなカナ한국어", "日本語のテキスト。", "Ünïcödé café naïve", "e\u0301\u0302 a\u0308 n\u0303", "\u00e9 vs e\u0301",
     "🦊", "👍🏽👍🏿", "👨‍👩‍👧‍👦 family", "🏳️‍🌈 flag", "emoji🦊inside", "\U0001F600\U0001F601",

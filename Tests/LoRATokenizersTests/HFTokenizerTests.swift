@@ -76,6 +76,25 @@ struct HFTokenizerTests {
         #expect(checked == (tokenizer.preTokenizer == nil ? 0 : cases.count))
     }
 
+    @Test("the hand-written Llama 3 / Qwen2 / GPT-2 split matchers give Swift Regex's matches on random text")
+    func splitMatchers() throws {
+        let field = JSONField(node: .null, file: "test", at: "pattern")
+        var sources = try Array(SplitMatchers.llamaFamily.keys).map { ($0, try TextPattern(regex: $0, field: field)) }
+        sources.append((TextPattern.gpt2Source, .gpt2))
+        var generator = SplitMix(seed: 17)
+        let alphabet = Array("aZé 09٣½\n\r\t\u{b}\u{85}\u{a0}\u{2028}\u{3000}\u{200b}'sStTrReEvVmMlLdDſK-_.,!?漢🦊\u{301}").map(String.init)
+            + ["  ", "\r\n", "'s", "'LL", "'ve", "👍🏽"]
+        for (source, fast) in sources {
+            let regex = TextPattern.regex(try Regex(source).matchingSemantics(.unicodeScalar), source: source)
+            for _ in 0..<300 {
+                let text = (0..<Int.random(in: 0...30, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }.joined()
+                let expected = regex.findMatches(in: text).map { "\($0.isMatch)" + String(text.unicodeScalars[$0.range]) }
+                let actual = fast.findMatches(in: text).map { "\($0.isMatch)" + String(text.unicodeScalars[$0.range]) }
+                #expect(actual == expected, "\(JSONValue.quote(text))")
+            }
+        }
+    }
+
     @Test("BOS/EOS come from tokenizer_config.json (strings or {content} objects, null)")
     func specialTokens() throws {
         let llama3 = try HFTokenizer(folder: fixturesRoot + "/tokenizers/llama3-bpe")
