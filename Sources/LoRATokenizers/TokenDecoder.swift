@@ -1,7 +1,7 @@
 // tokenizer.json's `decoder`: turns the tokens of some ids back into text, as HF's `decode_chain` (each decoder
 // maps a list of token strings to a new list; the results are concatenated). ByteLevel (symbols → bytes →
 // UTF-8, invalid sequences as U+FFFD), Metaspace, Replace, ByteFallback (`<0xNN>` runs → UTF-8, or one U+FFFD
-// per byte when invalid), Fuse, Strip and Sequence; BPEDecoder, WordPiece and CTC are refused by name.
+// per byte when invalid), Fuse, Strip, BPEDecoder (word suffix) and Sequence; WordPiece and CTC are refused by name.
 import LoRAFormats
 
 indirect enum TokenDecoder {
@@ -9,6 +9,8 @@ indirect enum TokenDecoder {
     case metaspace(replacement: Unicode.Scalar, prepend: PrependScheme)
     case replace(TextPattern, String)
     case byteFallback, fuse
+    /// BPEDecoder: `suffix` becomes a space, or nothing in the last token.
+    case wordSuffix(String)
     case strip(Unicode.Scalar, start: Int, stop: Int)
     case sequence([TokenDecoder])
 
@@ -21,6 +23,7 @@ indirect enum TokenDecoder {
         case "Replace": self = .replace(try TextPattern(field.required("pattern")), try field.required("content").string())
         case "ByteFallback": self = .byteFallback
         case "Fuse": self = .fuse
+        case "BPEDecoder": self = .wordSuffix(try field.optional("suffix")?.string() ?? "</w>")
         case "Strip":
             self = .strip(try field.required("content").scalar(), start: try field.required("start").int(in: 0...1 << 20),
                           stop: try field.required("stop").int(in: 0...1 << 20))
@@ -33,6 +36,10 @@ indirect enum TokenDecoder {
         switch self {
         case .sequence(let decoders): return decoders.reduce(tokens) { $1.decodeChain($0) }
         case .fuse: return [tokens.joined()]
+        case .wordSuffix(let suffix):
+            guard !suffix.isEmpty else { return tokens }
+            let pattern = TextPattern.literal(Array(suffix.unicodeScalars))
+            return tokens.enumerated().map { pattern.replaceMatches(in: $1, with: $0 == tokens.count - 1 ? "" : " ") }
         case .byteLevel:
             var bytes: [UInt8] = []
             for token in tokens {

@@ -268,6 +268,21 @@ def misc_sentencepiece():
           "SentencePiece-style vocabulary without byte fallback (unk, not fused): Strip + NFD, Whitespace/Digits splits, Roberta processor")
 
 
+def suffix_bpe():
+    """A classic (non-byte-level) BPE: continuing_subword_prefix "##", end_of_word_suffix "</w>", unk, Lowercase,
+    Whitespace pre-tokenizer, BPEDecoder, Bert post-processor."""
+    tok = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##", end_of_word_suffix="</w>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.decoder = decoders.BPEDecoder(suffix="</w>")
+    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(
+        vocab_size=500, special_tokens=["[UNK]", "[CLS]", "[SEP]"], continuing_subword_prefix="##",
+        end_of_word_suffix="</w>", show_progress=False))
+    tok.post_processor = processors.BertProcessing(("[SEP]", tok.token_to_id("[SEP]")), ("[CLS]", tok.token_to_id("[CLS]")))
+    write("suffix-bpe", tok, {"bos_token": "[CLS]", "eos_token": "[SEP]"}, special_texts(["[SEP]"]),
+          "BPE with continuing_subword_prefix and end_of_word_suffix, unk, Lowercase, Whitespace, BPEDecoder, Bert processor")
+
+
 def gpt2():
     """GPT-2's own files from the gpt2-tiny fixture, as a tokenizer.json `tokenizers` writes."""
     base = os.path.join(HERE, "gpt2-tiny")
@@ -282,4 +297,4 @@ def gpt2():
 
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
-    llama3(); qwen2(); llama2(); metaspace(); metaspace_nosplit(); misc_byte_level(); misc_sentencepiece(); gpt2()
+    llama3(); qwen2(); llama2(); metaspace(); metaspace_nosplit(); misc_byte_level(); misc_sentencepiece(); suffix_bpe(); gpt2()

@@ -7,7 +7,7 @@ import LoRAFormats
 import Testing
 
 let tokenizerFixtures = ["llama3-bpe", "qwen2-bpe", "llama2-spm", "metaspace-spm", "metaspace-nosplit-spm", "misc-bytelevel",
-                         "misc-spm", "gpt2-bpe"]
+                         "misc-spm", "suffix-bpe", "gpt2-bpe"]
 
 struct TokenizerCase {
     let text: String
