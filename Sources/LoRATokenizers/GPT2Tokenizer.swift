@@ -101,12 +101,22 @@ public final class GPT2Tokenizer: Tokenizer, @unchecked Sendable {
     /// The token ids of `text`.
     public func encode(_ text: String) throws -> [Int] {
         guard let endOfText else { return try encodeOrdinary(text) }
+        // Found by bytes, not by `components(separatedBy:)`, which compares Characters: "<|endoftext|>\u{301}"
+        // ends in one Character ">\u{301}" there, yet HF and transformers split it off.
+        let bytes = Array(text.utf8), marker = Array("<|endoftext|>".utf8)
         var ids: [Int] = []
-        for (index, part) in text.components(separatedBy: "<|endoftext|>").enumerated() {
-            if index > 0 { ids.append(endOfText) }
-            ids += try encodeOrdinary(part)
+        var start = 0, i = 0
+        while i + marker.count <= bytes.count {
+            if bytes[i] == marker[0] && bytes[i..<(i + marker.count)].elementsEqual(marker) {
+                ids += try encodeOrdinary(String(decoding: bytes[start..<i], as: UTF8.self))
+                ids.append(endOfText)
+                i += marker.count
+                start = i
+            } else {
+                i += 1
+            }
         }
-        return ids
+        return ids + (try encodeOrdinary(String(decoding: bytes[start...], as: UTF8.self)))
     }
 
     private func encodeOrdinary(_ text: String) throws -> [Int] {
