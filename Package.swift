@@ -31,6 +31,7 @@ let package = Package(
         .library(name: "LoRAAdapters", targets: ["LoRAAdapters"]),
         .library(name: "LoRAModels", targets: ["LoRAModels"]),
         .library(name: "LoRAGPT2", targets: ["LoRAGPT2"]),
+        .library(name: "LoRATokenizers", targets: ["LoRATokenizers"]),
         .library(name: "LoRALlama", targets: ["LoRALlama"]),
         .library(name: "LoRATraining", targets: ["LoRATraining"]),
         .executable(name: "lora", targets: ["lora"]),
@@ -48,6 +49,8 @@ let package = Package(
         .target(name: "LoRANN", dependencies: ["LoRARuntime"]),
         // Files: safetensors, JSON values, atomic writes (no device code).
         .target(name: "LoRAFormats"),
+        // Tokenizers: GPT-2's vocab.json + merges.txt, Hugging Face tokenizer.json (BPE).
+        .target(name: "LoRATokenizers", dependencies: ["LoRAFormats"]),
         // PEFT adapters: LoraConfig, target matching, adapter folders read into and written from linear modules.
         .target(name: "LoRAAdapters", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats"]),
         // The model interface (forward, backward, loss, adapters, KV cache, generation) and the registry by model_type.
@@ -59,8 +62,8 @@ let package = Package(
         // Training: the trainer, optimizers, schedules, data, checkpoints, the loss plot.
         .target(name: "LoRATraining", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters", "LoRAModels"]),
         // Umbrella: re-exports the modules above, chooses the device and knows every model family.
-        .target(name: "SwiftLoRA", dependencies: ["LoRARuntime", "LoRAOpenCL", "LoRANN", "LoRAFormats", "LoRAAdapters",
-                                                  "LoRAModels", "LoRAGPT2", "LoRALlama", "LoRATraining"]),
+        .target(name: "SwiftLoRA", dependencies: ["LoRARuntime", "LoRAOpenCL", "LoRANN", "LoRAFormats", "LoRATokenizers",
+                                                  "LoRAAdapters", "LoRAModels", "LoRAGPT2", "LoRALlama", "LoRATraining"]),
         .executableTarget(
             name: "lora",
             dependencies: ["SwiftLoRA", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
@@ -77,6 +80,7 @@ let package = Package(
         .testTarget(name: "LoRAFormatsTests", dependencies: ["LoRAFormats", "LoRATestSupport"]),
         .testTarget(name: "LoRAGPT2Tests", dependencies: ["SwiftLoRA", "LoRATestSupport"], exclude: []),
         .testTarget(name: "LoRALlamaTests", dependencies: ["SwiftLoRA", "LoRATestSupport"]),
+        .testTarget(name: "LoRATokenizersTests", dependencies: ["LoRATokenizers", "LoRAFormats"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -10,6 +10,7 @@
 @_exported import LoRANN
 @_exported import LoRAOpenCL
 @_exported import LoRARuntime
+@_exported import LoRATokenizers
 @_exported import LoRATraining
 
 extension ModelRegistry {

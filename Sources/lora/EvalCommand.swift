@@ -69,7 +69,7 @@ struct EvalCommand: ParsableCommand {
     /// `--data`: the text's tokens cut into windows of `--seq` (the last may be shorter, if it predicts anything).
     func windows(for lm: any LanguageModel) throws -> [[Int]] {
         let path = data!
-        let ids = try tokenizeFile(path, with: loadTokenizer(model))
+        let ids = try tokenizeFile(path, with: loadTokenizer(folder: model))
         let length = seq ?? lm.maxPositions
         guard length <= lm.maxPositions else {
             throw ValidationError("--seq \(length) exceeds the model's \(lm.maxPositions) positions")

@@ -39,13 +39,13 @@ struct GenerateCommand: ParsableCommand {
         let backend = try device.select(announce: false)
         let lm = try loadModel(model, backend: backend)
         if let adapter { try lm.loadAdapter(folder: adapter) }
-        let tokenizer = try loadTokenizer(model)
+        let tokenizer = try loadTokenizer(folder: model)
         let ids = try promptIds != nil ? parsedIDs() : tokenizer.encode(prompt!)
         guard !ids.isEmpty else { throw ValidationError("--prompt encodes to no tokens") }
         if let bad = ids.first(where: { !(0..<lm.vocabularySize).contains($0) }) {
             throw ValidationError("--prompt-ids: \(bad) is outside the vocabulary 0..<\(lm.vocabularySize)")
         }
-        let stop = lm.endOfSequenceTokens.union(tokenizer.endOfText.map { [$0] } ?? [])
+        let stop = lm.endOfSequenceTokens.union(tokenizer.eosTokenID.map { [$0] } ?? [])
         if !json, let prompt { FileHandle.standardOutput.write(Data(prompt.utf8)) }
         var produced: [Int] = []
         var printed = ""

@@ -9,11 +9,8 @@ func loadModel(_ folder: String, backend: any Backend, options: ModelLoadOptions
     try ModelRegistry.standard.load(folder: folder, backend: backend, options: options)
 }
 
-/// The tokenizer in a model folder.
-func loadTokenizer(_ folder: String) throws -> GPT2Tokenizer { try GPT2Tokenizer(folder: folder) }
-
 /// The token ids of a UTF-8 text file (no special tokens added).
-func tokenizeFile(_ path: String, with tokenizer: GPT2Tokenizer) throws -> [Int] {
+func tokenizeFile(_ path: String, with tokenizer: any Tokenizer) throws -> [Int] {
     guard let bytes = FileManager.default.contents(atPath: path) else { throw ValidationError("\(path): cannot be read") }
     guard let text = String(data: bytes, encoding: .utf8) else { throw ValidationError("\(path): not UTF-8 text") }
     guard !text.isEmpty else { throw ValidationError("\(path) is empty") }

@@ -108,7 +108,7 @@ struct TrainCommand: ParsableCommand {
         return try TrainingData(stream: ids, seq: seq, batch: batch, seed: seed)
     }
 
-    func tokenize(_ path: String) throws -> [Int] { try tokenizeFile(path, with: loadTokenizer(model)) }
+    func tokenize(_ path: String) throws -> [Int] { try tokenizeFile(path, with: loadTokenizer(folder: model)) }
 
     func windows(of path: String) throws -> [[Int]] {
         try TrainingData(stream: tokenize(path), seq: seq, batch: batch, seed: 0).windows

@@ -42,7 +42,7 @@ struct TrainDemo {
                                               "--targets", "attn.c_attn,attn.c_proj", "--out", out]
                                              + (options.device.device.map { ["--device", $0] } ?? []))
         let trainer = try command.prepare()
-        let tokenizer = try loadTokenizer(base)
+        let tokenizer = try loadTokenizer(folder: base)
         let before = try accuracy(trainer.model, tokenizer, heldOut)
         print(String(format: "held-out accuracy before: %.1f%% of %d words reversed exactly", 100 * before, heldOut.count))
         let run = try TrainingRun(command: command, trainer: trainer).execute()
@@ -52,7 +52,7 @@ struct TrainDemo {
     }
 
     /// Exact-match rate of greedy 4-token answers to "abcd>" prompts.
-    func accuracy(_ model: any LanguageModel, _ tokenizer: GPT2Tokenizer, _ words: [String]) throws -> Double {
+    func accuracy(_ model: any LanguageModel, _ tokenizer: any Tokenizer, _ words: [String]) throws -> Double {
         let prompts = try words.map { try tokenizer.encode("\($0)>") }
         let answers = try model.greedyContinuation(prompts, count: 4)
         let correct = try zip(words, answers).filter { word, answer in try tokenizer.decode(answer) == String(word.reversed()) }.count

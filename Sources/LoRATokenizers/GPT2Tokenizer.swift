@@ -2,17 +2,20 @@
 // GPT-2's pattern ('s 't 're 've 'm 'll 'd, ` ?letters`, ` ?digits`, ` ?other`, whitespace), each piece's UTF-8
 // bytes are mapped to printable characters (bytes_to_unicode), the merges are applied by rank, and the symbols
 // are looked up in the vocabulary. Every byte has a symbol, so any UTF-8 text encodes and decodes back exactly.
+// The same ids as HFTokenizer reading GPT-2's tokenizer.json (checked by the gpt2-bpe fixture).
 import Foundation
 import LoRAFormats
-import LoRARuntime
 
 /// Encodes text to GPT-2 token ids and back.
-public final class GPT2Tokenizer: @unchecked Sendable {
+public final class GPT2Tokenizer: Tokenizer, @unchecked Sendable {
     public let vocabulary: [String: Int]
     private let symbols: [Int: String]
     private let ranks: [Pair: Int]
     /// `<|endoftext|>`, when the vocabulary has it: text containing it is split there and it encodes as one id.
     public let endOfText: Int?
+    /// From the folder's tokenizer_config.json when it names one, else `<|endoftext|>` (GPT-2's convention).
+    public let bosTokenID: Int?
+    public let eosTokenID: Int?
     private var cache: [String: [Int]] = [:]
     private let lock = NSLock()
 
@@ -31,12 +34,19 @@ public final class GPT2Tokenizer: @unchecked Sendable {
     }()
     static let symbolBytes: [Character: UInt8] = Dictionary(uniqueKeysWithValues: byteSymbols.enumerated().map { ($1, UInt8($0)) })
 
-    /// Loads `folder/vocab.json` and `folder/merges.txt`.
+    /// Loads `folder/vocab.json` and `folder/merges.txt`, and BOS/EOS from `folder/tokenizer_config.json` if present.
     public convenience init(folder: String) throws {
-        try self.init(vocabularyFile: folder + "/vocab.json", mergesFile: folder + "/merges.txt")
+        let configFile = folder + "/tokenizer_config.json"
+        try self.init(vocabularyFile: folder + "/vocab.json", mergesFile: folder + "/merges.txt",
+                      specialTokens: try SpecialTokenConfig.read(configFile), configFile: configFile)
     }
 
-    public init(vocabularyFile: String, mergesFile: String) throws {
+    /// Loads the two files; BOS and EOS are `<|endoftext|>` when the vocabulary has it.
+    public convenience init(vocabularyFile: String, mergesFile: String) throws {
+        try self.init(vocabularyFile: vocabularyFile, mergesFile: mergesFile, specialTokens: nil, configFile: "")
+    }
+
+    init(vocabularyFile: String, mergesFile: String, specialTokens: SpecialTokenConfig?, configFile: String) throws {
         guard let data = FileManager.default.contents(atPath: vocabularyFile) else {
             throw FormatError.io(path: vocabularyFile, reason: "cannot be read")
         }
@@ -69,17 +79,44 @@ public final class GPT2Tokenizer: @unchecked Sendable {
         }
         (self.vocabulary, self.symbols, self.ranks) = (vocabulary, symbols, ranks)
         endOfText = vocabulary["<|endoftext|>"]
+        if let specialTokens {
+            (bosTokenID, eosTokenID) = try specialTokens.ids(file: configFile) { vocabulary[$0] }
+        } else {
+            (bosTokenID, eosTokenID) = (endOfText, endOfText)
+        }
+    }
+
+    public var vocabularySize: Int { vocabulary.count }
+    public func id(of token: String) -> Int? { vocabulary[token] }
+    public func token(of id: Int) -> String? { symbols[id] }
+
+    /// GPT-2 has no post-processor: `addSpecialTokens` adds nothing, as in HF.
+    public func encode(_ text: String, addSpecialTokens: Bool) throws -> [Int] { try encode(text) }
+
+    /// The text of `ids`, without `<|endoftext|>` when `skipSpecialTokens`.
+    public func decode(_ ids: [Int], skipSpecialTokens: Bool) throws -> String {
+        try decode(skipSpecialTokens ? ids.filter { $0 != endOfText } : ids)
     }
 
     /// The token ids of `text`.
     public func encode(_ text: String) throws -> [Int] {
         guard let endOfText else { return try encodeOrdinary(text) }
+        // Found by bytes, not by `components(separatedBy:)`, which compares Characters: "<|endoftext|>\u{301}"
+        // ends in one Character ">\u{301}" there, yet HF and transformers split it off.
+        let bytes = Array(text.utf8), marker = Array("<|endoftext|>".utf8)
         var ids: [Int] = []
-        for (index, part) in text.components(separatedBy: "<|endoftext|>").enumerated() {
-            if index > 0 { ids.append(endOfText) }
-            ids += try encodeOrdinary(part)
+        var start = 0, i = 0
+        while i + marker.count <= bytes.count {
+            if bytes[i] == marker[0] && bytes[i..<(i + marker.count)].elementsEqual(marker) {
+                ids += try encodeOrdinary(String(decoding: bytes[start..<i], as: UTF8.self))
+                ids.append(endOfText)
+                i += marker.count
+                start = i
+            } else {
+                i += 1
+            }
         }
-        return ids
+        return ids + (try encodeOrdinary(String(decoding: bytes[start...], as: UTF8.self)))
     }
 
     private func encodeOrdinary(_ text: String) throws -> [Int] {
@@ -92,11 +129,10 @@ public final class GPT2Tokenizer: @unchecked Sendable {
     public func decode(_ ids: [Int]) throws -> String {
         var bytes: [UInt8] = []
         for id in ids {
-            guard let symbol = symbols[id] else { throw LoRAError.invalidArgument("token id \(id) is not in the vocabulary") }
-            for character in symbol {
-                guard let byte = Self.symbolBytes[character] else { throw LoRAError.invalidArgument("token \(id) holds a character that stands for no byte") }
-                bytes.append(byte)
-            }
+            guard let symbol = symbols[id] else { throw TokenizerError.unknownID(id) }
+            // A token holding a character that stands for no byte (an added token) is its own UTF-8, as in HF.
+            let mapped = symbol.compactMap { Self.symbolBytes[$0] }
+            bytes += mapped.count == symbol.count ? mapped : Array(symbol.utf8)
         }
         return String(decoding: bytes, as: UTF8.self)
     }
@@ -126,7 +162,7 @@ public final class GPT2Tokenizer: @unchecked Sendable {
             word = merged
         }
         let ids = try word.map { symbol in
-            guard let id = vocabulary[symbol] else { throw LoRAError.invalidArgument("the merges produce \(JSONValue.quote(symbol)), which the vocabulary lacks") }
+            guard let id = vocabulary[symbol] else { throw TokenizerError.unrepresentable("the merges produce \(JSONValue.quote(symbol)), which the vocabulary lacks") }
             return id
         }
         lock.withLock { cache[piece] = ids }
@@ -138,51 +174,39 @@ public final class GPT2Tokenizer: @unchecked Sendable {
     /// GPT-2's split: 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ (first match wins).
     static func pieces(of text: String) -> [String] {
         let s = Array(text.unicodeScalars)
+        let kinds = s.map(ScalarClass.init)
         var pieces: [String] = []
         var i = 0
         while i < s.count {
-            let end = pieceEnd(s, from: i)
-            var piece = String.UnicodeScalarView()
-            piece.append(contentsOf: s[i..<end])
-            pieces.append(String(piece))
+            let end = pieceEnd(s, kinds, from: i)
+            pieces.append(String(scalars: s[i..<end]))
             i = end
         }
         return pieces
     }
 
-    enum Kind { case letter, number, space, other }
-
-    static func kind(_ c: Unicode.Scalar) -> Kind {
-        if c.properties.isWhitespace { return .space }
-        switch c.properties.generalCategory {
-        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return .letter
-        case .decimalNumber, .letterNumber, .otherNumber: return .number
-        default: return .other
-        }
-    }
-
-    /// Where the piece starting at `i` ends.
-    static func pieceEnd(_ s: [Unicode.Scalar], from i: Int) -> Int {
-        if s[i] == "'" {
-            for suffix in ["s", "t", "re", "ve", "m", "ll", "d"] {
-                let tail = Array(suffix.unicodeScalars)
-                if i + 1 + tail.count <= s.count, Array(s[(i + 1)..<(i + 1 + tail.count)]) == tail {
-                    return i + 1 + tail.count
-                }
+    /// Where the piece starting at `i` ends; `kinds[j]` is `ScalarClass(s[j])`.
+    static func pieceEnd(_ s: [Unicode.Scalar], _ kinds: [ScalarClass], from i: Int) -> Int {
+        if s[i] == "'" && i + 1 < s.count {
+            switch s[i + 1] {
+            case "s", "t", "m", "d": return i + 2
+            case "r", "v", "l":
+                if i + 2 < s.count && s[i + 2] == (s[i + 1] == "l" ? "l" : "e") { return i + 3 }
+            default: break
             }
         }
         // ` ?X+` for letters, numbers, and everything else that is not whitespace.
-        let start = s[i] == " " && i + 1 < s.count && kind(s[i + 1]) != .space ? i + 1 : i
-        let k = kind(s[start])
-        if k != .space {
+        let start = s[i] == " " && i + 1 < s.count && !kinds[i + 1].isSpace ? i + 1 : i
+        let k = kinds[start]
+        if !k.isSpace {
             var j = start + 1
-            while j < s.count && kind(s[j]) == k { j += 1 }
+            while j < s.count && kinds[j] == k { j += 1 }
             return j
         }
         // Whitespace: the whole run at the end of the text; otherwise all but its last character (which then
         // leads the next piece), or the single character when the run has one.
         var j = i
-        while j < s.count && kind(s[j]) == .space { j += 1 }
+        while j < s.count && kinds[j].isSpace { j += 1 }
         if j == s.count { return j }
         return j - i >= 2 ? j - 1 : j
     }
