@@ -11,7 +11,7 @@ extension GPT2Model {
         let logits = try forward(tokens)
         let (batch, length) = (tokens.count, tokens[0].count)
         guard length >= 2 else { throw LoRAError.invalidArgument("GPT-2 loss: sequences need at least 2 tokens, got \(length)") }
-        let targets = tokens.flatMap { row in (0..<length).map { $0 + 1 < length ? Float(row[$0 + 1]) : -100 } }
+        let targets = tokens.flatMap { row in (0..<length).map { $0 + 1 < length ? Int32(row[$0 + 1]) : -100 } }
         let n = batch * length
         let losses = try backend.empty([n]), total = try backend.empty([1])
         let predictions = batch * (length - 1)

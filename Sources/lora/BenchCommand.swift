@@ -268,7 +268,7 @@ struct OpsBench: ParsableCommand {
         let (gamma, _) = try context.random([cols], seed: 9)
         let (beta, _) = try context.random([cols], seed: 10)
         let (mean, rstd) = (try backend.zeros([rows]), try backend.zeros([rows]))
-        let targets = try backend.upload((0..<rows).map { Float($0 * 7 % cols) }, shape: [rows])
+        let targets = try backend.upload((0..<rows).map { Int32($0 * 7 % cols) }, shape: [rows])
         let (losses, result) = (try backend.zeros([rows]), try backend.zeros([1]))
         let (m, v) = (try backend.zeros(shape), try backend.zeros(shape))
         try backend.layerNorm(LayerNorm(x: x, gamma: gamma, beta: beta, y: out, mean: mean, rstd: rstd))
