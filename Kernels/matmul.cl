@@ -7,6 +7,8 @@
 // gemm: each work-item computes a TM×TN block of C in TM·TN/16 float16 accumulators. Dim 0 walks rows, so
 // neighbouring work-items share one B strip (cache reuse on CPUs such as PoCL); dim 1 = strip; dim 2 = batch.
 // No local memory and no barriers (slow on CPU devices).
+// Typed operands: A and B may each be float32, bfloat16 or float16 (A_TYPE, B_TYPE: common.cl's dtype codes); they are
+// widened to float as they are read (B once, by pack_b), and the math and C are float32.
 
 #ifndef TM
 #define TM 12       // rows of C per work-item (the host sets it per device kind)
@@ -21,20 +23,26 @@
 #ifndef TRANS_B
 #define TRANS_B 0   // 1: B is stored [n, k] and used transposed
 #endif
+#ifndef A_TYPE
+#define A_TYPE 0    // A's dtype code (common.cl): 0 float32, 1 bfloat16, 2 float16
+#endif
+#ifndef B_TYPE
+#define B_TYPE 0    // B's dtype code, as A_TYPE
+#endif
 
 #if TRANS_A
-#define A_AT(i, p) A[(long)(p) * lda + (i)]
+#define A_AT(i, p) TYPED_LOAD(A_TYPE, A, (long)(p) * lda + (i))
 #else
-#define A_AT(i, p) A[(long)(i) * lda + (p)]
+#define A_AT(i, p) TYPED_LOAD(A_TYPE, A, (long)(i) * lda + (p))
 #endif
 #if TRANS_B
-#define B_AT(p, j) B[(long)(j) * ldb + (p)]
+#define B_AT(p, j) TYPED_LOAD(B_TYPE, B, (long)(j) * ldb + (p))
 #else
-#define B_AT(p, j) B[(long)(p) * ldb + (j)]
+#define B_AT(p, j) TYPED_LOAD(B_TYPE, B, (long)(p) * ldb + (j))
 #endif
 
 // packed[batch][strip][p][c] = op(B)[p, strip·TN + c], 0 past n. Global: (strips·TN, k, batches).
-__kernel void pack_b(const int n, const int k, __global const float* B, const int offB, const int ldb,
+__kernel void pack_b(const int n, const int k, __global const TYPED_ELEM(B_TYPE)* B, const int offB, const int ldb,
                      const int strideB, __global float* packed)
 {
     const int j = get_global_id(0), p = get_global_id(1), batch = get_global_id(2);
@@ -50,7 +58,7 @@ __kernel void pack_b(const int n, const int k, __global const float* B, const in
 // wholly above that is skipped); 2 op(A)[i, p] = 0 for p > i + offset; 3 op(A)[i, p] = 0 for p < i - offset
 // (2 and 3: the block runs only the terms its rows need).
 __kernel void gemm(const int m, const int n, const int k, const float alpha,
-                   __global const float* A, const int offA, const int lda, const int strideA,
+                   __global const TYPED_ELEM(A_TYPE)* A, const int offA, const int lda, const int strideA,
                    __global const float* packed, const long packedStride,
                    const float beta,
                    __global float* C, const int offC, const int ldc, const int strideC,

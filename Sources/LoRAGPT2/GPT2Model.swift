@@ -104,8 +104,8 @@ public final class GPT2Model: LanguageModel {
         let (batch, length) = try checkTokens(tokens, start: cache?.length ?? 0)
         let n = batch * length
         let start = cache?.length ?? 0
-        let ids = try backend.upload(tokens.joined().map(Float.init), shape: [n])
-        let positions = try backend.upload((0..<n).map { Float(start + $0 % length) }, shape: [n])
+        let ids = try uploadTokenIDs(tokens.joined(), backend: backend)
+        let positions = try uploadTokenIDs((0..<n).map { start + $0 % length }, backend: backend)
         var x = try backend.empty([n, config.width])
         try backend.embedding(EmbeddingLookup(table: wte, indices: ids, output: x))
         try backend.embedding(EmbeddingLookup(table: wpe, indices: positions, output: x, accumulate: true))

@@ -87,7 +87,7 @@ extension LlamaModel {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let dtypes = Set(namedWeights.map(\.tensor.dtype)).subtracting([.float32])
         let dtype = dtypes.first ?? .float32
-        _ = try SafeTensorsWriter.writeCheckpoint(try namedWeights.sorted { $0.name < $1.name }.map { .float32($0.name, shape: $0.tensor.shape, values: try $0.tensor.toArray()) }, to: folder, maxShardBytes: maxShardBytes)
+        try writeCheckpoint(namedWeights, folder: folder, maxShardBytes: maxShardBytes)
         let json = config.configJSON(dtype: dtype.rawValue)
         try AtomicFile.write(Data((json.serialized() + "\n").utf8), to: folder + "/config.json")
     }

@@ -105,7 +105,7 @@ struct LlamaWeights {
     /// A weight on the device: in the file's dtype, or the load options' (`keep` float32 for random weights).
     func tensor(_ name: String) throws -> Tensor {
         switch source {
-        case .checkpoint(let checkpoint): return try backend.upload(try checkpoint.floats(name), shape: try checkpoint.entry(name).shape)
+        case .checkpoint(let checkpoint): return try checkpoint.upload(name, to: backend, dtype: options.dtype)
         case .random(let values): return try backend.upload(values[name]!, shape: Self.expectedShapes(config)[name]!)
         }
     }
@@ -113,7 +113,7 @@ struct LlamaWeights {
     /// A small weight (norm, bias) on the device in float32.
     func float32(_ name: String) throws -> Tensor {
         switch source {
-        case .checkpoint(let checkpoint): return try backend.upload(try checkpoint.floats(name), shape: try checkpoint.entry(name).shape)
+        case .checkpoint(let checkpoint): return try checkpoint.upload(name, to: backend, dtype: options.dtype)
         case .random(let values): return try backend.upload(values[name]!, shape: Self.expectedShapes(config)[name]!)
         }
     }

@@ -51,9 +51,9 @@ public protocol LanguageModel: AnyObject {
     func save(folder: String) throws
 }
 
-/// Token ids (or targets, -100 for none) on `backend`, in the order given.
+/// Token ids (or targets, -100 for none) on `backend` as int32, in the order given.
 public func uploadTokenIDs(_ ids: some Collection<Int>, backend: any Backend) throws -> Tensor {
-    try backend.upload(ids.map(Float.init), shape: [ids.count])
+    try backend.upload(ids.map { Int32(truncatingIfNeeded: $0) }, shape: [ids.count])
 }
 
 extension LanguageModel {
@@ -89,6 +89,9 @@ extension LanguageModel {
         }
         let length = tokens.first?.count ?? 0
         guard length >= 2 else { throw LoRAError.invalidArgument("\(modelType) loss: sequences need at least 2 tokens, got \(length)") }
+        if let bad = labels.joined().first(where: { $0 != -100 && !(0..<vocabularySize).contains($0) }) {
+            throw LoRAError.invalidArgument("\(modelType) loss: label \(bad) is neither -100 nor in the vocabulary 0..<\(vocabularySize)")
+        }
         let targets = labels.flatMap { row in (0..<length).map { $0 + 1 < length ? row[$0 + 1] : -100 } }
         let predictions = targets.filter { $0 != -100 }.count
         guard predictions > 0 else { throw LoRAError.invalidArgument("\(modelType) loss: every label is ignored (-100)") }

@@ -5,15 +5,16 @@ import LoRARuntime
 extension OpenCLBackend {
     public func fill(_ tensor: Tensor, with value: Float) throws {
         try requireOwned("fill", tensor)
+        try requireFloat32("fill", ("the tensor", tensor))
         var pattern = value
-        try api.check(api.enqueueFillBuffer(queue.handle, buffer(tensor), &pattern, 4, 0, tensor.count * 4, 0, nil, nil),
+        try api.check(api.enqueueFillBuffer(queue.handle, buffer(tensor), &pattern, 4, 0, tensor.byteCount, 0, nil, nil),
                       "clEnqueueFillBuffer")
     }
 
     public func copy(_ source: Tensor, to destination: Tensor) throws {
         try validateCopy(source, destination)
         guard source.storage !== destination.storage else { return }
-        try api.check(api.enqueueCopyBuffer(queue.handle, buffer(source), buffer(destination), 0, 0, source.count * 4, 0, nil, nil),
+        try api.check(api.enqueueCopyBuffer(queue.handle, buffer(source), buffer(destination), 0, 0, source.byteCount, 0, nil, nil),
                       "clEnqueueCopyBuffer")
     }
 

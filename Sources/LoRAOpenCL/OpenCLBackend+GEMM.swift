@@ -1,7 +1,8 @@
 // OpenCL GEMM through one of two engines: the register-blocked kernel in Kernels/matmul.cl, or CLBlast's
 // SGEMM where libclblast is loaded. Which is faster depends on the device (CLBlast is untuned on PoCL), so
 // the first GEMM measures both once on a 256³ problem and keeps the winner; `LORA_GEMM=kernel|clblast`
-// overrides the measurement.
+// overrides the measurement. CLBlast runs only all-float32 GEMMs: a bfloat16 or float16 A or B always runs the
+// kernel, built with that operand's dtype (-D A_TYPE / B_TYPE), which widens it as it loads.
 import Foundation
 import LoRARuntime
 
@@ -40,16 +41,26 @@ extension OpenCLBackend {
         }
     }
 
-    public func gemm(_ op: GEMM) throws { try gemm(op, engine: gemmEngineChoice().engine) }
+    public func gemm(_ op: GEMM) throws {
+        try gemm(op, engine: Self.isFloat32(op) ? gemmEngineChoice().engine : .kernel)
+    }
 
-    /// Runs `op` with a given engine (tests and benchmarks compare them).
+    /// Runs `op` with a given engine (tests and benchmarks compare them). CLBlast takes all-float32 GEMMs only.
     public func gemm(_ op: GEMM, engine: GEMMEngine) throws {
         try requireOwned(op)
         switch engine {
         case .kernel: try gemmWithKernel(op)
-        case .clblast: try gemmWithCLBlast(op)
+        case .clblast:
+            guard Self.isFloat32(op) else {
+                throw LoRAError.unsupportedDType("gemm: CLBlast's SGEMM takes float32 A and B, not A \(op.a.tensor.dtype) "
+                    + "and B \(op.b.tensor.dtype) (the kernel engine takes them)")
+            }
+            try gemmWithCLBlast(op)
         }
     }
+
+    /// Whether both operands are float32 (C always is).
+    private static func isFloat32(_ op: GEMM) -> Bool { op.a.tensor.dtype == .float32 && op.b.tensor.dtype == .float32 }
 
     /// The engine this backend uses, measured on first call.
     public func gemmEngineChoice() throws -> GEMMEngineChoice {
@@ -64,7 +75,9 @@ extension OpenCLBackend {
     /// Packs op(B) into contiguous strips (pack_b), then runs the register-tiled kernel over them.
     private func gemmWithKernel(_ op: GEMM) throws {
         let tile = GEMMTiling(kind: device.kind, n: op.n)
-        let options = "-D TRANS_A=\(op.transposeA ? 1 : 0) -D TRANS_B=\(op.transposeB ? 1 : 0) -D TM=\(tile.rows) -D TN=\(tile.cols)"
+        var options = "-D TRANS_A=\(op.transposeA ? 1 : 0) -D TRANS_B=\(op.transposeB ? 1 : 0) -D TM=\(tile.rows) -D TN=\(tile.cols)"
+        // Typed operands only: an all-float32 GEMM keeps the option set (and the cached program) it always had.
+        if !Self.isFloat32(op) { options += " -D A_TYPE=\(op.a.tensor.dtype.kernelCode) -D B_TYPE=\(op.b.tensor.dtype.kernelCode)" }
         let strips = (op.n + tile.cols - 1) / tile.cols
         // A B shared by the whole batch (stride 0) is packed once.
         let packedBatches = op.b.batchStride == 0 ? 1 : op.batch

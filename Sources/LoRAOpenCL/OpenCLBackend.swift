@@ -76,40 +76,58 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
     // MARK: - Memory
 
-    public func zeros(_ shape: [Int]) throws -> Tensor {
-        let t = try empty(shape)
-        try fill(t, with: 0)
+    /// Every byte cleared with the queue's fill command (any dtype).
+    public func zeros(_ shape: [Int], dtype: DType) throws -> Tensor {
+        let t = try empty(shape, dtype: dtype)
+        var zero: UInt8 = 0
+        try api.check(api.enqueueFillBuffer(queue.handle, buffer(t), &zero, 1, 0, t.byteCount, 0, nil, nil), "clEnqueueFillBuffer")
         return t
     }
 
     /// A tensor holding whatever its pooled buffer last held, until written.
-    public func empty(_ shape: [Int]) throws -> Tensor {
+    public func empty(_ shape: [Int], dtype: DType) throws -> Tensor {
         try Tensor.validate(shape: shape)
-        let bytes = shape.reduce(1, *) * MemoryLayout<Float>.size
+        let bytes = shape.reduce(1, *) * dtype.size
         guard bytes <= device.maxAllocationBytes else {
             throw OpenCLError.outOfMemory(bytes: bytes, device: "\(device.name) (largest allocation \(device.maxAllocationBytes) bytes)")
         }
-        return try Tensor(shape: shape, storage: pool.allocate(bytes: bytes), backend: self)
+        return try Tensor(shape: shape, dtype: dtype, storage: pool.allocate(bytes: bytes), backend: self)
     }
 
     public func upload(_ values: [Float], shape: [Int]) throws -> Tensor {
         try validateUpload(values, shape: shape)
-        let t = try empty(shape)
-        try values.withUnsafeBytes { bytes in
-            try api.check(api.enqueueWriteBuffer(queue.handle, buffer(t), CL.TRUE, 0, bytes.count, bytes.baseAddress, 0, nil, nil),
-                          "clEnqueueWriteBuffer")
-        }
+        return try values.withUnsafeBytes { try write($0, into: empty(shape)) }
+    }
+
+    public func upload(bytes: UnsafeRawBufferPointer, dtype: DType, shape: [Int]) throws -> Tensor {
+        try validateUpload(bytes: bytes, dtype: dtype, shape: shape)
+        return try write(bytes, into: empty(shape, dtype: dtype))
+    }
+
+    /// Writes `bytes` (the whole tensor) and waits until the driver has taken them.
+    private func write(_ bytes: UnsafeRawBufferPointer, into t: Tensor) throws -> Tensor {
+        try api.check(api.enqueueWriteBuffer(queue.handle, buffer(t), CL.TRUE, 0, bytes.count, bytes.baseAddress, 0, nil, nil),
+                      "clEnqueueWriteBuffer")
         return t
     }
 
     public func download(_ tensor: Tensor) throws -> [Float] {
         try requireOwned("download", tensor)
+        try tensor.requireDType([.float32], op: "download", operand: "the tensor")
         var values = [Float](repeating: 0, count: tensor.count)
-        try values.withUnsafeMutableBytes { bytes in
-            try api.check(api.enqueueReadBuffer(queue.handle, buffer(tensor), CL.TRUE, 0, bytes.count, bytes.baseAddress, 0, nil, nil),
-                          "clEnqueueReadBuffer")
-        }
+        try values.withUnsafeMutableBytes { try read(tensor, into: $0) }
         return values
+    }
+
+    public func downloadBytes(_ tensor: Tensor, into bytes: UnsafeMutableRawBufferPointer) throws {
+        try validateDownload(tensor, into: bytes)
+        try read(tensor, into: bytes)
+    }
+
+    /// Reads the whole tensor into `bytes` after the queued work.
+    private func read(_ tensor: Tensor, into bytes: UnsafeMutableRawBufferPointer) throws {
+        try api.check(api.enqueueReadBuffer(queue.handle, buffer(tensor), CL.TRUE, 0, bytes.count, bytes.baseAddress, 0, nil, nil),
+                      "clEnqueueReadBuffer")
     }
 
     /// Bytes of device memory the buffer pool holds for reuse (freed tensors' buffers).

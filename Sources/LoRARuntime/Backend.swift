@@ -15,18 +15,24 @@ public protocol Backend: AnyObject, Sendable {
     /// the device's global memory for OpenCL): lets a caller refuse work that cannot fit before starting it.
     var memoryCapacity: Int? { get }
 
-    /// A new tensor of the given shape, every element zero.
-    func zeros(_ shape: [Int]) throws -> Tensor
+    /// A new tensor of the given shape and dtype (`count · dtype.size` bytes), every element zero (all bits clear).
+    func zeros(_ shape: [Int], dtype: DType) throws -> Tensor
     /// A new tensor whose contents are unspecified until written (a GEMM with beta = 0, a copy, a fill):
     /// saves the device a fill where every element is about to be overwritten.
-    func empty(_ shape: [Int]) throws -> Tensor
-    /// A new tensor holding `values` (row-major) with the given shape.
+    func empty(_ shape: [Int], dtype: DType) throws -> Tensor
+    /// A new float32 tensor holding `values` (row-major) with the given shape.
     func upload(_ values: [Float], shape: [Int]) throws -> Tensor
-    /// The elements of `tensor`, row-major. Waits for queued work.
+    /// A new tensor of any dtype from its raw little-endian bytes (`count · dtype.size` of them, row-major), e.g. a
+    /// safetensors bf16 weight as it lies in the file.
+    func upload(bytes: UnsafeRawBufferPointer, dtype: DType, shape: [Int]) throws -> Tensor
+    /// The elements of a float32 tensor, row-major. Waits for queued work. Other dtypes throw
+    /// `LoRAError.unsupportedDType` (read them with `downloadBytes`, or `convert` them to float32 first).
     func download(_ tensor: Tensor) throws -> [Float]
+    /// Copies a tensor of any dtype's raw bytes into `bytes` (exactly `tensor.byteCount` of them). Waits for queued work.
+    func downloadBytes(_ tensor: Tensor, into bytes: UnsafeMutableRawBufferPointer) throws
     /// Sets every element of `tensor` to `value`.
     func fill(_ tensor: Tensor, with value: Float) throws
-    /// Copies all elements of `source` into `destination` (same element count).
+    /// Copies all elements of `source` into `destination` (same element count and dtype, any dtype).
     func copy(_ source: Tensor, to destination: Tensor) throws
     /// Copies blocks between strided places of two tensors. See `BlockCopy`.
     func blockCopy(_ op: BlockCopy) throws
@@ -79,6 +85,8 @@ public protocol Backend: AnyObject, Sendable {
     func embedding(_ op: EmbeddingLookup) throws
     /// Gradient of `embedding` into the table. See `EmbeddingBackward`.
     func embeddingBackward(_ op: EmbeddingBackward) throws
+    /// Elements converted between float dtypes (float32, bfloat16, float16). See `Convert`.
+    func convert(_ op: Convert) throws
 }
 
 /// A validated op description. All its tensors live on `owner`, checked when it was made.
@@ -109,13 +117,66 @@ extension Backend {
         }
     }
 
-    /// Checks a copy's element counts.
+    /// Checks a bytes upload's size against its shape and dtype.
+    public func validateUpload(bytes: UnsafeRawBufferPointer, dtype: DType, shape: [Int]) throws {
+        try Tensor.validate(shape: shape)
+        guard bytes.count == shape.reduce(1, *) * dtype.size else {
+            throw LoRAError.shapeMismatch("upload: \(bytes.count) bytes for \(dtype) shape \(describe(shape)) "
+                + "(\(shape.reduce(1, *) * dtype.size) expected)")
+        }
+    }
+
+    /// Checks a bytes download's destination size.
+    public func validateDownload(_ tensor: Tensor, into bytes: UnsafeMutableRawBufferPointer) throws {
+        try requireOwned("downloadBytes", tensor)
+        guard bytes.count == tensor.byteCount else {
+            throw LoRAError.shapeMismatch("downloadBytes: \(bytes.count) bytes of room for \(tensor) (\(tensor.byteCount) bytes)")
+        }
+    }
+
+    /// Checks a copy's element counts and dtypes.
     public func validateCopy(_ source: Tensor, _ destination: Tensor) throws {
         try requireOwned("copy", source, destination)
         guard source.count == destination.count else {
             throw LoRAError.shapeMismatch(
                 "copy: source \(describe(source.shape)) and destination \(describe(destination.shape)) differ in size")
         }
+        guard source.dtype == destination.dtype else {
+            throw LoRAError.unsupportedDType("copy: source is \(source.dtype) but destination is \(destination.dtype) (convert between dtypes)")
+        }
+    }
+
+    /// A new float32 tensor, every element zero.
+    public func zeros(_ shape: [Int]) throws -> Tensor { try zeros(shape, dtype: .float32) }
+
+    /// A new float32 tensor with unspecified contents. See `empty(_:dtype:)`.
+    public func empty(_ shape: [Int]) throws -> Tensor { try empty(shape, dtype: .float32) }
+
+    /// A new int32 tensor of ids (tokens, targets, positions) with the given shape.
+    public func upload(_ ids: [Int32], shape: [Int]) throws -> Tensor {
+        try ids.withUnsafeBytes { try upload(bytes: $0, dtype: .int32, shape: shape) }
+    }
+
+    /// The raw bytes of a tensor of any dtype (little-endian, row-major). Waits for queued work.
+    public func downloadBytes(_ tensor: Tensor) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: tensor.byteCount)
+        try bytes.withUnsafeMutableBytes { try downloadBytes(tensor, into: $0) }
+        return bytes
+    }
+
+    /// The elements of an int32 tensor. Waits for queued work.
+    public func downloadInt32(_ tensor: Tensor) throws -> [Int32] {
+        try tensor.requireDType([.int32], op: "downloadInt32", operand: "the tensor")
+        var ids = [Int32](repeating: 0, count: tensor.count)
+        try ids.withUnsafeMutableBytes { try downloadBytes(tensor, into: $0) }
+        return ids
+    }
+
+    /// `source` converted to `dtype` in a new tensor of the same shape (float dtypes only). See `Convert`.
+    public func converted(_ source: Tensor, to dtype: DType) throws -> Tensor {
+        let destination = try empty(source.shape, dtype: dtype)
+        try convert(Convert(source: source, destination: destination))
+        return destination
     }
 
     /// `op(A)·op(B)` for matrices or batches of matrices, in a new tensor. Shapes as in `GEMM(a:b:c:)`.

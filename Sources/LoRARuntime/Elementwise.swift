@@ -8,6 +8,7 @@ public struct BiasAdd: BackendOp {
 
     public init(bias: Tensor, y: Tensor) throws {
         try y.backend.requireOwned("addBias", bias, y)
+        try requireFloat32("addBias", ("bias", bias), ("y", y))
         guard bias.rank == 1, y.shape.last == bias.count else {
             throw LoRAError.shapeMismatch("addBias: bias \(describe(bias.shape)) does not fit y \(describe(y.shape))")
         }
@@ -24,6 +25,7 @@ public struct Axpy: BackendOp {
 
     public init(alpha: Float, x: Tensor, y: Tensor) throws {
         try y.backend.requireOwned("axpy", x, y)
+        try requireFloat32("axpy", ("x", x), ("y", y))
         guard x.count == y.count else {
             throw LoRAError.shapeMismatch("axpy: x \(describe(x.shape)) and y \(describe(y.shape)) differ in size")
         }
@@ -49,6 +51,7 @@ public struct Dropout: BackendOp {
 
     public init(x: Tensor, y: Tensor, probability: Float, seed: UInt64) throws {
         try x.backend.requireOwned("dropout", x, y)
+        try requireFloat32("dropout", ("x", x), ("y", y))
         guard x.count == y.count else {
             throw LoRAError.shapeMismatch("dropout: x \(describe(x.shape)) and y \(describe(y.shape)) differ in size")
         }
@@ -82,6 +85,7 @@ public struct BlockCopy: BackendOp {
 
     public init(rows: Int, cols: Int, batch: Int = 1, from source: GEMMOperand, to destination: GEMMOperand) throws {
         try destination.tensor.backend.requireOwned("blockCopy", source.tensor, destination.tensor)
+        try requireFloat32("blockCopy", ("source", source.tensor), ("destination", destination.tensor))
         guard rows >= 1, cols >= 1, batch >= 1 else {
             throw LoRAError.invalidArgument("blockCopy: rows \(rows), cols \(cols), batch \(batch) must be ≥ 1")
         }

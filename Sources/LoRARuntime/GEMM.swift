@@ -3,6 +3,8 @@
 // op(X) = Xᵀ when the transpose flag is set. beta = 0 overwrites C (NaNs in C do not survive).
 // The optional bias is a linear layer's: added to every row of C as the tile is stored, which saves the separate
 // pass over C a bias add would be (cuBLASLt calls this an epilogue).
+// Dtypes: A and B may each be float32, bfloat16 or float16 (a weight kept in its file's dtype); the math is float32
+// (16-bit operands are widened exactly as they are loaded), and C and the bias are float32.
 
 /// Where one GEMM operand lives inside its tensor. Offsets, strides and `ld` count elements.
 public struct GEMMOperand: Sendable {
@@ -88,6 +90,9 @@ public struct GEMM: BackendOp {
             throw LoRAError.shapeMismatch("gemm: bias is \(describe(bias.shape)) but C has \(n) columns")
         }
         try c.tensor.backend.requireOwned("gemm", a.tensor, b.tensor, bias)
+        try a.tensor.requireDType(DType.floatingPoint, op: "gemm", operand: "A")
+        try b.tensor.requireDType(DType.floatingPoint, op: "gemm", operand: "B")
+        try requireFloat32("gemm", ("C", c.tensor), ("bias", bias))
         (self.m, self.n, self.k, self.batch, self.alpha, self.beta) = (m, n, k, batch, alpha, beta)
         (self.a, self.b, self.c, self.transposeA, self.transposeB) = (a, b, c, transposeA, transposeB)
         (self.triangle, self.bias) = (triangle, bias)

@@ -11,6 +11,8 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable {
     case wrongDevice(String)
     /// A state in which the request cannot be served, e.g. backward through a merged layer.
     case invalidState(String)
+    /// A tensor whose element type the op does not take, e.g. `gemm: C [4, 4] is bfloat16 (expected float32)`.
+    case unsupportedDType(String)
 
     public var description: String {
         switch self {
@@ -18,6 +20,7 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable {
         case .invalidArgument(let m): "invalid argument: \(m)"
         case .wrongDevice(let m): "wrong device: \(m)"
         case .invalidState(let m): "invalid state: \(m)"
+        case .unsupportedDType(let m): "unsupported dtype: \(m)"
         }
     }
 }

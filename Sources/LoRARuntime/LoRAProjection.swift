@@ -12,6 +12,7 @@ public struct LoRAProjection: BackendOp {
 
     public init(x: Tensor, a: Tensor, b: Tensor, scale: Float, y: Tensor, u: Tensor? = nil) throws {
         try x.backend.requireOwned("loraProject", x, a, b, y, u)
+        try requireFloat32("loraProject", ("x", x), ("A", a), ("B", b), ("y", y), ("u", u))
         guard a.rank == 2, b.rank == 2 else {
             throw LoRAError.shapeMismatch("lora: A \(describe(a.shape)) and B \(describe(b.shape)) must be matrices")
         }

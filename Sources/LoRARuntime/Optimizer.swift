@@ -26,6 +26,8 @@ public struct AdamW: BackendOp {
                 learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8,
                 weightDecay: Float = 0.01, step: Int, gradientScale: Float = 1) throws {
         try parameters.backend.requireOwned("adamW", parameters, gradients, firstMoment, secondMoment)
+        try requireFloat32("adamW", ("parameters", parameters), ("gradients", gradients), ("firstMoment", firstMoment),
+                           ("secondMoment", secondMoment))
         let count = parameters.count
         guard gradients.count == count, firstMoment.count == count, secondMoment.count == count else {
             throw LoRAError.shapeMismatch("adamW: parameters \(describe(parameters.shape)), gradients \(describe(gradients.shape)), "

@@ -18,6 +18,7 @@ public struct Reduction: BackendOp {
 
     public init(_ kind: Kind, of x: Tensor, into result: Tensor, accumulate: Bool = false) throws {
         try x.backend.requireOwned("reduce", x, result)
+        try requireFloat32("reduce", ("x", x), ("result", result))
         guard result.count == 1 else {
             throw LoRAError.shapeMismatch("reduce: result is \(describe(result.shape)); it must hold one element")
         }

@@ -1,17 +1,33 @@
 // Tensor: a row-major, contiguous block of elements that lives on one backend's device.
 // A tensor never moves by itself: `backend.upload` / `backend.download` are the only bus crossings.
 
-/// Element type of a tensor's storage. Only `float32` exists today; storage is byte-addressed so that
-/// f16/bf16 storage can be added as new cases without changing `Tensor`.
-public enum DType: String, Sendable, Equatable {
+/// Element type of a tensor's storage. Storage is byte-addressed (`count · size` bytes); math is float32 whatever
+/// the storage: ops that accept 16-bit floats convert as they load (weights keep their file's dtype on the device).
+public enum DType: String, Sendable, Equatable, CaseIterable {
     case float32
+    /// bfloat16: the upper half of a float32's bits (8 exponent bits, 7 mantissa bits).
+    case bfloat16
+    /// IEEE 754 binary16 (5 exponent bits, 10 mantissa bits).
+    case float16
+    /// Token ids, targets, positions, indices.
+    case int32
+    /// Raw bytes (packed quantized weights).
+    case uint8
 
     /// Bytes per element.
     public var size: Int {
         switch self {
-        case .float32: 4
+        case .float32, .int32: 4
+        case .bfloat16, .float16: 2
+        case .uint8: 1
         }
     }
+
+    /// float32, bfloat16 or float16: the dtypes `Convert` and typed GEMM operands take.
+    public var isFloatingPoint: Bool { self == .float32 || self == .bfloat16 || self == .float16 }
+
+    /// The floating-point dtypes.
+    public static let floatingPoint: [DType] = [.float32, .bfloat16, .float16]
 }
 
 /// Device memory owned by a backend. The backend that made it is the only one that can read it.
@@ -36,6 +52,8 @@ public final class Tensor: @unchecked Sendable {
     public var count: Int { shape.reduce(1, *) }
     /// Number of axes.
     public var rank: Int { shape.count }
+    /// Bytes the elements take: `count · dtype.size`.
+    public var byteCount: Int { count * dtype.size }
 
     /// Wraps storage a backend allocated. Backends call this; users call `backend.zeros` / `backend.upload`.
     public init(shape: [Int], dtype: DType = .float32, storage: any TensorStorage, backend: any Backend) throws {
@@ -75,8 +93,23 @@ public final class Tensor: @unchecked Sendable {
         return try Tensor(shape: newShape, dtype: dtype, storage: storage, backend: backend)
     }
 
-    /// Copies the elements to the host. Waits for pending work on the device.
+    /// Copies the elements to the host. Waits for pending work on the device. float32 tensors only.
     public func toArray() throws -> [Float] { try backend.download(self) }
+
+    /// Throws `LoRAError.unsupportedDType` unless this tensor's dtype is one of `accepted`; the message names the op,
+    /// the operand and the dtypes, e.g. `gemm: C is bfloat16 (expected float32)`.
+    public func requireDType(_ accepted: [DType], op: String, operand: String) throws {
+        guard accepted.contains(dtype) else {
+            throw LoRAError.unsupportedDType("\(op): \(operand) \(describe(shape)) is \(dtype) (expected "
+                + accepted.map(\.rawValue).joined(separator: " or ") + ")")
+        }
+    }
+}
+
+/// Throws `LoRAError.unsupportedDType` unless every named operand (nil ones are skipped) is float32: the check of
+/// every op whose kernels read and write float32 only.
+public func requireFloat32(_ op: String, _ operands: (String, Tensor?)...) throws {
+    for case let (name, tensor?) in operands { try tensor.requireDType([.float32], op: op, operand: name) }
 }
 
 extension Tensor: CustomStringConvertible {

@@ -149,21 +149,30 @@ struct BenchResult: Encodable {
 }
 
 struct GEMMBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "gemm", abstract: "C = A·B, fp32, row-major.")
+    static let configuration = CommandConfiguration(commandName: "gemm", abstract: "C = A·B, fp32 math, row-major.")
     static let defaultSizes = "256,512,1024,2048,512x4096x16,512x16x4096,2048x2048x64"
     @OptionGroup var options: BenchOptions
+    @Option(help: "B's dtype (a weight kept in its file's dtype): float32, bfloat16 or float16. A and C are float32.")
+    var dtype = "float32"
+
+    func validate() throws {
+        guard let type = DType(rawValue: dtype), type.isFloatingPoint else {
+            throw ValidationError("--dtype takes float32, bfloat16 or float16, not '\(dtype)'")
+        }
+    }
 
     func run() throws {
         let context = try BenchContext(options)
         for size in try options.cases(defaults: Self.defaultSizes, dimensions: 3, op: "gemm") {
-            try context.report(Self.measure(m: size[0], n: size[1], k: size[2], context))
+            try context.report(Self.measure(m: size[0], n: size[1], k: size[2], typeB: DType(rawValue: dtype) ?? .float32, context))
         }
     }
 
-    static func measure(m: Int, n: Int, k: Int, _ context: BenchContext) throws -> BenchResult {
+    static func measure(m: Int, n: Int, k: Int, typeB: DType = .float32, _ context: BenchContext) throws -> BenchResult {
         let backend = context.backend
         let (a, hostA) = try context.random([m, k], seed: 1)
-        let (b, hostB) = try context.random([k, n], seed: 2)
+        let (floatB, hostB) = try context.random([k, n], seed: 2)
+        let b = typeB == .float32 ? floatB : try backend.converted(floatB, to: typeB)
         let c = try backend.zeros([m, n])
         let op = try GEMM(a: a, b: b, c: c)
         var hostC = [Float](repeating: 0, count: context.openBLAS == nil ? 0 : m * n)
@@ -172,8 +181,9 @@ struct GEMMBench: ParsableCommand {
         } }
         let (seconds, peerSeconds) = try context.medians({ try backend.gemm(op); try backend.synchronize() }, peer)
         let flops = 2 * Double(m) * Double(n) * Double(k)
-        return BenchResult(op: "gemm", device: backend.name, m: m, n: n, k: k,
-                           seconds: seconds, gflops: flops / seconds / 1e9)
+        // The op is named with B's dtype when it is not float32 (the peer always runs float32 B).
+        return BenchResult(op: typeB == .float32 ? "gemm" : typeB == .bfloat16 ? "gemm_bf16" : "gemm_f16", device: backend.name,
+                           m: m, n: n, k: k, seconds: seconds, gflops: flops / seconds / 1e9)
             .comparing(openBLAS: peerSeconds, flops: flops)
     }
 }
@@ -268,7 +278,7 @@ struct OpsBench: ParsableCommand {
         let (gamma, _) = try context.random([cols], seed: 9)
         let (beta, _) = try context.random([cols], seed: 10)
         let (mean, rstd) = (try backend.zeros([rows]), try backend.zeros([rows]))
-        let targets = try backend.upload((0..<rows).map { Float($0 * 7 % cols) }, shape: [rows])
+        let targets = try backend.upload((0..<rows).map { Int32($0 * 7 % cols) }, shape: [rows])
         let (losses, result) = (try backend.zeros([rows]), try backend.zeros([1]))
         let (m, v) = (try backend.zeros(shape), try backend.zeros(shape))
         try backend.layerNorm(LayerNorm(x: x, gamma: gamma, beta: beta, y: out, mean: mean, rstd: rstd))

@@ -79,7 +79,7 @@ struct CPUTrainingOpsTests {
     @Test("cross-entropy matches the reference: loss, gradient, ignored and invalid targets, in place",
           arguments: [(1, 1), (4, 10), (7, 257), (3, 5000)])
     func crossEntropy(rows: Int, classes: Int) throws {
-        var targets = (0..<rows).map { Float(($0 * 7919) % classes) }
+        var targets = (0..<rows).map { Int32(($0 * 7919) % classes) }
         if rows > 2 { targets[1] = -100 }  // ignored
         let logits = TrainingOpRunner.logits(rows: rows, classes: classes)
         let ref = referenceCrossEntropy(logits, targets: targets, classes: classes, scale: 0.25)
@@ -89,7 +89,7 @@ struct CPUTrainingOpsTests {
         #expect(try run.crossEntropy(rows: rows, classes: classes, targets: targets, gradient: false).losses == got.losses)
         #expect(try run.crossEntropy(rows: rows, classes: classes, targets: targets, inPlace: true) == got)
         // A target that names no class gives NaN, which a NaN guard reports.
-        for bad: Float in [Float(classes), 0.5, .nan] {
+        for bad in [Int32(classes), Int32(classes) + 1000, .max] {
             let invalid = try run.crossEntropy(rows: 1, classes: classes, targets: [bad])
             #expect(invalid.losses[0].isNaN && invalid.dlogits.allSatisfy(\.isNaN), "target \(bad)")
         }
@@ -131,7 +131,7 @@ struct CPUTrainingOpsTests {
     @Test("embedding lookup adds token and position rows; a bad id gives a NaN row")
     func embedding() throws {
         let (vocab, width) = (11, 37)
-        let tokens: [Float] = [0, 10, 3, 3, 10.5, -1, 11, .nan]
+        let tokens: [Int32] = [0, 10, 3, 3, -1, 11, .min, .max]
         let got = try run.embedding(tokens: tokens, vocab: vocab, width: width)
         let (table, positions) = (randomValues(vocab * width, seed: 33), randomValues(tokens.count * width, seed: 34))
         for (n, id) in tokens.enumerated() {
@@ -147,11 +147,11 @@ struct CPUTrainingOpsTests {
     @Test("embedding backward adds each row's gradient into its id's row; repeated ids add up; bad ids add nothing")
     func embeddingBackward() throws {
         let (vocab, width) = (11, 70)
-        let tokens: [Float] = [0, 10, 3, 3, 10.5, -1, 11, .nan, 3]
+        let tokens: [Int32] = [0, 10, 3, 3, -1, 11, .min, .max, 3]
         let got = try run.embeddingBackward(tokens: tokens, vocab: vocab, width: width)
         let upstream = randomValues(tokens.count * width, seed: 37)
         var expected = [Double](repeating: 0.25, count: vocab * width)
-        for (n, id) in tokens.enumerated() where id >= 0 && id == id.rounded() && Int(id) < vocab {
+        for (n, id) in tokens.enumerated() where id >= 0 && Int(id) < vocab {
             for j in 0..<width { expected[Int(id) * width + j] += Double(upstream[n * width + j]) }
         }
         #expect(firstMismatch(got, expected, atol: 1e-6, rtol: 1e-6) == nil)
@@ -255,7 +255,7 @@ struct CPUTrainingOpsTests {
     @Test("training ops give the same bits on 1, 2 and 3 threads")
     func threadCountInvariance() throws {
         let runners = [1, 2, 3].map { TrainingOpRunner(CPUBackend(pool: ThreadPool(threadCount: $0))) }
-        let targets = (0..<300).map { Float($0 % 500) }
+        let targets = (0..<300).map { Int32($0 % 500) }
         let values = randomValues(300_001, seed: 32)
         let heads = TrainingOpRunner.AttentionCase(b: 2, h: 3, d: 5, t: 37, tk: 40)
         for r in runners.dropFirst() {
@@ -281,8 +281,12 @@ struct CPUTrainingOpsTests {
         #expect(throws: LoRAError.self) { try LayerNormBackward(x: x, gamma: v8, mean: v3, rstd: v4, dy: x, dx: x) }
         #expect(throws: LoRAError.self) { try LayerNormBackward(x: x, gamma: v8, mean: v4, rstd: v4, dy: x, dx: x, accumulate: true) }
         #expect(throws: LoRAError.self) { try GELUBackward(x: x, dy: v8, dx: x) }
-        #expect(throws: LoRAError.self) { try CrossEntropy(logits: x, targets: v3, losses: v4) }
-        #expect(throws: LoRAError.self) { try CrossEntropy(logits: x, targets: v4, losses: v4, dlogits: v8) }
+        let (ids3, ids4) = (try cpu.zeros([3], dtype: .int32), try cpu.zeros([4], dtype: .int32))
+        #expect(throws: LoRAError.self) { try CrossEntropy(logits: x, targets: ids3, losses: v4) }
+        #expect(throws: LoRAError.self) { try CrossEntropy(logits: x, targets: ids4, losses: v4, dlogits: v8) }
+        // Float targets are refused, naming the operand.
+        let floatTargets = #expect(throws: LoRAError.self) { try CrossEntropy(logits: x, targets: v4, losses: v4) }
+        #expect(floatTargets == .unsupportedDType("crossEntropy: targets [4] is float32 (expected int32)"))
         let error = #expect(throws: LoRAError.self) {
             try AdamW(parameters: v8, gradients: v8, firstMoment: cpu.zeros([8]), secondMoment: cpu.zeros([8]), learningRate: 1, step: 1)
         }
@@ -336,7 +340,7 @@ struct ReferenceLayerNorm {
 }
 
 /// Cross-entropy in Double: losses and scale·(softmax − onehot); ignored rows 0.
-func referenceCrossEntropy(_ logits: [Float], targets: [Float], classes: Int, scale: Double) -> (losses: [Double], dlogits: [Double]) {
+func referenceCrossEntropy(_ logits: [Float], targets: [Int32], classes: Int, scale: Double) -> (losses: [Double], dlogits: [Double]) {
     var losses = [Double](), dlogits = [Double](repeating: 0, count: logits.count)
     for (r, target) in targets.enumerated() {
         guard target >= 0 else { losses.append(0); continue }

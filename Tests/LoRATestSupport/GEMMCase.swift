@@ -14,6 +14,8 @@ public struct GEMMCase: Sendable, CustomStringConvertible {
     public var triangle: GEMM.Triangle?
     /// Add a bias row (the epilogue).
     public var bias = false
+    /// A's and B's dtypes; their values are rounded to them (and the float32 reference uses the rounded values).
+    public var typeA = DType.float32, typeB = DType.float32
 
     public init(m: Int, n: Int, k: Int, batch: Int = 1, transposeA: Bool = false, transposeB: Bool = false,
                 alpha: Float = 1, beta: Float = 0, pad: Int = 0, offset: Int = 0, sharedA: Bool = false,
@@ -25,6 +27,7 @@ public struct GEMMCase: Sendable, CustomStringConvertible {
 
     public var description: String {
         "\(m)x\(n)x\(k) batch \(batch) \(transposeA ? "T" : "N")\(transposeB ? "T" : "N") alpha \(alpha) beta \(beta) pad \(pad) offset \(offset)\(sharedA ? " sharedA" : "")\(triangle.map { " \($0)" } ?? "")\(bias ? " bias" : "")"
+            + (typeA == .float32 && typeB == .float32 ? "" : " A \(typeA) B \(typeB)")
     }
 
     /// Stored rows and columns and the buffer size of each operand.
@@ -59,7 +62,8 @@ public struct GEMMCase: Sendable, CustomStringConvertible {
                 }
             }
         }
-        return (a, randomValues(l.b.count, seed: seed + 1), randomValues(l.c.count, seed: seed + 2))
+        return (typed(a, typeA).upcast, typed(randomValues(l.b.count, seed: seed + 1), typeB).upcast,
+                randomValues(l.c.count, seed: seed + 2))
     }
 
     var biasValues: [Float] { randomValues(n, seed: 99).map { $0 * 3 } }
@@ -81,12 +85,13 @@ public struct GEMMCase: Sendable, CustomStringConvertible {
         return out
     }
 
-    /// Runs on `backend` (optionally with a specific OpenCL engine) and returns C's whole buffer.
-    public func run(on backend: any Backend, seed: UInt64 = 1, engine: GEMMEngine? = nil) throws -> [Float] {
+    /// Runs on `backend` (optionally with a specific OpenCL engine) and returns C's whole buffer. A and B are stored
+    /// as `typeA` and `typeB`, or, with `upcast`, as float32 tensors of the same (rounded) values.
+    public func run(on backend: any Backend, seed: UInt64 = 1, engine: GEMMEngine? = nil, upcast: Bool = false) throws -> [Float] {
         let l = layouts
         let (av, bv, cv) = inputs(seed: seed)
-        let a = try backend.upload(av, shape: [l.a.count])
-        let b = try backend.upload(bv, shape: [l.b.count])
+        let a = try uploadTyped(av, upcast ? .float32 : typeA, shape: [l.a.count], on: backend)
+        let b = try uploadTyped(bv, upcast ? .float32 : typeB, shape: [l.b.count], on: backend)
         let c = try backend.upload(cv, shape: [l.c.count])
         let op = try GEMM(
             m: m, n: n, k: k, batch: batch, alpha: alpha,

@@ -58,7 +58,7 @@ public struct TrainingOpRunner {
     public static func logits(rows: Int, classes: Int) -> [Float] { randomValues(rows * classes, seed: 27).map { 6 * $0 } }
 
     /// (losses, dlogits) of cross-entropy with gradient scale 0.25; dlogits empty without the gradient.
-    public func crossEntropy(rows: Int, classes: Int, targets: [Float], gradient: Bool = true, inPlace: Bool = false)
+    public func crossEntropy(rows: Int, classes: Int, targets: [Int32], gradient: Bool = true, inPlace: Bool = false)
         throws -> (losses: [Float], dlogits: [Float]) {
         let b = backend
         let logits = try b.upload(Self.logits(rows: rows, classes: classes), shape: [rows, classes])
@@ -102,13 +102,14 @@ public struct TrainingOpRunner {
 
     /// Token then position embeddings, added: ids `tokens` into a [vocab, width] table `randomValues(seed: 33)`,
     /// positions 0..<count into a [count, width] table `randomValues(seed: 34)`.
-    public func embedding(tokens: [Float], vocab: Int, width: Int) throws -> [Float] {
+    /// The table is stored as `tableType` (its values `randomValues(seed: 33)` rounded to that dtype).
+    public func embedding(tokens: [Int32], vocab: Int, width: Int, tableType: DType = .float32) throws -> [Float] {
         let b = backend
-        let table = try b.upload(randomValues(vocab * width, seed: 33), shape: [vocab, width])
+        let table = try b.converted(b.upload(randomValues(vocab * width, seed: 33), shape: [vocab, width]), to: tableType)
         let positions = try b.upload(randomValues(tokens.count * width, seed: 34), shape: [tokens.count, width])
         let out = try b.empty([tokens.count, width])
         try b.embedding(EmbeddingLookup(table: table, indices: b.upload(tokens, shape: [tokens.count]), output: out))
-        let order = try b.upload((0..<tokens.count).map(Float.init), shape: [tokens.count])
+        let order = try b.upload((0..<tokens.count).map { Int32($0) }, shape: [tokens.count])
         try b.embedding(EmbeddingLookup(table: positions, indices: order, output: out, accumulate: true))
         return try out.toArray()
     }
@@ -270,7 +271,7 @@ public struct TrainingOpRunner {
 
     /// The table gradient of an embedding lookup of `tokens` into a [vocab, width] table for upstream
     /// `randomValues(seed: 37)`, added to a gradient that starts at 0.25.
-    public func embeddingBackward(tokens: [Float], vocab: Int, width: Int) throws -> [Float] {
+    public func embeddingBackward(tokens: [Int32], vocab: Int, width: Int) throws -> [Float] {
         let b = backend
         let dTable = try b.upload(Array(repeating: 0.25, count: vocab * width), shape: [vocab, width])
         try b.embeddingBackward(EmbeddingBackward(indices: b.upload(tokens, shape: [tokens.count]),

@@ -6,7 +6,7 @@ import Foundation
 extension CPUBackend {
     public func crossEntropy(_ op: CrossEntropy) throws {
         try requireOwned(op)
-        let (logits, targets, losses, classes) = (elements(op.logits), elements(op.targets), elements(op.losses), op.classes)
+        let (logits, targets, losses, classes) = (elements(op.logits), int32s(op.targets), elements(op.losses), op.classes)
         let dlogits = op.dlogits.map(elements)
         let scale = op.gradientScale
         forEachRowRange(rows: op.rows, cols: classes) { rows in
@@ -19,13 +19,13 @@ extension CPUBackend {
     }
 
     /// The loss of one row; writes scale·(softmax − onehot) into `gradient` when given (it may be `x`).
-    static func crossEntropyRow(_ x: UnsafeMutablePointer<Float>, target: Float, classes: Int,
+    static func crossEntropyRow(_ x: UnsafeMutablePointer<Float>, target: Int32, classes: Int,
                                 gradient: UnsafeMutablePointer<Float>?, scale: Float) -> Float {
         if target < 0 {  // ignored row
             gradient?.update(repeating: 0, count: classes)
             return 0
         }
-        guard target == target.rounded(.down), target < Float(classes) else {  // also NaN
+        guard target < classes else {
             gradient?.update(repeating: .nan, count: classes)
             return .nan
         }

@@ -3,6 +3,7 @@
 extension CPUBackend {
     public func fill(_ tensor: Tensor, with value: Float) throws {
         try requireOwned("fill", tensor)
+        try requireFloat32("fill", ("the tensor", tensor))
         let p = elements(tensor)
         forEachChunk(count: tensor.count) { range in
             (p + range.lowerBound).update(repeating: value, count: range.count)
@@ -11,10 +12,11 @@ extension CPUBackend {
 
     public func copy(_ source: Tensor, to destination: Tensor) throws {
         try validateCopy(source, destination)
-        let (src, dst) = (elements(source), elements(destination))
+        // Bytes, so any dtype copies; chunks of whole elements keep every element in one thread's chunk.
+        let (src, dst, size) = (bytes(source), bytes(destination), source.dtype.size)
         guard src != dst else { return }
         forEachChunk(count: source.count) { range in
-            (dst + range.lowerBound).update(from: src + range.lowerBound, count: range.count)
+            (dst + range.lowerBound * size).copyMemory(from: src + range.lowerBound * size, byteCount: range.count * size)
         }
     }
 

@@ -10,15 +10,38 @@
 // AVX-512 Xeon (48 KiB L1d, 2 MiB L2); the bench moved less than its noise for mc 64-256, kc 256-512.
 // Around that: a bias is added as tiles are stored, causal triangles skip dead tiles and terms, and outputs at most
 // 16 wide (LoRA ranks) run on a kernel of their own.
+// Typed operands: A and B may be bfloat16 or float16. They are converted to float32 as they are packed (a typed
+// operand is always packed, never read in place), so the micro-kernel only ever sees floats and a bf16 weight costs
+// no pass and no float32 copy of its own.
 
-/// A matrix view with arbitrary strides: element (i, j) at `base[i·rowStride + j·colStride]`.
+/// A matrix view with arbitrary strides: element (i, j) at `base[i·rowStride + j·colStride]`, of dtype float32,
+/// bfloat16 or float16 (read as floats; only float32 matrices are written).
 /// Transposes and the Cᵀ = Bᵀ·Aᵀ trick are stride swaps.
 struct StridedMatrix {
-    let base: UnsafeMutablePointer<Float>
+    /// Element (0, 0): memory bound to Float for float32, to UInt16 for the 16-bit floats.
+    let raw: UnsafeMutableRawPointer
+    let dtype: DType
     let rowStride: Int, colStride: Int
-    var transposed: StridedMatrix { StridedMatrix(base: base, rowStride: colStride, colStride: rowStride) }
+
+    init(base: UnsafeMutablePointer<Float>, rowStride: Int, colStride: Int) {
+        (raw, dtype, self.rowStride, self.colStride) = (UnsafeMutableRawPointer(base), .float32, rowStride, colStride)
+    }
+
+    init(raw: UnsafeMutableRawPointer, dtype: DType, rowStride: Int, colStride: Int) {
+        (self.raw, self.dtype, self.rowStride, self.colStride) = (raw, dtype, rowStride, colStride)
+    }
+
+    var isFloat32: Bool { dtype == .float32 }
+    /// The elements of a float32 matrix.
+    var base: UnsafeMutablePointer<Float> { raw.assumingMemoryBound(to: Float.self) }
+    /// The elements of a 16-bit float matrix.
+    var halves: UnsafeMutablePointer<UInt16> { raw.assumingMemoryBound(to: UInt16.self) }
+    var transposed: StridedMatrix { StridedMatrix(raw: raw, dtype: dtype, rowStride: colStride, colStride: rowStride) }
     @inline(__always) subscript(i: Int, j: Int) -> Float {
-        get { base[i * rowStride + j * colStride] }
+        get {
+            if dtype == .float32 { return base[i * rowStride + j * colStride] }
+            return widen(halves[i * rowStride + j * colStride], bfloat16: dtype == .bfloat16)
+        }
         nonmutating set { base[i * rowStride + j * colStride] = newValue }
     }
 }
@@ -44,8 +67,9 @@ enum PackedGEMM {
         // Packing pays for itself through reuse. With a few panels of B (n ≤ 4·NR) each tile of A is used a few
         // times, and with a few tiles of A (m ≤ 4·MR) each panel of B: such operands are read where they lie
         // (reading A in place up to 4 panels instead of 1 took a gpt2-small LoRA step from ~235 to ~275 tokens/s).
-        let directA = a.colStride == 1 && n <= 4 * nr
-        let directB = b.colStride == 1 && m <= 4 * mr
+        // A typed operand is always packed: packing is where it becomes float32.
+        let directA = a.colStride == 1 && n <= 4 * nr && a.isFloat32
+        let directB = b.colStride == 1 && m <= 4 * mr && b.isFloat32
         // Otherwise, when padding n up to NR wastes clearly more than padding m up to MR, compute Cᵀ = Bᵀ·Aᵀ (not
         // with a triangle or a bias, which are stated for C's rows and columns). Clearly: Cᵀ is stored an element
         // at a time, across rows (for GPT-2's LM head, 512×50257, a 1.001 gain in padding cost 1.4× in stores).
@@ -127,7 +151,8 @@ enum PackedGEMM {
 
     /// C = alpha·A·B + beta·C for n ≤ 16 with a row-major A: LoRA's x·Aᵀ and dy·B, n = rank. An 8×32 tile would
     /// waste 3/4 of its multiply-adds at rank 8; here each 8-row tile is one 16-lane accumulator per row, A read in
-    /// place, B packed once as [k, 16] (zero past n). Rows are split over the pool; each row sums k in order.
+    /// place (a typed A: the tile's rows converted first), B packed once as [k, 16] (zero past n). Rows are split
+    /// over the pool; each row sums k in order.
     static func narrow(m: Int, n: Int, k: Int, alpha: Float, a: StridedMatrix, b: StridedMatrix,
                        beta: Float, c: StridedMatrix, pool: ThreadPool?) {
         let packed = ThreadScratch.current(.shared, floats: k * 16)
@@ -137,18 +162,29 @@ enum PackedGEMM {
         let tiles = (m + mr - 1) / mr
         let parts = m * n * k >= parallelThreshold ? min(tiles, 4 * (pool?.threadCount ?? 1)) : 1
         runParts(parts, pool) { part in
+            let converted = a.isFloat32 ? nil : ThreadScratch.current(.part, floats: mr * k)
             for s in share(part, of: parts, count: tiles) {
-                narrowTile(rows: s * mr..<min(m, s * mr + mr), n: n, k: k, alpha: alpha, a: a, b: packed, beta: beta, c: c)
+                let rows = s * mr..<min(m, s * mr + mr)
+                var (tileA, lda) = (a.base + rows.lowerBound * a.rowStride, a.rowStride)
+                if let converted {
+                    for i in rows.indices {
+                        ElementRows.widen(a.raw + i * a.rowStride * a.dtype.size, a.dtype,
+                                          into: converted + (i - rows.lowerBound) * k, count: k)
+                    }
+                    (tileA, lda) = (converted, k)
+                }
+                narrowTile(rows: rows, n: n, k: k, alpha: alpha, a: tileA, lda: lda, b: packed, beta: beta, c: c)
             }
         }
     }
 
-    /// Rows `rows` (at most MR) of the narrow product. A row past the end reads the last row again (and is dropped).
+    /// Rows `rows` (at most MR) of the narrow product; A's row i of the tile at `a + i·lda`. A row past the end reads
+    /// the last row again (and is dropped).
     @inline(never)
-    static func narrowTile(rows: Range<Int>, n: Int, k: Int, alpha: Float, a: StridedMatrix,
+    static func narrowTile(rows: Range<Int>, n: Int, k: Int, alpha: Float, a: UnsafeMutablePointer<Float>, lda: Int,
                            b: UnsafeMutablePointer<Float>, beta: Float, c: StridedMatrix) {
         @inline(__always) func row(_ i: Int) -> UnsafeMutablePointer<Float> {
-            a.base + min(rows.lowerBound + i, rows.upperBound - 1) * a.rowStride
+            a + min(i, rows.count - 1) * lda
         }
         let (r0, r1, r2, r3, r4, r5, r6, r7) = (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7))
         var (c0, c1, c2, c3, c4, c5, c6, c7) = (Vector(), Vector(), Vector(), Vector(), Vector(), Vector(), Vector(), Vector())
@@ -324,6 +360,9 @@ enum PackedGEMM {
     @inline(never)
     static func packB(_ b: StridedMatrix, rows: Range<Int>, firstColumn: Int, lastColumn: Int,
                       panels: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
+        guard b.isFloat32 else {
+            return packTypedB(b, rows: rows, firstColumn: firstColumn, lastColumn: lastColumn, panels: panels, into: dst)
+        }
         let kcBlock = rows.count
         for q in panels {
             let j0 = firstColumn + q * nr, width = min(nr, lastColumn - j0)
@@ -363,6 +402,7 @@ enum PackedGEMM {
     @inline(never)
     static func packA(_ a: StridedMatrix, rows: Range<Int>, columns: Range<Int>, triangle: GEMM.Triangle? = nil,
                       into dst: UnsafeMutablePointer<Float>) {
+        guard a.isFloat32 else { return packTypedA(a, rows: rows, columns: columns, triangle: triangle, into: dst) }
         let kcBlock = columns.count
         for s in 0..<(rows.count + mr - 1) / mr {
             let i0 = rows.lowerBound + s * mr, height = min(mr, rows.upperBound - i0)
@@ -401,6 +441,78 @@ enum PackedGEMM {
     }
 }
 
+extension PackedGEMM {
+    /// `packB` for a bfloat16 or float16 B: the same panels, each element converted to float as it is copied.
+    @inline(never)
+    static func packTypedB(_ b: StridedMatrix, rows: Range<Int>, firstColumn: Int, lastColumn: Int,
+                           panels: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
+        let (kcBlock, bits, bf16) = (rows.count, b.halves, b.dtype == .bfloat16)
+        for q in panels {
+            let j0 = firstColumn + q * nr, width = min(nr, lastColumn - j0)
+            let out = dst + q * kcBlock * nr
+            if b.colStride == 1 && width == nr {
+                for p in 0..<kcBlock {
+                    let src = UnsafeRawPointer(bits + (rows.lowerBound + p) * b.rowStride + j0)
+                    storeVector(widen(src.loadUnaligned(as: SIMD16<UInt16>.self), bfloat16: bf16), out + p * nr)
+                    storeVector(widen(src.loadUnaligned(fromByteOffset: 32, as: SIMD16<UInt16>.self), bfloat16: bf16),
+                                out + p * nr + 16)
+                }
+                continue
+            }
+            if b.rowStride == 1 && width == nr {
+                // Bᵀ stored (x·Wᵀ with W [out, in]): eight read streams per 8 columns, as packB.
+                for g in stride(from: 0, to: nr, by: 8) {
+                    let (cs, src) = (b.colStride, bits + (j0 + g) * b.colStride + rows.lowerBound)
+                    for p in 0..<kcBlock {
+                        let v = SIMD8<UInt16>(src[p], src[cs + p], src[2 * cs + p], src[3 * cs + p],
+                                              src[4 * cs + p], src[5 * cs + p], src[6 * cs + p], src[7 * cs + p])
+                        UnsafeMutableRawPointer(out + p * nr + g).storeBytes(of: widen(v, bfloat16: bf16), as: SIMD8<Float>.self)
+                    }
+                }
+                continue
+            }
+            if width < nr { out.update(repeating: 0, count: kcBlock * nr) }
+            for jj in 0..<width {
+                let src = bits + (j0 + jj) * b.colStride + rows.lowerBound * b.rowStride
+                for p in 0..<kcBlock { out[p * nr + jj] = widen(src[p * b.rowStride], bfloat16: bf16) }
+            }
+        }
+    }
+
+    /// `packA` for a bfloat16 or float16 A: the same panels, each element converted to float as it is copied.
+    @inline(never)
+    static func packTypedA(_ a: StridedMatrix, rows: Range<Int>, columns: Range<Int>, triangle: GEMM.Triangle?,
+                           into dst: UnsafeMutablePointer<Float>) {
+        let (kcBlock, bits, bf16) = (columns.count, a.halves, a.dtype == .bfloat16)
+        for s in 0..<(rows.count + mr - 1) / mr {
+            let i0 = rows.lowerBound + s * mr, height = min(mr, rows.upperBound - i0)
+            let out = dst + s * kcBlock * mr
+            if height < mr { out.update(repeating: 0, count: kcBlock * mr) }
+            let needed = (triangle?.terms(rows: i0..<i0 + height, k: columns.upperBound).clamped(to: columns) ?? columns)
+            let terms = needed.lowerBound - columns.lowerBound..<needed.upperBound - columns.lowerBound
+            if a.colStride == 1 && height == mr {
+                let (rs, src) = (a.rowStride, bits + i0 * a.rowStride + columns.lowerBound)
+                for p in terms {
+                    let v = SIMD8<UInt16>(src[p], src[rs + p], src[2 * rs + p], src[3 * rs + p],
+                                          src[4 * rs + p], src[5 * rs + p], src[6 * rs + p], src[7 * rs + p])
+                    UnsafeMutableRawPointer(out + p * mr).storeBytes(of: widen(v, bfloat16: bf16), as: SIMD8<Float>.self)
+                }
+            } else if a.rowStride == 1 && height == mr {
+                for p in terms {
+                    let src = UnsafeRawPointer(bits + i0 + (columns.lowerBound + p) * a.colStride)
+                    UnsafeMutableRawPointer(out + p * mr).storeBytes(
+                        of: widen(src.loadUnaligned(as: SIMD8<UInt16>.self), bfloat16: bf16), as: SIMD8<Float>.self)
+                }
+            } else {
+                for ii in 0..<height {
+                    let src = bits + (i0 + ii) * a.rowStride + columns.lowerBound * a.colStride
+                    for p in terms { out[p * mr + ii] = widen(src[p * a.colStride], bfloat16: bf16) }
+                }
+            }
+        }
+    }
+}
+
 /// Part `t` of `parts` near-equal contiguous shares of `0..<count`.
 @inline(__always) func share(_ t: Int, of parts: Int, count: Int) -> Range<Int> {
     (count * t / parts)..<(count * (t + 1) / parts)
@@ -417,7 +529,8 @@ extension CPUBackend {
     public func gemm(_ op: GEMM) throws {
         try requireOwned(op)
         let (m, n, k) = (op.m, op.n, op.k)
-        let (a, b, c) = (elements(op.a.tensor), elements(op.b.tensor), elements(op.c.tensor))
+        let (a, b, c) = (bytes(op.a.tensor), bytes(op.b.tensor), elements(op.c.tensor))
+        let (typeA, typeB) = (op.a.tensor.dtype, op.b.tensor.dtype)
         let (alpha, beta) = (op.alpha, op.beta)
         let bias = op.bias.map { UnsafePointer(elements($0)) }
         let pool = self.pool
@@ -426,8 +539,10 @@ extension CPUBackend {
                                   (op.a.batchStride, op.b.batchStride, op.c.batchStride))
         let (lds, transposes) = ((op.a.ld, op.b.ld, op.c.ld), (op.transposeA, op.transposeB))
         func views(_ batch: Int) -> (StridedMatrix, StridedMatrix, StridedMatrix) {
-            let av = StridedMatrix(base: a + offsets.0 + batch * strides.0, rowStride: lds.0, colStride: 1)
-            let bv = StridedMatrix(base: b + offsets.1 + batch * strides.1, rowStride: lds.1, colStride: 1)
+            let av = StridedMatrix(raw: a + (offsets.0 + batch * strides.0) * typeA.size, dtype: typeA,
+                                   rowStride: lds.0, colStride: 1)
+            let bv = StridedMatrix(raw: b + (offsets.1 + batch * strides.1) * typeB.size, dtype: typeB,
+                                   rowStride: lds.1, colStride: 1)
             let cv = StridedMatrix(base: c + offsets.2 + batch * strides.2, rowStride: lds.2, colStride: 1)
             return (transposes.0 ? av.transposed : av, transposes.1 ? bv.transposed : bv, cv)
         }

@@ -3,20 +3,28 @@
 
 import Foundation
 
-/// Host memory for a CPU tensor: 64-byte aligned, from the host pool, contents unspecified until written.
+/// Host memory for a CPU tensor: 64-byte aligned, from the host pool, contents unspecified until written. The memory
+/// is bound to the dtype's element type (Float, UInt16 for both 16-bit floats, Int32, UInt8).
 public final class CPUStorage: TensorStorage, @unchecked Sendable {
     public let byteCount: Int
-    /// The elements. Mutated only through backend ops.
-    public let pointer: UnsafeMutablePointer<Float>
+    /// The first byte. Mutated only through backend ops.
+    public let raw: UnsafeMutableRawPointer
+    /// The elements of a float32 tensor (the binding of every other dtype's memory differs: use `raw`).
+    public var pointer: UnsafeMutablePointer<Float> { raw.assumingMemoryBound(to: Float.self) }
     private let pool: HostMemoryPool
 
-    init(count: Int, pool: HostMemoryPool) {
-        let (raw, bytes) = pool.allocate(bytes: count * MemoryLayout<Float>.stride)
-        (byteCount, self.pool) = (bytes, pool)
-        pointer = raw.bindMemory(to: Float.self, capacity: bytes / MemoryLayout<Float>.stride)
+    init(count: Int, dtype: DType, pool: HostMemoryPool) {
+        let (raw, bytes) = pool.allocate(bytes: count * dtype.size)
+        (byteCount, self.pool, self.raw) = (bytes, pool, raw)
+        switch dtype {
+        case .float32: raw.bindMemory(to: Float.self, capacity: bytes / 4)
+        case .bfloat16, .float16: raw.bindMemory(to: UInt16.self, capacity: bytes / 2)
+        case .int32: raw.bindMemory(to: Int32.self, capacity: bytes / 4)
+        case .uint8: raw.bindMemory(to: UInt8.self, capacity: bytes)
+        }
     }
 
-    deinit { pool.recycle(UnsafeMutableRawPointer(pointer), byteCount: byteCount) }
+    deinit { pool.recycle(raw, byteCount: byteCount) }
 }
 
 /// Runs every op on the host CPU.
@@ -36,22 +44,46 @@ public final class CPUBackend: Backend {
     /// A shared instance on the shared pool; the backend holds no other state.
     public static let shared = CPUBackend()
 
-    /// The element pointer of a tensor this backend owns.
+    /// The element pointer of a float32 tensor this backend owns.
     func elements(_ t: Tensor) -> UnsafeMutablePointer<Float> {
-        // Safe: every op validated ownership (`requireOwned`) before it reaches here.
-        unsafeDowncast(t.storage, to: CPUStorage.self).pointer
+        // Safe: every op validated ownership (`requireOwned`) and dtypes before it reaches here; the check guards
+        // against an op that forgot the latter reading 16-bit storage as floats (past its end).
+        precondition(t.dtype == .float32, "a \(t.dtype) tensor reached a float32 CPU kernel: \(t)")
+        return unsafeDowncast(t.storage, to: CPUStorage.self).pointer
     }
 
-    public func zeros(_ shape: [Int]) throws -> Tensor {
-        let t = try empty(shape)
-        elements(t).initialize(repeating: 0, count: t.count)
+    /// The first byte of a tensor this backend owns, any dtype.
+    func bytes(_ t: Tensor) -> UnsafeMutableRawPointer { unsafeDowncast(t.storage, to: CPUStorage.self).raw }
+
+    /// The elements of an int32 tensor this backend owns.
+    func int32s(_ t: Tensor) -> UnsafeMutablePointer<Int32> {
+        precondition(t.dtype == .int32, "a \(t.dtype) tensor reached an int32 CPU kernel: \(t)")
+        return bytes(t).assumingMemoryBound(to: Int32.self)
+    }
+
+    public func zeros(_ shape: [Int], dtype: DType) throws -> Tensor {
+        let t = try empty(shape, dtype: dtype)
+        bytes(t).initializeMemory(as: UInt8.self, repeating: 0, count: t.byteCount)
+        if dtype != .uint8 { rebind(t) }
         return t
     }
 
     /// Recycled memory: whatever the last tensor there held (every op that takes an output writes all of it).
-    public func empty(_ shape: [Int]) throws -> Tensor {
+    public func empty(_ shape: [Int], dtype: DType) throws -> Tensor {
         try Tensor.validate(shape: shape)
-        return try Tensor(shape: shape, storage: CPUStorage(count: shape.reduce(1, *), pool: memory), backend: self)
+        return try Tensor(shape: shape, dtype: dtype, storage: CPUStorage(count: shape.reduce(1, *), dtype: dtype, pool: memory),
+                          backend: self)
+    }
+
+    /// Binds a tensor's memory back to its element type after it was written as bytes.
+    private func rebind(_ t: Tensor) {
+        let storage = unsafeDowncast(t.storage, to: CPUStorage.self)
+        switch t.dtype {
+        case .float32: storage.raw.bindMemory(to: Float.self, capacity: storage.byteCount / 4)
+        case .bfloat16, .float16: storage.raw.bindMemory(to: UInt16.self, capacity: storage.byteCount / 2)
+        case .int32: storage.raw.bindMemory(to: Int32.self, capacity: storage.byteCount / 4)
+        case .uint8: storage.raw.bindMemory(to: UInt8.self, capacity: storage.byteCount)
+        }
     }
 
     /// Bytes the host pool holds for reuse (freed tensors' buffers; shared by every CPU backend).
@@ -67,9 +99,23 @@ public final class CPUBackend: Backend {
         return t
     }
 
+    public func upload(bytes source: UnsafeRawBufferPointer, dtype: DType, shape: [Int]) throws -> Tensor {
+        try validateUpload(bytes: source, dtype: dtype, shape: shape)
+        let t = try empty(shape, dtype: dtype)
+        bytes(t).copyMemory(from: source.baseAddress!, byteCount: source.count)
+        rebind(t)
+        return t
+    }
+
     public func download(_ tensor: Tensor) throws -> [Float] {
         try requireOwned("download", tensor)
+        try tensor.requireDType([.float32], op: "download", operand: "the tensor")
         return Array(UnsafeBufferPointer(start: elements(tensor), count: tensor.count))
+    }
+
+    public func downloadBytes(_ tensor: Tensor, into destination: UnsafeMutableRawBufferPointer) throws {
+        try validateDownload(tensor, into: destination)
+        destination.baseAddress?.copyMemory(from: bytes(tensor), byteCount: tensor.byteCount)
     }
 
     public func synchronize() throws {}
