@@ -255,7 +255,8 @@ struct LoRABench: ParsableCommand {
 struct OpsBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ops",
-        abstract: "The memory-bound training ops (layer norm, GELU, cross-entropy, AdamW, sum of squares); GB/s next to a copy.")
+        abstract: "The memory-bound training ops (layer norm, RMS norm, GELU, SwiGLU, RoPE, cross-entropy, AdamW, sum of squares); "
+            + "GB/s next to a copy.")
     /// Activations of gpt2-small at 4×512 tokens, and its logits at 512 tokens.
     static let defaultSizes = "2048x768,512x50257"
     @OptionGroup var options: BenchOptions
@@ -281,16 +282,31 @@ struct OpsBench: ParsableCommand {
         let targets = try backend.upload((0..<rows).map { Int32($0 * 7 % cols) }, shape: [rows])
         let (losses, result) = (try backend.zeros([rows]), try backend.zeros([1]))
         let (m, v) = (try backend.zeros(shape), try backend.zeros(shape))
+        let (up, _) = try context.random(shape, seed: 11)
+        let out3 = try backend.zeros(shape)
         try backend.layerNorm(LayerNorm(x: x, gamma: gamma, beta: beta, y: out, mean: mean, rstd: rstd))
-        let cases: [(String, Double, () throws -> Void)] = [
+        try backend.rmsNorm(RMSNorm(x: x, gamma: gamma, y: out, rstd: rstd, epsilon: 1e-6))
+        var cases: [(String, Double, () throws -> Void)] = [
             ("layernorm", 2, { try backend.layerNorm(LayerNorm(x: x, gamma: gamma, beta: beta, y: out, mean: mean, rstd: rstd)) }),
             ("ln_bwd", 3, { try backend.layerNormBackward(LayerNormBackward(x: x, gamma: gamma, mean: mean, rstd: rstd, dy: dy, dx: out2)) }),
+            ("rmsnorm", 2, { try backend.rmsNorm(RMSNorm(x: x, gamma: gamma, y: out, rstd: rstd, epsilon: 1e-6)) }),
+            ("rms_bwd", 3, { try backend.rmsNormBackward(RMSNormBackward(x: x, gamma: gamma, rstd: rstd, dy: dy, dx: out2)) }),
             ("gelu", 2, { try backend.gelu(GELU(x: x, y: out)) }),
             ("gelu_bwd", 3, { try backend.geluBackward(GELUBackward(x: x, dy: dy, dx: out2)) }),
+            ("swiglu", 3, { try backend.swiglu(SwiGLU(gate: x, up: up, y: out)) }),
+            ("swiglu_bwd", 5, { try backend.swigluBackward(SwiGLUBackward(gate: x, up: up, dy: dy, dGate: out2, dUp: out3)) }),
             ("xent", 2, { try backend.crossEntropy(CrossEntropy(logits: x, targets: targets, losses: losses, dlogits: out2, gradientScale: 0.01)) }),
             ("adamw", 7, { try backend.adamW(AdamW(parameters: out, gradients: dy, firstMoment: m, secondMoment: v, learningRate: 1e-4, step: 1)) }),
             ("sumsq", 1, { try backend.reduce(Reduction(.sumOfSquares, of: x, into: result)) }),
         ]
+        // RoPE in place on rows of heads of 128 (or 64, or one head of the whole row), each row its own position.
+        if let headDim = [128, 64, cols].first(where: { cols % $0 == 0 && $0 % 2 == 0 }) {
+            let (cos, _) = try context.random([rows, headDim / 2], seed: 12)
+            let (sin, _) = try context.random([rows, headDim / 2], seed: 13)
+            let rope = try RoPE(input: out, output: out, heads: cols / headDim, headDim: headDim, sequenceLength: rows,
+                                start: 0, cos: cos, sin: sin)
+            cases.insert(("rope", 2, { try backend.rope(rope) }), at: 8)
+        }
         let tensorBytes = Double(rows * cols * MemoryLayout<Float>.size)
         return try cases.map { name, traffic, body in
             let (seconds, copy) = try context.medians({ try body(); try backend.synchronize() },
