@@ -113,7 +113,7 @@ struct LlamaWeights {
     /// A small weight (norm, bias) on the device in float32.
     func float32(_ name: String) throws -> Tensor {
         switch source {
-        case .checkpoint(let checkpoint): return try checkpoint.upload(name, to: backend, dtype: options.dtype)
+        case .checkpoint(let checkpoint): return try checkpoint.upload(name, to: backend, dtype: .float32)
         case .random(let values): return try backend.upload(values[name]!, shape: Self.expectedShapes(config)[name]!)
         }
     }

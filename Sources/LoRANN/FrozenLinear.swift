@@ -58,10 +58,14 @@ public final class DenseLinear: FrozenLinear {
         try backend.gemm(GEMM(a: dy, b: weight, c: dx, transposeB: layout == .inOut, beta: accumulate ? 1 : 0))
     }
 
+    /// A bf16/f16 weight is widened to float32, gets the product added there, and is rounded back (to nearest even),
+    /// as PEFT merges into a half-precision weight: the sum is computed once, rounded once.
     public func addLowRank(a: Tensor, b: Tensor, scale: Float) throws {
+        let target = weight.dtype == .float32 ? weight : try backend.converted(weight, to: .float32)
         switch layout {
-        case .outIn: try backend.gemm(GEMM(a: b, b: a, c: weight, alpha: scale, beta: 1))
-        case .inOut: try backend.gemm(GEMM(a: a, b: b, c: weight, transposeA: true, transposeB: true, alpha: scale, beta: 1))
+        case .outIn: try backend.gemm(GEMM(a: b, b: a, c: target, alpha: scale, beta: 1))
+        case .inOut: try backend.gemm(GEMM(a: a, b: b, c: target, transposeA: true, transposeB: true, alpha: scale, beta: 1))
         }
+        if target !== weight { try backend.convert(Convert(source: target, destination: weight)) }
     }
 }

@@ -109,4 +109,26 @@ struct LlamaFolderTests {
         let shard = try #require(loadError(folder))
         #expect(shard.contains("model-00002-of-00003.safetensors"), "\(shard)")
     }
+
+    @Test("bf16 weights stay bf16 on the device (half the bytes); a load converts to the dtype asked for", arguments: TestDevices.names)
+    func dtypes(device: String) throws {
+        let backend = try testBackend(device)
+        let f32 = try LlamaModel(folder: fixtureRoot + "/llama-tiny", backend: backend)
+        let bf16 = try LlamaModel(folder: fixtureRoot + "/llama-tiny-bf16", backend: backend)
+        let norms = bf16.baseParameterCount - bf16.linearModules.reduce(0) { $0 + $1.inFeatures * $1.outFeatures } - 2 * 400 * 32
+        #expect(bf16.weightBytes == f32.weightBytes / 2 + 2 * norms)  // norm weights stay float32
+        let tokens = try LlamaFixture("llama-tiny").tokens
+        // llama-tiny-bf16 is llama-tiny rounded to bf16 (as torch rounds), so converting at load gives its bits.
+        let converted = try LlamaModel(folder: fixtureRoot + "/llama-tiny", backend: backend, options: ModelLoadOptions(dtype: .bfloat16))
+        #expect(converted.weightBytes == bf16.weightBytes)
+        for (ours, theirs) in zip(converted.linearModules, bf16.linearModules) {
+            let (a, b) = (ours.dense!.weight, theirs.dense!.weight)
+            let (bytesA, bytesB) = (try backend.downloadBytes(a), try backend.downloadBytes(b))
+            #expect(a.dtype == .bfloat16 && bytesA == bytesB, "\(ours.name)")
+        }
+        let widened = try LlamaModel(folder: fixtureRoot + "/llama-tiny-bf16", backend: backend, options: ModelLoadOptions(dtype: .float32))
+        #expect(widened.weightBytes == f32.weightBytes)
+        #expect(logitMismatch(try widened.forward(tokens).toArray(), try bf16.forward(tokens).toArray()) == nil)
+        #expect(throws: LoRAConfigError.self) { try bf16.enableFullTraining() }
+    }
 }
