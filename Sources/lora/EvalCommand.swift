@@ -22,6 +22,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Sequences per forward pass.")
     var batch = 8
     @OptionGroup var device: DeviceOptions
+    @OptionGroup var load: LoadOptions
     @Flag(help: "Print one JSON object (loss, perplexity, tokens) and nothing else on stdout.")
     var json = false
 
@@ -33,7 +34,7 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         let backend = try device.select(announce: !json)
-        let lm = try loadModel(model, backend: backend)
+        let lm = try loadModel(model, backend: backend, options: load.options())
         if let adapter { try lm.loadAdapter(folder: adapter) }
         let sequences = try tokens.map(Self.readTokens) ?? windows(for: lm)
         let progress = json ? nil : Progress(total: (sequences.count + batch - 1) / batch)

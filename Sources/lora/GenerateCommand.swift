@@ -16,6 +16,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Sample only among the k most likely tokens (0: all).") var topK = 0
     @Option(help: "Seeds the sampling.") var seed: UInt64 = 0
     @OptionGroup var device: DeviceOptions
+    @OptionGroup var load: LoadOptions
     @Flag(help: "Print one JSON object {\"ids\": [new token ids], \"text\": ...} instead of streaming the text.") var json = false
 
     func validate() throws {
@@ -37,7 +38,7 @@ struct GenerateCommand: ParsableCommand {
 
     func run() throws {
         let backend = try device.select(announce: false)
-        let lm = try loadModel(model, backend: backend)
+        let lm = try loadModel(model, backend: backend, options: load.options())
         if let adapter { try lm.loadAdapter(folder: adapter) }
         let tokenizer = try loadTokenizer(folder: model)
         let ids = try promptIds != nil ? parsedIDs() : tokenizer.encode(prompt!)

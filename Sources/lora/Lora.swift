@@ -12,9 +12,26 @@ struct Lora: ParsableCommand {
             Device choice: --device or LORA_DEVICE (cpu, opencl, opencl:N, auto). auto takes the first OpenCL GPU,
             else the CPU. Other variables: LORA_KERNELS_DIR, LORA_GEMM, LORA_CLBLAST, LORA_OPENCL_LIBRARY.
             """,
-        subcommands: [TrainCommand.self, GenerateCommand.self, EvalCommand.self, MergeCommand.self, BenchCommand.self,
+        subcommands: [TrainCommand.self, GenerateCommand.self, EvalCommand.self, MergeCommand.self, TokenizeCommand.self, BenchCommand.self,
                       DevicesCommand.self, DemoCommand.self],
         defaultSubcommand: TrainCommand.self)
+}
+
+/// `--dtype`, shared by every command that loads a model.
+struct LoadOptions: ParsableArguments {
+    @Option(name: .long, help: "Storage of the model's weights on the device: keep (the file's), float32, bfloat16 or float16. Math is float32 either way.")
+    var dtype = "keep"
+
+    func validate() throws {
+        guard dtype == "keep" || DType(rawValue: dtype)?.isFloatingPoint == true else {
+            throw ValidationError("--dtype takes keep, float32, bfloat16 or float16, not '\(dtype)'")
+        }
+    }
+
+    /// The load options; `defaultDType` applies when --dtype is keep (full fine-tuning trains float32 weights).
+    func options(defaultDType: DType? = nil) -> ModelLoadOptions {
+        ModelLoadOptions(dtype: dtype == "keep" ? defaultDType : DType(rawValue: dtype))
+    }
 }
 
 /// `--device`, shared by every command that computes.

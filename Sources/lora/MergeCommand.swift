@@ -12,9 +12,10 @@ struct MergeCommand: ParsableCommand {
     var model: String
     @Option(help: "The PEFT LoRA adapter folder.")
     var adapter: String
-    @Option(help: "The folder to write (config.json, model.safetensors, and the model's tokenizer files).")
+    @Option(help: "The folder to write (config.json, model.safetensors or shards with an index, and the model's tokenizer files), in the base's dtype unless --dtype.")
     var out: String
     @OptionGroup var device: DeviceOptions
+    @OptionGroup var load: LoadOptions
 
     func validate() throws {
         let (source, target) = (URL(fileURLWithPath: model).standardizedFileURL.path, URL(fileURLWithPath: out).standardizedFileURL.path)
@@ -22,7 +23,7 @@ struct MergeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let lm = try loadModel(model, backend: try device.select())
+        let lm = try loadModel(model, backend: try device.select(), options: load.options())
         try lm.loadAdapter(folder: adapter)
         try lm.mergeAdapters()
         try lm.save(folder: out)

@@ -5,7 +5,7 @@ import Foundation
 import SwiftLoRA
 
 /// The model in `folder`, whatever its family (config.json's model_type).
-func loadModel(_ folder: String, backend: any Backend, options: ModelLoadOptions = ModelLoadOptions()) throws -> any LanguageModel {
+func loadModel(_ folder: String, backend: any Backend, options: ModelLoadOptions) throws -> any LanguageModel {
     try ModelRegistry.standard.load(folder: folder, backend: backend, options: options)
 }
 

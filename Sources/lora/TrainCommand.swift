@@ -43,6 +43,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Clip the global gradient norm to this (0: off).") var maxGradNorm: Float = 1
     @Option(help: "Seeds A's initialization, the data order and dropout.") var seed: UInt64 = 0
     @OptionGroup var device: DeviceOptions
+    @OptionGroup var load: LoadOptions
     @Option(help: "UTF-8 text for eval loss (windows of --seq + 1 tokens).") var evalData: String?
     @Option(help: "Evaluate every N steps (0: only at the end).") var evalEvery = 0
     @Option(help: "Write a checkpoint every N steps (0: none).") var checkpointEvery = 0
@@ -81,7 +82,9 @@ struct TrainCommand: ParsableCommand {
         let fromScratch = full && !["/model.safetensors", "/model.safetensors.index.json"].contains {
             FileManager.default.fileExists(atPath: model + $0)
         }
-        let lm = fromScratch ? try ModelRegistry.standard.random(folder: model, seed: seed, backend: backend) : try loadModel(model, backend: backend)
+        // Full fine-tuning updates float32 weights: a bf16/f16 checkpoint is widened at load unless --dtype says otherwise.
+        let lm = fromScratch ? try ModelRegistry.standard.random(folder: model, seed: seed, backend: backend)
+            : try loadModel(model, backend: backend, options: load.options(defaultDType: full ? .float32 : nil))
         if fromScratch && !json { print("no weights in \(model): random weights from config.json (seed \(seed))") }
         guard seq + 1 <= lm.maxPositions || tokens != nil else {
             throw ValidationError("--seq \(seq) needs windows of \(seq + 1) tokens, beyond the model's \(lm.maxPositions) positions")
