@@ -58,9 +58,19 @@ struct GPT2StorageTests {
         let reference = try f32.forward(tokens).toArray()
         #expect(logits != reference)
         #expect(firstMismatch(logits, reference, atol: 0.05 * (reference.map(abs).max() ?? 1), rtol: 0) == nil)
-        // A LoRA step trains on the bf16 base; full fine-tuning, which updates the weights in float32, refuses it.
-        try bf16.applyLoRA(LoRAConfig(rank: 2, alpha: 4), seed: 3)
+        // The fixture's adapter on the bf16 base: merging adds in float32 and rounds once to bf16, so the merged
+        // logits stay close to the unmerged ones; the merged model saves as bf16 and reloads bit for bit.
+        try bf16.loadAdapter(folder: fixtures + "/adapter")
         #expect(try bf16.loss(tokens, gradients: true).loss.isFinite)
+        let adapted = try bf16.forward(tokens).toArray()
+        try bf16.mergeAdapters()
+        let merged = try bf16.forward(tokens).toArray()
+        #expect(firstMismatch(merged, adapted, atol: 0.05 * (adapted.map(abs).max() ?? 1), rtol: 0) == nil)
+        try bf16.save(folder: directory + "/merged")
+        let reloaded = try GPT2Model(folder: directory + "/merged", backend: backend)
+        #expect(reloaded.weightBytes == converted.weightBytes)
+        #expect(try reloaded.forward(tokens).toArray() == merged)
+        // Full fine-tuning updates the weights in float32 and refuses 16-bit ones.
         let error = #expect(throws: LoRAConfigError.self) { try converted.enableFullTraining() }
         #expect(error.map { "\($0)".contains("bfloat16") } == true)
 
