@@ -7,7 +7,7 @@ public enum GPT2Family: ModelFamily {
     public static let modelTypes = ["gpt2"]
 
     public static func load(folder: String, backend: any Backend, options: ModelLoadOptions) throws -> any LanguageModel {
-        try GPT2Model(folder: folder, backend: backend)
+        try GPT2Model(folder: folder, backend: backend, options: options)
     }
 
     public static func random(folder: String, seed: UInt64, backend: any Backend) throws -> any LanguageModel {

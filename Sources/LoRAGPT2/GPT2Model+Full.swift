@@ -8,10 +8,15 @@ import LoRARuntime
 extension GPT2Model {
     public var isFullTraining: Bool { fullGradients != nil }
 
-    /// Gives every weight a gradient. Adapters and full fine-tuning do not mix.
+    /// Gives every weight a gradient (float32 weights only: convert a bf16/f16 checkpoint with `--dtype float32`).
+    /// Adapters and full fine-tuning do not mix.
     public func enableFullTraining() throws {
         guard loraConfig == nil else { throw LoRAConfigError("full fine-tuning trains the weights themselves; do not add adapters") }
         guard fullGradients == nil else { return }
+        // The optimizer and the gradient ops write float32; a 16-bit weight would need a float32 master copy.
+        if let typed = namedWeights.first(where: { $0.tensor.dtype != .float32 }) {
+            throw LoRAConfigError("full fine-tuning updates the weights in float32, but \(typed.name) is stored as \(typed.tensor.dtype); load with dtype float32")
+        }
         func zeros(like t: Tensor) throws -> Tensor { try backend.zeros(t.shape) }
         for p in linearModules { try p.enableGradients() }
         fullGradients = FullGradients(
@@ -44,23 +49,38 @@ extension GPT2Model {
         return list
     }
 
-    /// Elements in the model's own weights (adapters excluded; a tied LM head counted once).
-    public var baseParameterCount: Int {
-        let norms = blocks.reduce(lnF.gamma.count + lnF.beta.count) { $0 + $1.ln1.gamma.count * 4 }
-        let linear = linearModules.reduce(0) { $0 + $1.inFeatures * $1.outFeatures + $1.outFeatures }
-        return wte.count + wpe.count + norms + linear + (lmHead === wte ? 0 : lmHead.count)
+    /// Every weight tensor under transformers' name (`transformer.` prefix; the LM head, without one, only when
+    /// untied), as the model holds it now (merged adapters included).
+    var namedWeights: [(name: String, tensor: Tensor)] {
+        var list: [(name: String, tensor: Tensor)] = [("transformer.wte.weight", wte), ("transformer.wpe.weight", wpe)]
+        for (i, block) in blocks.enumerated() {
+            let p = "transformer.h.\(i)."
+            list += [(p + "ln_1.weight", block.ln1.gamma), (p + "ln_1.bias", block.ln1.beta),
+                     (p + "ln_2.weight", block.ln2.gamma), (p + "ln_2.bias", block.ln2.beta)]
+            for projection in block.projections {
+                let dense = projection.dense!
+                list += [(projection.name + ".weight", dense.weight), (projection.name + ".bias", dense.bias!)]
+            }
+        }
+        list += [("transformer.ln_f.weight", lnF.gamma), ("transformer.ln_f.bias", lnF.beta)]
+        if lmHead !== wte { list.append(("lm_head.weight", lmHead)) }
+        return list
     }
 
-    public var weightBytes: Int { baseParameterCount * DType.float32.size }
+    /// Elements in the model's own weights (adapters excluded; a tied LM head counted once).
+    public var baseParameterCount: Int { namedWeights.reduce(0) { $0 + $1.tensor.count } }
+
+    /// Bytes the weights take on the device, each in its own dtype.
+    public var weightBytes: Int { namedWeights.reduce(0) { $0 + $1.tensor.count * $1.tensor.dtype.size } }
 
     /// A generous estimate of the bytes one training step on B sequences of T tokens holds at its peak: the
     /// weights (and, in full fine-tuning, their gradients and AdamW moments), the saved activations of every
     /// layer, the attention probabilities, and the logits with their gradient.
     public func trainingStepBytes(batch: Int, length: Int) -> Int {
         let c = config, n = batch * length
-        let weights = baseParameterCount * (fullGradients == nil ? 1 : 4)
+        let full = fullGradients == nil ? 0 : 3 * baseParameterCount * DType.float32.size  // gradients, two moments
         let perLayer = n * (8 * c.width + 3 * c.width + 2 * c.inner) + 2 * batch * c.heads * length * length
         let logits = 2 * n * c.vocabSize
-        return 4 * (weights + c.layers * perLayer + logits + 4 * n * c.width)
+        return weightBytes + full + 4 * (c.layers * perLayer + logits + 4 * n * c.width)
     }
 }

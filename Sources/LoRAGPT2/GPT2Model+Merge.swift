@@ -1,29 +1,30 @@
 // Writing the model (with merged adapters: W' = W + s·(B·A)ᵀ for GPT-2's [in, out] Conv1D weights) as a Hugging
-// Face folder that transformers loads.
+// Face folder that transformers loads: config.json and the weights in their device dtypes, streamed tensor by
+// tensor into model.safetensors, or into shards with model.safetensors.index.json above a size.
+import Foundation
+import LoRAFormats
+import LoRAModels
 import LoRARuntime
 
 extension GPT2Model {
     /// Writes the current weights (merged ones included) as config.json + model.safetensors in `folder`.
     public func save(folder: String) throws {
-        var tensors: [(name: String, shape: [Int], values: [Float])] = []
-        func add(_ name: String, _ t: Tensor) throws { tensors.append((name, t.shape, try t.toArray())) }
-        try add("wte.weight", wte)
-        try add("wpe.weight", wpe)
-        for (i, block) in blocks.enumerated() {
-            let p = "h.\(i)."
-            try add(p + "ln_1.weight", block.ln1.gamma)
-            try add(p + "ln_1.bias", block.ln1.beta)
-            try add(p + "ln_2.weight", block.ln2.gamma)
-            try add(p + "ln_2.bias", block.ln2.beta)
-            for (module, projection) in [("attn.c_attn", block.attention), ("attn.c_proj", block.attentionOut),
-                                         ("mlp.c_fc", block.fc), ("mlp.c_proj", block.mlpOut)] {
-                try add(p + module + ".weight", projection.dense!.weight)
-                try add(p + module + ".bias", projection.dense!.bias!)
-            }
-        }
-        try add("ln_f.weight", lnF.gamma)
-        try add("ln_f.bias", lnF.beta)
-        if lmHead !== wte { tensors.append(("lm_head.weight", lmHead.shape, try lmHead.toArray())) }
-        try GPT2Checkpoint.write(config: config, tensors: tensors, to: folder)
+        try save(folder: folder, maxShardBytes: 5_000_000_000)
+    }
+
+    /// Writes the current weights in their dtypes (names as transformers writes GPT-2: `transformer.` prefix, an
+    /// untied `lm_head.weight` without it), sharded above `maxShardBytes` with an index as `save_pretrained` does,
+    /// and config.json with `dtype` the matrices' storage and `tie_word_embeddings` as this model has it.
+    public func save(folder: String, maxShardBytes: Int) throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let weights = namedWeights
+        try writeCheckpoint(weights, folder: folder, maxShardBytes: maxShardBytes)
+        // Norms and biases are float32 whatever the matrices are; config's dtype names the matrices'.
+        let dtype = Set(weights.map(\.tensor.dtype)).subtracting([.float32]).first ?? .float32
+        var json = config.json.objectValue ?? [:]
+        json["dtype"] = .string(dtype.rawValue)
+        // transformers ties lm_head to wte when this is true, ignoring a saved lm_head.weight.
+        json["tie_word_embeddings"] = .bool(lmHead === wte)
+        try AtomicFile.write(Data((JSONValue.object(json).serialized() + "\n").utf8), to: folder + "/config.json")
     }
 }

@@ -3,6 +3,8 @@
 // gradients to the LoRA parameters only (frozen weights pass dx through and get none).
 //
 // Shapes: B sequences of T tokens, N = B·T rows, C = width, H heads of D = C/H, V = vocab.
+// Dtypes: wte, wpe, lm_head and the projection weights as loaded (float32, bfloat16 or float16: the embedding
+// lookups and GEMMs widen them as they read); layer norm parameters, biases and every activation float32.
 import Foundation
 import LoRAAdapters
 import LoRAFormats
@@ -34,13 +36,15 @@ public final class GPT2Model: LanguageModel {
         let ln1: (gamma: Tensor, beta: Tensor), ln2: (gamma: Tensor, beta: Tensor)
         let attention: LinearModule, attentionOut: LinearModule, fc: LinearModule, mlpOut: LinearModule
 
-        init(_ i: Int, _ t: (String) throws -> Tensor) throws {
+        init(_ i: Int, _ weights: GPT2Weights) throws {
             let p = "h.\(i)."
-            ln1 = (try t(p + "ln_1.weight"), try t(p + "ln_1.bias"))
-            ln2 = (try t(p + "ln_2.weight"), try t(p + "ln_2.bias"))
+            func norm(_ name: String) throws -> (Tensor, Tensor) {
+                (try weights.float32(p + name + ".weight"), try weights.float32(p + name + ".bias"))
+            }
+            (ln1, ln2) = (try norm("ln_1"), try norm("ln_2"))
             func projection(_ module: String) throws -> LinearModule {
-                try LinearModule(name: "transformer." + p + module, weight: try t(p + module + ".weight"),
-                                 bias: try t(p + module + ".bias"), layout: .inOut)
+                try LinearModule(name: "transformer." + p + module, weight: try weights.tensor(p + module + ".weight"),
+                                 bias: try weights.float32(p + module + ".bias"), layout: .inOut)
             }
             (attention, attentionOut) = (try projection("attn.c_attn"), try projection("attn.c_proj"))
             (fc, mlpOut) = (try projection("mlp.c_fc"), try projection("mlp.c_proj"))
@@ -72,25 +76,25 @@ public final class GPT2Model: LanguageModel {
         let middle: Tensor, mean2: Tensor, rstd2: Tensor, preActivation: Tensor
     }
 
-    /// Loads a Hugging Face GPT-2 folder (config.json, model.safetensors) onto `backend`.
-    public convenience init(folder: String, backend: any Backend) throws {
-        try self.init(checkpoint: try GPT2Checkpoint.load(folder: folder), backend: backend)
+    /// Loads a Hugging Face GPT-2 folder (config.json, model.safetensors or shards with an index) onto `backend`,
+    /// the matrices in the file's dtype or `options.dtype`.
+    public convenience init(folder: String, backend: any Backend, options: ModelLoadOptions = ModelLoadOptions()) throws {
+        try self.init(weights: try GPT2Weights.load(folder: folder, backend: backend, options: options))
     }
 
-    /// A model of `config` with random weights, initialized as transformers initializes GPT-2 (training from scratch).
+    /// A model of `config` with random float32 weights, initialized as transformers initializes GPT-2 (training
+    /// from scratch).
     public convenience init(config: GPT2Config, seed: UInt64, backend: any Backend) throws {
-        try self.init(checkpoint: GPT2Checkpoint.random(config, seed: seed), backend: backend)
+        try self.init(weights: GPT2Weights.random(config, seed: seed, backend: backend))
     }
 
-    init(checkpoint: GPT2Checkpoint, backend: any Backend) throws {
-        (config, self.backend) = (checkpoint.config, backend)
-        func t(_ name: String) throws -> Tensor {
-            let (shape, values) = checkpoint.tensors[name]!
-            return try backend.upload(values, shape: shape)
-        }
-        (wte, wpe, lnF) = (try t("wte.weight"), try t("wpe.weight"), (try t("ln_f.weight"), try t("ln_f.bias")))
-        lmHead = checkpoint.tensors["lm_head.weight"] == nil ? wte : try t("lm_head.weight")
-        blocks = try (0..<config.layers).map { try Block($0, t) }
+    /// Uploads tensor by tensor, so at most one tensor is ever converted on the host.
+    init(weights: GPT2Weights) throws {
+        (config, backend) = (weights.config, weights.backend)
+        (wte, wpe) = (try weights.tensor("wte.weight"), try weights.tensor("wpe.weight"))
+        lnF = (try weights.float32("ln_f.weight"), try weights.float32("ln_f.bias"))
+        lmHead = weights.hasTensor("lm_head.weight") ? try weights.tensor("lm_head.weight") : wte
+        blocks = try (0..<config.layers).map { try Block($0, weights) }
     }
 
     /// Every linear module, by PEFT's name (`transformer.h.N.attn.c_attn`, ...).

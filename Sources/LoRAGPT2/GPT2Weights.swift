@@ -1,17 +1,30 @@
-// Loading a Hugging Face GPT-2 folder: config.json + model.safetensors. Tensor names may carry the
-// `transformer.` prefix (GPT2LMHeadModel) or not (GPT2Model); the causal-mask buffers (`attn.bias`,
-// `attn.masked_bias`) are skipped; `lm_head.weight` is tied to `wte` when absent. Every shape is checked
-// against the config before anything is uploaded; any other tensor is refused by name.
+// Loading a Hugging Face GPT-2 folder: config.json plus model.safetensors or shards with
+// model.safetensors.index.json. Tensor names may carry the `transformer.` prefix (GPT2LMHeadModel) or not
+// (GPT2Model); the causal-mask buffers (`attn.bias`, `attn.masked_bias`) are skipped; `lm_head.weight` is tied to
+// `wte` when absent. Every name, shape and dtype is checked against the config before anything is uploaded; any
+// other tensor is refused by name. Tensors go to the device one at a time straight from the mapped files: the
+// matrices (wte, wpe, the four projections of each block, lm_head) in the file's dtype or the one the load asks
+// for; layer norm parameters and biases, a few thousand elements feeding float32 ops, always in float32.
 import Foundation
 import LoRAFormats
+import LoRAModels
 import LoRARuntime
 
-/// GPT-2's tensors on the host, by their names without the `transformer.` prefix.
-struct GPT2Checkpoint {
+/// A GPT-2 checkpoint being turned into device tensors, addressed by names without the `transformer.` prefix.
+struct GPT2Weights {
     let config: GPT2Config
-    var tensors: [String: (shape: [Int], values: [Float])]
+    let backend: any Backend
+    private let source: Source
+    private let options: ModelLoadOptions
 
-    /// The tensor names and shapes a model of `config` has (lm_head excluded: tied).
+    private enum Source {
+        /// A checkpoint on disk, with the name each tensor has in it (prefixed or not) by its unprefixed name.
+        case checkpoint(SafeTensorsCheckpoint, names: [String: String])
+        /// Random values (training from scratch), float32.
+        case random([String: [Float]])
+    }
+
+    /// The tensor names and shapes a model of `config` has (lm_head excluded: tied unless the file has one).
     static func expectedShapes(_ c: GPT2Config) -> [String: [Int]] {
         var shapes: [String: [Int]] = ["wte.weight": [c.vocabSize, c.width], "wpe.weight": [c.positions, c.width],
                                        "ln_f.weight": [c.width], "ln_f.bias": [c.width]]
@@ -30,64 +43,73 @@ struct GPT2Checkpoint {
         return shapes
     }
 
-    /// Reads `folder/config.json` and `folder/model.safetensors`.
-    static func load(folder: String) throws -> GPT2Checkpoint {
+    /// Opens `folder` (config.json and the single file or shards) and checks every tensor; reads no tensor data.
+    static func load(folder: String, backend: any Backend, options: ModelLoadOptions) throws -> GPT2Weights {
         let config = try GPT2Config(contentsOf: folder + "/config.json")
-        let path = folder + "/model.safetensors"
-        let file = try SafeTensorsFile(path: path)
-        let expected = expectedShapes(config)
-        var tensors: [String: (shape: [Int], values: [Float])] = [:]
-        for name in file.names {
+        let checkpoint = try SafeTensorsCheckpoint(folder: folder)
+        var expected = expectedShapes(config)
+        expected["lm_head.weight"] = [config.vocabSize, config.width]
+        var names: [String: String] = [:]
+        for name in checkpoint.names {
+            let path = checkpoint.path(of: name)
             let key = name.hasPrefix("transformer.") ? String(name.dropFirst("transformer.".count)) : name
             if key.hasSuffix(".attn.bias") || key.hasSuffix(".attn.masked_bias") { continue }
-            let entry = try file.entry(name)
-            if key == "lm_head.weight" {
-                guard entry.shape == [config.vocabSize, config.width] else {
-                    throw FormatError.invalid(path: path, reason: "\(name) is \(entry.shape), expected [\(config.vocabSize), \(config.width)]")
-                }
-            } else {
-                guard let shape = expected[key] else {
-                    throw FormatError.unsupported(path: path, reason: "tensor '\(name)' is not part of a GPT-2 LM of this config")
-                }
-                guard entry.shape == shape else {
-                    throw FormatError.invalid(path: path, reason: "\(name) is \(entry.shape), but config.json implies \(shape)")
-                }
+            let entry = try checkpoint.entry(name)
+            guard let shape = expected[key] else {
+                throw FormatError.unsupported(path: path, reason: "tensor '\(name)' is not part of a GPT-2 LM of this config")
             }
-            guard tensors[key] == nil else { throw FormatError.invalid(path: path, reason: "'\(key)' appears twice (with and without the prefix)") }
-            tensors[key] = (entry.shape, try file.floats(name))
+            guard entry.shape == shape else {
+                throw FormatError.invalid(path: path, reason: "\(name) is \(entry.shape), but config.json implies \(shape)")
+            }
+            // F64 is read as float32 (as this loader always did); integer weights would be a quantized or foreign format.
+            guard entry.dtype.isFloatingPoint else {
+                throw FormatError.unsupported(path: path, reason: "\(name) is \(entry.dtype.rawValue); weights must be F32, BF16, F16 or F64")
+            }
+            guard names[key] == nil else { throw FormatError.invalid(path: path, reason: "'\(key)' appears twice (with and without the prefix)") }
+            names[key] = name
         }
-        if let missing = expected.keys.sorted().first(where: { tensors[$0] == nil }) {
-            throw FormatError.invalid(path: path, reason: "missing tensor '\(missing)' (or 'transformer.\(missing)')")
+        if let missing = expectedShapes(config).keys.sorted().first(where: { names[$0] == nil }) {
+            throw FormatError.invalid(path: checkpoint.path(of: "transformer." + missing),
+                                      reason: "missing tensor '\(missing)' (or 'transformer.\(missing)')")
         }
-        return GPT2Checkpoint(config: config, tensors: tensors)
+        return GPT2Weights(config: config, backend: backend, source: .checkpoint(checkpoint, names: names), options: options)
     }
 
     /// Random weights for `config`, as transformers initializes GPT-2: normal(0, 0.02) matrices and embeddings,
-    /// the residual projections (`c_proj`) scaled by 1/√(2·layers), zero biases, layer norms at 1 and 0.
-    static func random(_ config: GPT2Config, seed: UInt64) -> GPT2Checkpoint {
+    /// the residual projections (`c_proj`) scaled by 1/√(2·layers), zero biases, layer norms at 1 and 0. Float32.
+    static func random(_ config: GPT2Config, seed: UInt64, backend: any Backend) -> GPT2Weights {
         var generator = SeededGenerator(seed: seed)
-        var tensors: [String: (shape: [Int], values: [Float])] = [:]
+        var tensors: [String: [Float]] = [:]
         for (name, shape) in expectedShapes(config).sorted(by: { $0.key < $1.key }) {
             let count = shape.reduce(1, *)
-            let values: [Float]
-            if name.hasSuffix(".bias") { values = Array(repeating: 0, count: count) }
-            else if name.contains("ln_") { values = Array(repeating: 1, count: count) }
+            if name.hasSuffix(".bias") { tensors[name] = Array(repeating: 0, count: count) }
+            else if name.contains("ln_") { tensors[name] = Array(repeating: 1, count: count) }
             else {
                 let std: Float = name.hasSuffix("c_proj.weight") ? 0.02 / Float(2 * config.layers).squareRoot() : 0.02
-                values = generator.normal(count: count, standardDeviation: std)
+                tensors[name] = generator.normal(count: count, standardDeviation: std)
             }
-            tensors[name] = (shape, values)
         }
-        return GPT2Checkpoint(config: config, tensors: tensors)
+        return GPT2Weights(config: config, backend: backend, source: .random(tensors), options: ModelLoadOptions())
     }
 
-    /// Writes a Hugging Face folder (config.json, model.safetensors with the `transformer.` prefix), atomically per file.
-    static func write(config: GPT2Config, tensors: [(name: String, shape: [Int], values: [Float])], to folder: String) throws {
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        // lm_head (untied models only) has no prefix, as transformers writes it.
-        try SafeTensorsWriter.write(tensors.map { .float32(($0.name == "lm_head.weight" ? "" : "transformer.") + $0.name,
-                                                           shape: $0.shape, values: $0.values) },
-                                    metadata: ["format": "pt"], to: folder + "/model.safetensors")
-        try AtomicFile.write(Data((config.json.serialized() + "\n").utf8), to: folder + "/config.json")
+    /// Whether the checkpoint has tensor `key` (unprefixed name).
+    func hasTensor(_ key: String) -> Bool {
+        switch source {
+        case .checkpoint(_, let names): names[key] != nil
+        case .random(let tensors): tensors[key] != nil
+        }
+    }
+
+    /// A matrix on the device, in the file's dtype or the load options'.
+    func tensor(_ key: String) throws -> Tensor { try upload(key, dtype: options.dtype) }
+
+    /// A layer norm parameter or bias on the device in float32 (the ops consuming them compute in float32).
+    func float32(_ key: String) throws -> Tensor { try upload(key, dtype: .float32) }
+
+    private func upload(_ key: String, dtype: DType?) throws -> Tensor {
+        switch source {
+        case .checkpoint(let checkpoint, let names): return try checkpoint.upload(names[key]!, to: backend, dtype: dtype)
+        case .random(let tensors): return try backend.upload(tensors[key]!, shape: Self.expectedShapes(config)[key]!)
+        }
     }
 }
