@@ -118,11 +118,19 @@ struct CPUOpsTests {
         pool.trim()
         #expect(pool.cachedBytes == 0)
 
-        let cpu = CPUBackend()
-        // The NaNs' buffer goes back to the shared pool, and zeros() of the same size most likely gets it.
+        // A private pool, so no other test's tensors take or leave buffers in it: the NaNs' buffer must be the one
+        // zeros() of the same size class gets back, and zeros() must clear it.
+        let cpu = CPUBackend(memory: HostMemoryPool(limit: 1 << 20))
         let count = 123_457
-        do { _ = try cpu.upload([Float](repeating: .nan, count: count), shape: [count]) }
-        #expect(try cpu.zeros([count]).toArray().allSatisfy { $0 == 0 })
+        var nanBuffer: UnsafeMutableRawPointer?
+        do {
+            let nans = try cpu.upload([Float](repeating: .nan, count: count), shape: [count])
+            nanBuffer = cpu.bytes(nans)
+        }
+        #expect(cpu.cachedMemoryBytes == HostMemoryPool.sizeClass(count * 4))
+        let zeros = try cpu.zeros([count - 5])  // a smaller request of the same class
+        #expect(cpu.bytes(zeros) == nanBuffer && cpu.cachedMemoryBytes == 0, "zeros() reused the NaNs' buffer")
+        #expect(try zeros.toArray().allSatisfy { $0 == 0 })
     }
 
     @Test("a host allocation the system refuses throws outOfMemory naming the bytes, after returning the cache")
