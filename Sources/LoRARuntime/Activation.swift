@@ -32,10 +32,11 @@ public struct GELUBackward: BackendOp {
     }
 }
 
-/// The constants of `gelu_new`, shared by every backend's code (the kernels repeat them).
+/// The constants of `gelu_new`, shared by every backend's Swift code (Kernels/activation.cl repeats them).
 public enum GELUConstants {
     /// √(2/π).
     public static let sqrtTwoOverPi: Float = 0.7978845608028654
+    /// The coefficient of x³ in u.
     public static let cubic: Float = 0.044715
 }
 

@@ -85,10 +85,14 @@ public struct AttentionShape: Sendable, Equatable {
     public var groupSize: Int { heads / kvHeads }
     /// The kv head query head h reads.
     @inlinable public func kvHead(_ h: Int) -> Int { h / (heads / kvHeads) }
+    /// How many keys query i (of 0..<T) sees without the window: `0...p` for its absolute position p = cached + i
+    /// (softmax's causal rule over `[T, Tk]` rows).
+    @inlinable public func visibleCount(query i: Int) -> Int {
+        Softmax.visibleCount(row: i, cols: keys, queryLength: queries)
+    }
     /// The keys query i (of 0..<T) sees: `max(0, p − W + 1)...p` for its absolute position p = cached + i.
     @inlinable public func visibleKeys(query i: Int) -> Range<Int> {
-        let last = i + keys - queries
-        return (window.map { max(0, last - $0 + 1) } ?? 0)..<last + 1
+        Softmax.visibleKeys(visibleCount: visibleCount(query: i), window: window)
     }
     /// The probabilities' shape `[B, H, T, Tk]`.
     public var probabilityShape: [Int] { [sequences, heads, queries, keys] }

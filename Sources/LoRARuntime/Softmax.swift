@@ -58,7 +58,8 @@ public struct Softmax: BackendOp {
         }
     }
 
-    /// Keys visible to `row` of `[..., Tq, Tk]` rows under the causal mask (queryLength = Tq; 0: no mask).
+    /// Keys visible to `row` of `[..., Tq, Tk]` rows under the causal mask (queryLength = Tq; 0: no mask): the one
+    /// statement of the rule, which attention uses too (Kernels/softmax.cl's `visible_count` is the OpenCL C copy).
     @inlinable static func visibleCount(row: Int, cols: Int, queryLength: Int) -> Int {
         guard queryLength > 0 else { return cols }
         return max(0, min(cols, row % queryLength + (cols - queryLength) + 1))
