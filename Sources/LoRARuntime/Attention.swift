@@ -124,6 +124,8 @@ public struct Attention: BackendOp {
         try context.checkDisjoint("context", sequences: b, heads: h, rows: shape.queries, cols: d)
         try shape.check(probabilities: probabilities)
         try context.tensor.backend.requireOwned("attention", query.tensor, key.tensor, value.tensor, probabilities)
+        try requireFloat32("attention", ("query", query.tensor), ("key", key.tensor), ("value", value.tensor),
+                           ("probabilities", probabilities), ("context", context.tensor))
         (self.shape, self.query, self.key, self.value) = (shape, query, key, value)
         (self.probabilities, self.context) = (probabilities, context)
     }
@@ -155,6 +157,9 @@ public struct AttentionBackward: BackendOp {
         try shape.check(probabilities: probabilities)
         try dQuery.tensor.backend.requireOwned("attentionBackward", query.tensor, key.tensor, value.tensor, probabilities,
                                                dContext.tensor, dKey.tensor, dValue.tensor)
+        try requireFloat32("attentionBackward", ("query", query.tensor), ("key", key.tensor), ("value", value.tensor),
+                           ("probabilities", probabilities), ("dContext", dContext.tensor), ("dQuery", dQuery.tensor),
+                           ("dKey", dKey.tensor), ("dValue", dValue.tensor))
         (self.shape, self.query, self.key, self.value, self.probabilities) = (shape, query, key, value, probabilities)
         (self.dContext, self.dQuery, self.dKey, self.dValue) = (dContext, dQuery, dKey, dValue)
     }

@@ -22,6 +22,7 @@ public struct Softmax: BackendOp {
 
     public init(x: Tensor, y: Tensor, scale: Float = 1, causal: Bool = false, window: Int? = nil) throws {
         try x.backend.requireOwned("softmax", x, y)
+        try requireFloat32("softmax", ("x", x), ("y", y))
         try Softmax.check("softmax", window: window, causal: causal)
         guard x.shape == y.shape else {
             throw LoRAError.shapeMismatch("softmax: x is \(describe(x.shape)) but y is \(describe(y.shape))")
@@ -84,6 +85,7 @@ public struct SoftmaxBackward: BackendOp {
 
     public init(y: Tensor, dy: Tensor, dx: Tensor, scale: Float = 1, causal: Bool = false, window: Int? = nil) throws {
         try y.backend.requireOwned("softmaxBackward", y, dy, dx)
+        try requireFloat32("softmaxBackward", ("y", y), ("dy", dy), ("dx", dx))
         try Softmax.check("softmaxBackward", window: window, causal: causal)
         guard y.shape == dy.shape, y.shape == dx.shape else {
             throw LoRAError.shapeMismatch(
