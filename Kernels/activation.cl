@@ -2,6 +2,7 @@
 // GPT-2's gelu_new, gelu(x) = x·σ(2u) = 0.5·x·(1 + tanh u), u = √(2/π)·(x + 0.044715·x³);
 // Llama's SwiGLU, swiglu(g, u) = silu(g)·u, silu(g) = g·σ(g).
 
+// GELUConstants in Sources/LoRARuntime/Activation.swift (their Swift home).
 #define SQRT_TWO_OVER_PI 0.7978845608028654f
 #define CUBIC 0.044715f
 

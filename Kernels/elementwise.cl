@@ -15,8 +15,9 @@ __kernel void axpy(__global float* y, __global const float* x, const float alpha
     if (i < count) y[i] += alpha * x[i];
 }
 
-// Inverted dropout: y = x / (1 − p) where hash(seed, i) >= threshold (= p·2³²), else 0. The hash is
-// LoRARuntime's Dropout.hash (lowbias32), so both devices drop the same elements. y may alias x.
+// Inverted dropout: y = x / (1 − p) where hash(seed, i) >= threshold (= p·2³²), else 0. The OpenCL C copy of
+// Dropout.hash and Dropout.drops in Sources/LoRARuntime/Elementwise.swift (lowbias32; the seed's words as
+// Dropout.seedWords splits them), so both devices drop the same elements: change them together. y may alias x.
 __kernel void dropout(__global const float* x, __global float* y, const uint threshold, const float scale,
                       const uint seed_low, const uint seed_high, const int count)
 {

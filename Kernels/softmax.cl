@@ -3,7 +3,14 @@
 // Causal: x is [..., Tq, Tk]; row r sees keys j <= r % Tq + (Tk - Tq), and with a window W > 0 only the last W of
 // those (a sliding window; window 0: none). Masked entries of y are 0.
 
-// The first key row r sees: 0, or the start of its window.
+// Keys row r sees without the window: all cols when not causal, else j <= r % queryLength + (cols - queryLength).
+// The OpenCL C copy of Softmax.visibleCount in Sources/LoRARuntime/Softmax.swift (the rule's home; keep them alike).
+int visible_count(const int r, const int cols, const int causal, const int queryLength)
+{
+    return causal ? clamp(r % queryLength + (cols - queryLength) + 1, 0, cols) : cols;
+}
+
+// The first key row r sees: 0, or the start of its window (Softmax.visibleKeys).
 int first_visible(const int visible, const int window)
 {
     return window > 0 ? max(0, visible - window) : 0;
@@ -14,7 +21,7 @@ __kernel void softmax_forward(__global const float* x, __global float* y, const 
 {
     const int r = get_global_id(0);
     if (r >= rows) return;
-    const int visible = causal ? clamp(r % queryLength + (cols - queryLength) + 1, 0, cols) : cols;
+    const int visible = visible_count(r, cols, causal, queryLength);
     const int first = first_visible(visible, window);
     __global const float* xr = x + (long)r * cols;
     __global float* yr = y + (long)r * cols;
@@ -41,7 +48,7 @@ __kernel void softmax_backward(__global const float* y, __global const float* dy
 {
     const int r = get_global_id(0);
     if (r >= rows) return;
-    const int visible = causal ? clamp(r % queryLength + (cols - queryLength) + 1, 0, cols) : cols;
+    const int visible = visible_count(r, cols, causal, queryLength);
     const int first = first_visible(visible, window);
     const long base = (long)r * cols;
     float dot = 0.0f;

@@ -34,11 +34,17 @@ public struct GPT2Config: Sendable, Equatable {
     func validate(path: String) throws {
         func check(_ ok: Bool, _ reason: String) throws { if !ok { throw FormatError.invalid(path: path, reason: reason) } }
         let limit = 1 << 20
-        for (name, value) in [("vocab_size", vocabSize), ("n_positions", positions), ("n_embd", width), ("n_layer", layers),
-                              ("n_head", heads), ("n_inner", inner)] {
+        for (name, value) in [("n_positions", positions), ("n_embd", width), ("n_layer", layers), ("n_head", heads),
+                              ("n_inner", inner)] {
             try check(value >= 1 && value <= limit, "\(name) = \(value) is outside 1...\(limit)")
         }
-        try check(vocabSize < 1 << 24, "vocab_size \(vocabSize) is too large for float token ids (limit 2^24)")
+        // Token ids are int32; the embedding table [vocab_size, n_embd] must be one tensor (at most 2^31 − 1 elements,
+        // the kernels' index range). Both bound vocab_size; nothing else does.
+        let largestTensor = Int(Int32.max)
+        try check(vocabSize >= 1 && vocabSize <= largestTensor,
+                  "vocab_size = \(vocabSize) is outside 1...\(largestTensor) (token ids are int32)")
+        try check(vocabSize * width <= largestTensor, "vocab_size \(vocabSize) × n_embd \(width) = \(vocabSize * width) "
+            + "elements in the token embedding, more than a tensor holds (\(largestTensor))")
         try check(width % heads == 0, "n_embd \(width) is not a multiple of n_head \(heads)")
         try check(layerNormEpsilon.isFinite && layerNormEpsilon > 0, "layer_norm_epsilon \(layerNormEpsilon) must be positive")
     }

@@ -49,9 +49,10 @@ extension OpenCLBackend {
     public func dropout(_ op: Dropout) throws {
         try requireOwned(op)
         let k = try kernel("dropout", file: "elementwise")
+        let seed = op.seedWords
         try launch(k, global: [op.x.count], [
-            .tensor(op.x), .tensor(op.y), .uint(op.threshold), .float(op.keepScale),
-            .uint(UInt32(truncatingIfNeeded: op.seed)), .uint(UInt32(truncatingIfNeeded: op.seed >> 32)), .int(op.x.count),
+            .tensor(op.x), .tensor(op.y), .uint(op.threshold), .float(op.keepScale), .uint(seed.low), .uint(seed.high),
+            .int(op.x.count),
         ])
     }
 }

@@ -15,11 +15,43 @@ public enum GEMMEngine: String, Sendable, CaseIterable {
 }
 
 /// The outcome of the one-time GEMM engine measurement.
-public struct GEMMEngineChoice: Sendable, CustomStringConvertible {
+public struct GEMMEngineChoice: Sendable, Equatable, CustomStringConvertible {
     public let engine: GEMMEngine
+    /// The kernel's GFLOP/s on the 256³ problem; nil when nothing was measured (`LORA_GEMM` or no CLBlast decided).
+    public let kernelGFLOPS: Double?
+    /// CLBlast's GFLOP/s on the same problem; nil when it was not measured or failed.
+    public let clblastGFLOPS: Double?
     /// Why: the measured GFLOP/s per engine, or the override or error that decided.
     public let reason: String
     public var description: String { "\(engine.rawValue) (\(reason))" }
+
+    public init(engine: GEMMEngine, kernelGFLOPS: Double? = nil, clblastGFLOPS: Double? = nil, reason: String) {
+        (self.engine, self.kernelGFLOPS, self.clblastGFLOPS, self.reason) = (engine, kernelGFLOPS, clblastGFLOPS, reason)
+    }
+
+    /// The rule: `LORA_GEMM` (`forced`) wins; without CLBlast the kernel runs unmeasured; otherwise both engines are
+    /// measured (`gflops`) and the faster runs (the kernel on a tie, or when CLBlast fails).
+    static func choose(forced: String?, clblastLoaded: Bool,
+                       gflops: (GEMMEngine) throws -> Double) throws -> GEMMEngineChoice {
+        if let forced {
+            guard let engine = GEMMEngine(rawValue: forced) else {
+                throw LoRAError.invalidArgument("LORA_GEMM=\(forced): expected kernel or clblast")
+            }
+            if engine == .clblast && !clblastLoaded {
+                throw OpenCLError.libraryUnavailable(library: "libclblast.so.1", reason: "LORA_GEMM=clblast but CLBlast cannot be loaded")
+            }
+            return GEMMEngineChoice(engine: engine, reason: "LORA_GEMM=\(forced)")
+        }
+        guard clblastLoaded else { return GEMMEngineChoice(engine: .kernel, reason: "CLBlast not loaded") }
+        let own = try gflops(.kernel)
+        let blast: Double
+        do { blast = try gflops(.clblast) } catch {
+            return GEMMEngineChoice(engine: .kernel, kernelGFLOPS: own, reason: "CLBlast failed: \(error)")
+        }
+        let figures = String(format: "kernel %.1f vs CLBlast %.1f GFLOP/s at 256³", own, blast)
+        return GEMMEngineChoice(engine: blast > own ? .clblast : .kernel, kernelGFLOPS: own, clblastGFLOPS: blast,
+                                reason: figures)
+    }
 }
 
 extension OpenCLBackend {
@@ -140,23 +172,13 @@ extension OpenCLBackend {
         if let bias = op.bias { try addBias(bias, to: op.c, rows: op.m, batch: op.batch) }
     }
 
-    /// Times both engines on a 256³ GEMM (one warm-up, median of three) and picks the faster.
+    /// Times both engines on a 256³ GEMM (one warm-up, median of three) and picks the faster (`GEMMEngineChoice.choose`).
     private func measureGEMMEngines() throws -> GEMMEngineChoice {
-        if let forced = environment("LORA_GEMM") {
-            guard let engine = GEMMEngine(rawValue: forced) else {
-                throw LoRAError.invalidArgument("LORA_GEMM=\(forced): expected kernel or clblast")
-            }
-            if engine == .clblast && clblast == nil {
-                throw OpenCLError.libraryUnavailable(library: "libclblast.so.1", reason: "LORA_GEMM=clblast but CLBlast cannot be loaded")
-            }
-            return GEMMEngineChoice(engine: engine, reason: "LORA_GEMM=\(forced)")
-        }
-        guard clblast != nil else { return GEMMEngineChoice(engine: .kernel, reason: "CLBlast not loaded") }
-        let n = 256
-        let values = (0..<(n * n)).map { Float($0 % 7) - 3 }
-        let (a, b, c) = (try upload(values, shape: [n, n]), try upload(values, shape: [n, n]), try empty([n, n]))
-        let op = try GEMM(a: a, b: b, c: c)
-        func gflops(_ engine: GEMMEngine) throws -> Double {
+        try GEMMEngineChoice.choose(forced: environment("LORA_GEMM"), clblastLoaded: clblast != nil) { engine in
+            let n = 256
+            let values = (0..<(n * n)).map { Float($0 % 7) - 3 }
+            let (a, b, c) = (try upload(values, shape: [n, n]), try upload(values, shape: [n, n]), try empty([n, n]))
+            let op = try GEMM(a: a, b: b, c: c)
             try gemm(op, engine: engine)
             try synchronize()
             var times: [Double] = []
@@ -168,12 +190,5 @@ extension OpenCLBackend {
             }
             return 2 * Double(n * n * n) / times.sorted()[1] / 1e9
         }
-        let own = try gflops(.kernel)
-        let blast: Double
-        do { blast = try gflops(.clblast) } catch {
-            return GEMMEngineChoice(engine: .kernel, reason: "CLBlast failed: \(error)")
-        }
-        let figures = String(format: "kernel %.1f vs CLBlast %.1f GFLOP/s at 256³", own, blast)
-        return GEMMEngineChoice(engine: blast > own ? .clblast : .kernel, reason: figures)
     }
 }

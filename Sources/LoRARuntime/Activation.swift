@@ -10,6 +10,7 @@ public struct GELU: BackendOp {
 
     public init(x: Tensor, y: Tensor) throws {
         try x.backend.requireOwned("gelu", x, y)
+        try requireFloat32("gelu", ("x", x), ("y", y))
         guard x.count == y.count else {
             throw LoRAError.shapeMismatch("gelu: x \(describe(x.shape)) and y \(describe(y.shape)) differ in size")
         }
@@ -24,6 +25,7 @@ public struct GELUBackward: BackendOp {
 
     public init(x: Tensor, dy: Tensor, dx: Tensor) throws {
         try x.backend.requireOwned("geluBackward", x, dy, dx)
+        try requireFloat32("geluBackward", ("x", x), ("dy", dy), ("dx", dx))
         guard x.count == dy.count, x.count == dx.count else {
             throw LoRAError.shapeMismatch("geluBackward: x \(describe(x.shape)), dy \(describe(dy.shape)) and "
                 + "dx \(describe(dx.shape)) differ in size")
@@ -32,10 +34,11 @@ public struct GELUBackward: BackendOp {
     }
 }
 
-/// The constants of `gelu_new`, shared by every backend's code (the kernels repeat them).
+/// The constants of `gelu_new`, shared by every backend's Swift code (Kernels/activation.cl repeats them).
 public enum GELUConstants {
     /// √(2/π).
     public static let sqrtTwoOverPi: Float = 0.7978845608028654
+    /// The coefficient of x³ in u.
     public static let cubic: Float = 0.044715
 }
 
@@ -47,6 +50,7 @@ public struct SwiGLU: BackendOp {
 
     public init(gate: Tensor, up: Tensor, y: Tensor) throws {
         try gate.backend.requireOwned("swiglu", gate, up, y)
+        try requireFloat32("swiglu", ("gate", gate), ("up", up), ("y", y))
         guard gate.count == up.count, gate.count == y.count else {
             throw LoRAError.shapeMismatch("swiglu: gate \(describe(gate.shape)), up \(describe(up.shape)) and "
                 + "y \(describe(y.shape)) differ in size")
@@ -66,6 +70,7 @@ public struct SwiGLUBackward: BackendOp {
 
     public init(gate: Tensor, up: Tensor, dy: Tensor, dGate: Tensor, dUp: Tensor) throws {
         try gate.backend.requireOwned("swigluBackward", gate, up, dy, dGate, dUp)
+        try requireFloat32("swigluBackward", ("gate", gate), ("up", up), ("dy", dy), ("dGate", dGate), ("dUp", dUp))
         guard [up, dy, dGate, dUp].allSatisfy({ $0.count == gate.count }) else {
             throw LoRAError.shapeMismatch("swigluBackward: gate \(describe(gate.shape)), up \(describe(up.shape)), "
                 + "dy \(describe(dy.shape)), dGate \(describe(dGate.shape)) and dUp \(describe(dUp.shape)) differ in size")

@@ -85,10 +85,14 @@ public struct AttentionShape: Sendable, Equatable {
     public var groupSize: Int { heads / kvHeads }
     /// The kv head query head h reads.
     @inlinable public func kvHead(_ h: Int) -> Int { h / (heads / kvHeads) }
+    /// How many keys query i (of 0..<T) sees without the window: `0...p` for its absolute position p = cached + i
+    /// (softmax's causal rule over `[T, Tk]` rows).
+    @inlinable public func visibleCount(query i: Int) -> Int {
+        Softmax.visibleCount(row: i, cols: keys, queryLength: queries)
+    }
     /// The keys query i (of 0..<T) sees: `max(0, p − W + 1)...p` for its absolute position p = cached + i.
     @inlinable public func visibleKeys(query i: Int) -> Range<Int> {
-        let last = i + keys - queries
-        return (window.map { max(0, last - $0 + 1) } ?? 0)..<last + 1
+        Softmax.visibleKeys(visibleCount: visibleCount(query: i), window: window)
     }
     /// The probabilities' shape `[B, H, T, Tk]`.
     public var probabilityShape: [Int] { [sequences, heads, queries, keys] }
@@ -120,6 +124,8 @@ public struct Attention: BackendOp {
         try context.checkDisjoint("context", sequences: b, heads: h, rows: shape.queries, cols: d)
         try shape.check(probabilities: probabilities)
         try context.tensor.backend.requireOwned("attention", query.tensor, key.tensor, value.tensor, probabilities)
+        try requireFloat32("attention", ("query", query.tensor), ("key", key.tensor), ("value", value.tensor),
+                           ("probabilities", probabilities), ("context", context.tensor))
         (self.shape, self.query, self.key, self.value) = (shape, query, key, value)
         (self.probabilities, self.context) = (probabilities, context)
     }
@@ -151,6 +157,9 @@ public struct AttentionBackward: BackendOp {
         try shape.check(probabilities: probabilities)
         try dQuery.tensor.backend.requireOwned("attentionBackward", query.tensor, key.tensor, value.tensor, probabilities,
                                                dContext.tensor, dKey.tensor, dValue.tensor)
+        try requireFloat32("attentionBackward", ("query", query.tensor), ("key", key.tensor), ("value", value.tensor),
+                           ("probabilities", probabilities), ("dContext", dContext.tensor), ("dQuery", dQuery.tensor),
+                           ("dKey", dKey.tensor), ("dValue", dValue.tensor))
         (self.shape, self.query, self.key, self.value, self.probabilities) = (shape, query, key, value, probabilities)
         (self.dContext, self.dQuery, self.dKey, self.dValue) = (dContext, dQuery, dKey, dValue)
     }

@@ -63,16 +63,35 @@ public struct Dropout: BackendOp {
         keepScale = 1 / (1 - probability)
     }
 
-    /// The hash that decides element `index` (the kernels repeat it): lowbias32 of the index mixed with the seed.
-    @inlinable public static func hash(_ index: UInt32, seed: UInt64) -> UInt32 {
-        var h = index &* 0x9E37_79B1 &+ UInt32(truncatingIfNeeded: seed)
-        h ^= UInt32(truncatingIfNeeded: seed >> 32)
-        h ^= h >> 16
+    /// The seed as the two 32-bit words the hash mixes in (the OpenCL kernel takes them as two `uint` arguments).
+    @inlinable public static func seedWords(_ seed: UInt64) -> (low: UInt32, high: UInt32) {
+        (UInt32(truncatingIfNeeded: seed), UInt32(truncatingIfNeeded: seed >> 32))
+    }
+
+    /// This op's seed as the hash's two words.
+    public var seedWords: (low: UInt32, high: UInt32) { Dropout.seedWords(seed) }
+
+    /// Whether an element with hash `h` is dropped: `h < threshold`.
+    @inlinable public static func drops(_ h: UInt32, threshold: UInt32) -> Bool { h < threshold }
+
+    /// The hash that decides element `index`: lowbias32 of the index mixed with the seed. The one Swift statement of
+    /// the mask (the CPU's vector loop calls it 16 lanes at a time); Kernels/elementwise.cl's `dropout` is the only
+    /// other copy, in OpenCL C.
+    @inlinable public static func hash<V: SIMD>(_ index: V, seed: UInt64) -> V where V.Scalar == UInt32 {
+        let (low, high) = seedWords(seed)
+        var h = index &* 0x9E37_79B1 &+ V(repeating: low)
+        h ^= V(repeating: high)
+        h ^= h &>> 16
         h = h &* 0x7FEB_352D
-        h ^= h >> 15
+        h ^= h &>> 15
         h = h &* 0x846C_A68B
-        h ^= h >> 16
+        h ^= h &>> 16
         return h
+    }
+
+    /// The hash of one index: `hash(_:seed:)` on one lane.
+    @inlinable public static func hash(_ index: UInt32, seed: UInt64) -> UInt32 {
+        hash(SIMD2(repeating: index), seed: seed)[0]
     }
 }
 

@@ -1,4 +1,4 @@
-// Errors a caller or the environment can cause: wrong shapes, bad arguments, unsupported requests.
+// Errors a caller or the environment can cause: wrong shapes, bad arguments, unsupported requests, host memory.
 // Device-specific failures (an OpenCL status, a kernel build log) have their own error types in their modules.
 
 /// An error in how an op or layer was called. The message names the op and the offending shapes or values.
@@ -13,6 +13,8 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable {
     case invalidState(String)
     /// A tensor whose element type the op does not take, e.g. `gemm: C [4, 4] is bfloat16 (expected float32)`.
     case unsupportedDType(String)
+    /// An allocation the system refused, e.g. host memory for a tensor: the bytes asked for and where.
+    case outOfMemory(bytes: Int, device: String)
 
     public var description: String {
         switch self {
@@ -21,6 +23,7 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable {
         case .wrongDevice(let m): "wrong device: \(m)"
         case .invalidState(let m): "invalid state: \(m)"
         case .unsupportedDType(let m): "unsupported dtype: \(m)"
+        case .outOfMemory(let bytes, let device): "out of memory: \(bytes) bytes on \(device)"
         }
     }
 }

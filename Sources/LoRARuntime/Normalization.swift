@@ -16,6 +16,7 @@ public struct LayerNorm: BackendOp {
     public init(x: Tensor, gamma: Tensor, beta: Tensor, y: Tensor, mean: Tensor? = nil, rstd: Tensor? = nil,
                 epsilon: Float = 1e-5) throws {
         try x.backend.requireOwned("layerNorm", x, gamma, beta, y, mean, rstd)
+        try requireFloat32("layerNorm", ("x", x), ("gamma", gamma), ("beta", beta), ("y", y), ("mean", mean), ("rstd", rstd))
         let cols = x.shape[x.rank - 1]
         guard gamma.count == cols, beta.count == cols, y.shape == x.shape else {
             throw LoRAError.shapeMismatch("layerNorm: x \(describe(x.shape)) needs gamma and beta of \(cols) and y of the "
@@ -52,6 +53,8 @@ public struct LayerNormBackward: BackendOp {
     public init(x: Tensor, gamma: Tensor, mean: Tensor, rstd: Tensor, dy: Tensor, dx: Tensor,
                 dgamma: Tensor? = nil, dbeta: Tensor? = nil, accumulate: Bool = false) throws {
         try x.backend.requireOwned("layerNormBackward", x, gamma, mean, rstd, dy, dx, dgamma, dbeta)
+        try requireFloat32("layerNormBackward", ("x", x), ("gamma", gamma), ("mean", mean), ("rstd", rstd), ("dy", dy),
+                           ("dx", dx), ("dgamma", dgamma), ("dbeta", dbeta))
         let cols = x.shape[x.rank - 1]
         let rows = x.count / cols
         guard dy.shape == x.shape, dx.shape == x.shape else {
@@ -84,6 +87,7 @@ public struct RMSNorm: BackendOp {
 
     public init(x: Tensor, gamma: Tensor, y: Tensor, rstd: Tensor? = nil, epsilon: Float) throws {
         try x.backend.requireOwned("rmsNorm", x, gamma, y, rstd)
+        try requireFloat32("rmsNorm", ("x", x), ("gamma", gamma), ("y", y), ("rstd", rstd))
         let cols = x.shape[x.rank - 1]
         guard gamma.count == cols, y.shape == x.shape else {
             throw LoRAError.shapeMismatch("rmsNorm: x \(describe(x.shape)) needs gamma of \(cols) and y of the same shape; "
@@ -118,6 +122,8 @@ public struct RMSNormBackward: BackendOp {
     public init(x: Tensor, gamma: Tensor, rstd: Tensor, dy: Tensor, dx: Tensor, dgamma: Tensor? = nil,
                 accumulate: Bool = false) throws {
         try x.backend.requireOwned("rmsNormBackward", x, gamma, rstd, dy, dx, dgamma)
+        try requireFloat32("rmsNormBackward", ("x", x), ("gamma", gamma), ("rstd", rstd), ("dy", dy), ("dx", dx),
+                           ("dgamma", dgamma))
         let cols = x.shape[x.rank - 1]
         let rows = x.count / cols
         guard dy.shape == x.shape, dx.shape == x.shape else {

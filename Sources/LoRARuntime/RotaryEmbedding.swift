@@ -25,6 +25,7 @@ public struct RoPE: BackendOp {
     public init(input: Tensor, output: Tensor, heads: Int, headDim: Int, sequenceLength: Int, start: Int,
                 cos: Tensor, sin: Tensor, inverse: Bool = false) throws {
         try input.backend.requireOwned("rope", input, output, cos, sin)
+        try requireFloat32("rope", ("input", input), ("output", output), ("cos", cos), ("sin", sin))
         guard heads >= 1, headDim >= 2, headDim % 2 == 0, sequenceLength >= 1, start >= 0 else {
             throw LoRAError.invalidArgument("rope: heads \(heads), headDim \(headDim) (even, ≥ 2), sequenceLength "
                 + "\(sequenceLength) (≥ 1) and start \(start) (≥ 0) are out of range")

@@ -22,6 +22,7 @@ public struct Softmax: BackendOp {
 
     public init(x: Tensor, y: Tensor, scale: Float = 1, causal: Bool = false, window: Int? = nil) throws {
         try x.backend.requireOwned("softmax", x, y)
+        try requireFloat32("softmax", ("x", x), ("y", y))
         try Softmax.check("softmax", window: window, causal: causal)
         guard x.shape == y.shape else {
             throw LoRAError.shapeMismatch("softmax: x is \(describe(x.shape)) but y is \(describe(y.shape))")
@@ -58,7 +59,8 @@ public struct Softmax: BackendOp {
         }
     }
 
-    /// Keys visible to `row` of `[..., Tq, Tk]` rows under the causal mask (queryLength = Tq; 0: no mask).
+    /// Keys visible to `row` of `[..., Tq, Tk]` rows under the causal mask (queryLength = Tq; 0: no mask): the one
+    /// statement of the rule, which attention uses too (Kernels/softmax.cl's `visible_count` is the OpenCL C copy).
     @inlinable static func visibleCount(row: Int, cols: Int, queryLength: Int) -> Int {
         guard queryLength > 0 else { return cols }
         return max(0, min(cols, row % queryLength + (cols - queryLength) + 1))
@@ -83,6 +85,7 @@ public struct SoftmaxBackward: BackendOp {
 
     public init(y: Tensor, dy: Tensor, dx: Tensor, scale: Float = 1, causal: Bool = false, window: Int? = nil) throws {
         try y.backend.requireOwned("softmaxBackward", y, dy, dx)
+        try requireFloat32("softmaxBackward", ("y", y), ("dy", dy), ("dx", dx))
         try Softmax.check("softmaxBackward", window: window, causal: causal)
         guard y.shape == dy.shape, y.shape == dx.shape else {
             throw LoRAError.shapeMismatch(

@@ -208,7 +208,7 @@ struct SoftmaxBench: ParsableCommand {
         let (x, _) = try context.random([rows, cols], seed: 3)
         let y = try backend.zeros([rows, cols])
         let op = try Softmax(x: x, y: y)
-        let bytes = 2 * Double(rows * cols * MemoryLayout<Float>.size)
+        let bytes = 2 * Double(x.byteCount)
         let (seconds, copy) = try context.medians({ try backend.softmax(op); try backend.synchronize() },
                                                   { try backend.copy(x, to: y); try backend.synchronize() })
         return BenchResult(op: "softmax", device: backend.name, rows: rows, cols: cols, seconds: seconds,
@@ -307,7 +307,7 @@ struct OpsBench: ParsableCommand {
                                 start: 0, cos: cos, sin: sin)
             cases.insert(("rope", 2, { try backend.rope(rope) }), at: 8)
         }
-        let tensorBytes = Double(rows * cols * MemoryLayout<Float>.size)
+        let tensorBytes = Double(x.byteCount)
         return try cases.map { name, traffic, body in
             let (seconds, copy) = try context.medians({ try body(); try backend.synchronize() },
                                                       { try backend.copy(x, to: out2); try backend.synchronize() })

@@ -69,6 +69,28 @@ struct ModelFolderTests {
         #expect(error?.description.contains(named) == true, "\(String(describing: error))")
     }
 
+    @Test("vocab_size is bounded by int32 ids and the embedding table's tensor size, no longer by float ids (2^24)")
+    func vocabularyLimit() throws {
+        let large = (1 << 24) + 3
+        #expect(try GPT2Config(vocabSize: large, positions: 8, width: 64, layers: 1, heads: 2).vocabSize == large)
+        let text = try String(contentsOfFile: fixtures + "/config.json", encoding: .utf8)
+        #expect(text.contains("\"vocab_size\": 400"))
+        let path = directory + "/large-vocab.json"
+        try text.replacingOccurrences(of: "\"vocab_size\": 400", with: "\"vocab_size\": \(large)")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try GPT2Config(contentsOf: path).vocabSize == large)
+        // [2^26, 64] is 2^32 elements: more than one tensor holds.
+        let table = #expect(throws: FormatError.self) {
+            try GPT2Config(vocabSize: 1 << 26, positions: 8, width: 64, layers: 1, heads: 2)
+        }
+        #expect(table?.description.contains("vocab_size 67108864 × n_embd 64") == true, "\(String(describing: table))")
+        let ids = #expect(throws: FormatError.self) {
+            try GPT2Config(vocabSize: Int(Int32.max) + 1, positions: 8, width: 1, layers: 1, heads: 1)
+        }
+        #expect(ids?.description.contains("token ids are int32") == true, "\(String(describing: ids))")
+        #expect(throws: FormatError.self) { try GPT2Config(vocabSize: 0, positions: 8, width: 64, layers: 1, heads: 2) }
+    }
+
     @Test("tokens outside the vocabulary or beyond the positions are clear errors")
     func badTokens() throws {
         let model = try GPT2Model(folder: fixtures, backend: CPUBackend.shared)

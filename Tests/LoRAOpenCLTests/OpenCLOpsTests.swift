@@ -24,12 +24,48 @@ struct OpenCLOpsTests {
         #expect(firstMismatch(try c.run(on: cl, engine: .clblast), try c.run(on: cpu), atol: 1e-4, rtol: 1e-4) == nil, "\(c)")
     }
 
-    @Test("OpenCL GEMM engine is chosen by measurement")
+    @Test("OpenCL GEMM engine is chosen by measurement: the faster measured one, else the kernel or LORA_GEMM's")
     func gemmEngineChoice() throws {
         let choice = try cl.gemmEngineChoice()
-        #expect(!choice.reason.isEmpty)
+        if let forced = ProcessInfo.processInfo.environment["LORA_GEMM"], !forced.isEmpty {
+            #expect(choice.engine.rawValue == forced && choice.kernelGFLOPS == nil && choice.clblastGFLOPS == nil, "\(choice)")
+        } else if try !cl.hasCLBlast {
+            #expect(choice.engine == .kernel && choice.clblastGFLOPS == nil, "\(choice)")
+        } else {
+            let own = try #require(choice.kernelGFLOPS, "\(choice)")
+            if let blast = choice.clblastGFLOPS {
+                #expect(own > 0 && blast > 0, "\(choice)")
+                #expect(choice.engine == (blast > own ? .clblast : .kernel), "\(choice)")
+            } else {
+                #expect(choice.engine == .kernel && choice.reason.hasPrefix("CLBlast failed"), "\(choice)")
+            }
+        }
         let c = GEMMCase(m: 9, n: 21, k: 33, transposeB: true)
         #expect(firstMismatch(try c.run(on: cl), try c.run(on: cpu), atol: 1e-4) == nil, "\(choice)")
+    }
+
+    @Test("OpenCL GEMM engine rule: LORA_GEMM wins, no CLBlast means the kernel, else the faster measured engine")
+    func gemmEngineRule() throws {
+        struct Failure: Error {}
+        func measured(_ kernel: Double, _ clblast: Double?) -> (GEMMEngine) throws -> Double {
+            { engine in
+                if engine == .kernel { return kernel }
+                guard let clblast else { throw Failure() }
+                return clblast
+            }
+        }
+        let unmeasured: (GEMMEngine) throws -> Double = { engine in Issue.record("measured \(engine)"); return 0 }
+        #expect(try GEMMEngineChoice.choose(forced: "kernel", clblastLoaded: true, gflops: unmeasured)
+            == GEMMEngineChoice(engine: .kernel, reason: "LORA_GEMM=kernel"))
+        #expect(try GEMMEngineChoice.choose(forced: "clblast", clblastLoaded: true, gflops: unmeasured).engine == .clblast)
+        #expect(throws: OpenCLError.self) { try GEMMEngineChoice.choose(forced: "clblast", clblastLoaded: false, gflops: unmeasured) }
+        #expect(throws: LoRAError.self) { try GEMMEngineChoice.choose(forced: "blas", clblastLoaded: true, gflops: unmeasured) }
+        #expect(try GEMMEngineChoice.choose(forced: nil, clblastLoaded: false, gflops: unmeasured).engine == .kernel)
+        let faster = try GEMMEngineChoice.choose(forced: nil, clblastLoaded: true, gflops: measured(10, 25))
+        #expect(faster.engine == .clblast && faster.kernelGFLOPS == 10 && faster.clblastGFLOPS == 25)
+        #expect(try GEMMEngineChoice.choose(forced: nil, clblastLoaded: true, gflops: measured(30, 25)).engine == .kernel)
+        let failed = try GEMMEngineChoice.choose(forced: nil, clblastLoaded: true, gflops: measured(30, nil))
+        #expect(failed.engine == .kernel && failed.kernelGFLOPS == 30 && failed.clblastGFLOPS == nil)
     }
 
     @Test("OpenCL softmax (softmax.cl) matches the CPU",

@@ -260,6 +260,16 @@ struct CPULlamaOpsTests {
         #expect(throws: LoRAError.self) { try AttentionShape(sequences: 1, heads: 4, headDim: 4, queries: 5, keys: 5, scale: 1, window: 0) }
         let shape = try AttentionShape(sequences: 2, heads: 4, kvHeads: 2, headDim: 4, queries: 5, keys: 5, scale: 0.5, window: 3)
         #expect(shape.groupSize == 2 && shape.kvHead(3) == 1 && shape.visibleKeys(query: 4) == 2..<5)
+        // Attention's visible keys are softmax's causal rule over its [T, Tk] rows, window and cache included.
+        for (t, tk, window) in [(5, 5, nil), (5, 5, 3), (3, 8, nil), (3, 8, 2), (1, 9, 4), (4, 6, 10)] as [(Int, Int, Int?)] {
+            let s = try AttentionShape(sequences: 1, heads: 1, headDim: 1, queries: t, keys: tk, scale: 1, window: window)
+            let rows = try cpu.zeros([2, t, tk])
+            let softmax = try Softmax(x: rows, y: rows, causal: true, window: window)
+            for i in 0..<t {
+                #expect(s.visibleKeys(query: i) == softmax.visibleKeys(row: i + t), "T \(t) Tk \(tk) W \(window ?? 0) row \(i)")
+                #expect(s.visibleKeys(query: i).upperBound == s.cached + i + 1 && s.visibleCount(query: i) == s.cached + i + 1)
+            }
+        }
         let (q, kv, p) = (try cpu.zeros([10, 16]), try cpu.zeros([10, 8]), try cpu.zeros([2, 4, 5, 5]))
         func heads(_ t: Tensor, _ width: Int) -> HeadOperand { HeadOperand(t, ld: width, sequenceStride: 5 * width, headStride: 4) }
         _ = try Attention(shape, query: heads(q, 16), key: heads(kv, 8), value: heads(kv, 8), probabilities: p,

@@ -105,24 +105,51 @@ struct CPUOpsTests {
     @Test("host memory is recycled by size class, zeros() clears what it reuses, and the cap holds")
     func hostMemoryPool() throws {
         let pool = HostMemoryPool(limit: 1 << 20)
-        let (p, bytes) = pool.allocate(bytes: 1000 * 4)
+        let (p, bytes) = try pool.allocate(bytes: 1000 * 4)
         #expect(bytes == HostMemoryPool.sizeClass(4000))
         pool.recycle(p, byteCount: bytes)
         #expect(pool.cachedBytes == bytes)
-        let again = pool.allocate(bytes: 990 * 4)  // same class: the same buffer
+        let again = try pool.allocate(bytes: 990 * 4)  // same class: the same buffer
         #expect(again.pointer == p && pool.cachedBytes == 0)
         pool.recycle(again.pointer, byteCount: again.byteCount)
-        let big = pool.allocate(bytes: 2 << 20)  // beyond the cap: freed, not kept
+        let big = try pool.allocate(bytes: 2 << 20)  // beyond the cap: freed, not kept
         pool.recycle(big.pointer, byteCount: big.byteCount)
         #expect(pool.cachedBytes == bytes)
         pool.trim()
         #expect(pool.cachedBytes == 0)
 
-        let cpu = CPUBackend()
-        // The NaNs' buffer goes back to the shared pool, and zeros() of the same size most likely gets it.
+        // A private pool, so no other test's tensors take or leave buffers in it: the NaNs' buffer must be the one
+        // zeros() of the same size class gets back, and zeros() must clear it.
+        let cpu = CPUBackend(memory: HostMemoryPool(limit: 1 << 20))
         let count = 123_457
-        do { _ = try cpu.upload([Float](repeating: .nan, count: count), shape: [count]) }
-        #expect(try cpu.zeros([count]).toArray().allSatisfy { $0 == 0 })
+        var nanBuffer: UnsafeMutableRawPointer?
+        do {
+            let nans = try cpu.upload([Float](repeating: .nan, count: count), shape: [count])
+            nanBuffer = cpu.bytes(nans)
+        }
+        #expect(cpu.cachedMemoryBytes == HostMemoryPool.sizeClass(count * 4))
+        let zeros = try cpu.zeros([count - 5])  // a smaller request of the same class
+        #expect(cpu.bytes(zeros) == nanBuffer && cpu.cachedMemoryBytes == 0, "zeros() reused the NaNs' buffer")
+        #expect(try zeros.toArray().allSatisfy { $0 == 0 })
+    }
+
+    @Test("a host allocation the system refuses throws outOfMemory naming the bytes, after returning the cache")
+    func hostOutOfMemory() throws {
+        let pool = HostMemoryPool(limit: 1 << 20)
+        let small = try pool.allocate(bytes: 4096)
+        pool.recycle(small.pointer, byteCount: small.byteCount)
+        #expect(pool.cachedBytes == small.byteCount)
+        // 2^60 bytes is beyond any x86-64 or arm64 address space: posix_memalign must refuse it.
+        let huge = 1 << 60
+        #expect(throws: LoRAError.outOfMemory(bytes: HostMemoryPool.sizeClass(huge), device: "host")) {
+            try pool.allocate(bytes: huge)
+        }
+        #expect(pool.cachedBytes == 0, "the cached buffers went back to the system before the retry")
+        #expect(throws: LoRAError.outOfMemory(bytes: Int.max, device: "host")) { try pool.allocate(bytes: Int.max) }
+        // Still usable afterwards, and the message names the bytes.
+        let after = try pool.allocate(bytes: 100)
+        pool.recycle(after.pointer, byteCount: after.byteCount)
+        #expect("\(LoRAError.outOfMemory(bytes: 123, device: "host"))" == "out of memory: 123 bytes on host")
     }
 
     @Test("bias add broadcasts over rows")

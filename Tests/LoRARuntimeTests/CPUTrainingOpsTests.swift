@@ -252,6 +252,28 @@ struct CPUTrainingOpsTests {
         #expect(try run.dropout(count: 1000, probability: probability) == Array(y.prefix(1000)))
     }
 
+    @Test("the dropout hash is lowbias32 of index·0x9E3779B1 + the seed's low word, xor its high word, on any lane count")
+    func dropoutHash() throws {
+        // An independent statement of the mask rule Kernels/elementwise.cl repeats.
+        func lowbias32(_ i: UInt32, low: UInt32, high: UInt32) -> UInt32 {
+            var h = (i &* 0x9E37_79B1 &+ low) ^ high
+            h = (h ^ (h >> 16)) &* 0x7FEB_352D
+            h = (h ^ (h >> 15)) &* 0x846C_A68B
+            return h ^ (h >> 16)
+        }
+        for seed: UInt64 in [0, 9, 0x0123_4567_89AB_CDEF, .max] {
+            let (low, high) = Dropout.seedWords(seed)
+            #expect(UInt64(high) << 32 | UInt64(low) == seed)
+            let lanes = SIMD16<UInt32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) &+ 1_000_000
+            let vector = Dropout.hash(lanes, seed: seed)
+            for lane in 0..<16 {
+                #expect(vector[lane] == lowbias32(lanes[lane], low: low, high: high))
+                #expect(Dropout.hash(lanes[lane], seed: seed) == vector[lane])
+            }
+        }
+        #expect(Dropout.drops(0, threshold: 1) && !Dropout.drops(1, threshold: 1))
+    }
+
     @Test("training ops give the same bits on 1, 2 and 3 threads")
     func threadCountInvariance() throws {
         let runners = [1, 2, 3].map { TrainingOpRunner(CPUBackend(pool: ThreadPool(threadCount: $0))) }

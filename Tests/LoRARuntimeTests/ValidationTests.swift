@@ -75,6 +75,68 @@ struct ValidationTests {
         #expect(try cpu.upload([1, 2, 3, 4, 5, 6], shape: [6]).reshaped([2, 3]).shape == [2, 3])
     }
 
+    @Test("float32-only ops refuse a 16-bit or int32 operand with unsupportedDType naming the op and the operand",
+          arguments: [DType.bfloat16, .float16, .int32])
+    func float32OnlyOps(dtype: DType) throws {
+        let cpu = self.cpu
+        /// Builds an op once with every operand float32 (it must be accepted), then once per operand with that one
+        /// in `dtype`: each must throw `unsupportedDType` starting "<op>: <operand> [shape] is <dtype>".
+        func check(_ op: String, _ build: (_ make: (String, [Int]) throws -> Tensor) throws -> Void) throws {
+            var names: [String] = []
+            try build { name, shape in names.append(name); return try cpu.zeros(shape) }
+            #expect(!names.isEmpty)
+            for operand in names {
+                var message: String?
+                do {
+                    try build { name, shape in try cpu.zeros(shape, dtype: name == operand ? dtype : .float32) }
+                } catch let LoRAError.unsupportedDType(text) { message = text }
+                #expect(message?.hasPrefix("\(op): \(operand) [") == true && message?.contains("is \(dtype)") == true,
+                        "\(op) with \(operand) \(dtype): \(message ?? "accepted")")
+            }
+        }
+        try check("softmax") { t in _ = try Softmax(x: t("x", [2, 3]), y: t("y", [2, 3]), causal: true) }
+        try check("softmaxBackward") { t in _ = try SoftmaxBackward(y: t("y", [2, 3]), dy: t("dy", [2, 3]), dx: t("dx", [2, 3])) }
+        try check("layerNorm") { t in
+            _ = try LayerNorm(x: t("x", [2, 4]), gamma: t("gamma", [4]), beta: t("beta", [4]), y: t("y", [2, 4]),
+                              mean: t("mean", [2]), rstd: t("rstd", [2]))
+        }
+        try check("layerNormBackward") { t in
+            _ = try LayerNormBackward(x: t("x", [2, 4]), gamma: t("gamma", [4]), mean: t("mean", [2]), rstd: t("rstd", [2]),
+                                      dy: t("dy", [2, 4]), dx: t("dx", [2, 4]), dgamma: t("dgamma", [4]), dbeta: t("dbeta", [4]))
+        }
+        try check("rmsNorm") { t in
+            _ = try RMSNorm(x: t("x", [2, 4]), gamma: t("gamma", [4]), y: t("y", [2, 4]), rstd: t("rstd", [2]), epsilon: 1e-6)
+        }
+        try check("rmsNormBackward") { t in
+            _ = try RMSNormBackward(x: t("x", [2, 4]), gamma: t("gamma", [4]), rstd: t("rstd", [2]), dy: t("dy", [2, 4]),
+                                    dx: t("dx", [2, 4]), dgamma: t("dgamma", [4]))
+        }
+        try check("rope") { t in
+            _ = try RoPE(input: t("input", [4, 8]), output: t("output", [4, 8]), heads: 2, headDim: 4, sequenceLength: 2,
+                         start: 0, cos: t("cos", [3, 2]), sin: t("sin", [3, 2]))
+        }
+        try check("swiglu") { t in _ = try SwiGLU(gate: t("gate", [2, 5]), up: t("up", [2, 5]), y: t("y", [2, 5])) }
+        try check("swigluBackward") { t in
+            _ = try SwiGLUBackward(gate: t("gate", [2, 5]), up: t("up", [2, 5]), dy: t("dy", [2, 5]), dGate: t("dGate", [2, 5]),
+                                   dUp: t("dUp", [2, 5]))
+        }
+        try check("gelu") { t in _ = try GELU(x: t("x", [7]), y: t("y", [7])) }
+        try check("geluBackward") { t in _ = try GELUBackward(x: t("x", [7]), dy: t("dy", [7]), dx: t("dx", [7])) }
+        let shape = try AttentionShape(sequences: 1, heads: 2, kvHeads: 1, headDim: 4, queries: 3, keys: 5, scale: 0.5)
+        func heads(_ t: Tensor, _ count: Int) -> HeadOperand { HeadOperand(t, ld: 4 * count, sequenceStride: 0, headStride: 4) }
+        try check("attention") { t in
+            _ = try Attention(shape, query: heads(t("query", [3, 8]), 2), key: heads(t("key", [5, 4]), 1),
+                              value: heads(t("value", [5, 4]), 1), probabilities: t("probabilities", [1, 2, 3, 5]),
+                              context: heads(t("context", [3, 8]), 2))
+        }
+        try check("attentionBackward") { t in
+            _ = try AttentionBackward(shape, query: heads(t("query", [3, 8]), 2), key: heads(t("key", [5, 4]), 1),
+                                      value: heads(t("value", [5, 4]), 1), probabilities: t("probabilities", [1, 2, 3, 5]),
+                                      dContext: heads(t("dContext", [3, 8]), 2), dQuery: heads(t("dQuery", [3, 8]), 2),
+                                      dKey: heads(t("dKey", [5, 4]), 1), dValue: heads(t("dValue", [5, 4]), 1))
+        }
+    }
+
     @Test("a tensor from another backend is rejected")
     func wrongDevice() throws {
         let other = CPUBackend()

@@ -12,7 +12,7 @@ extension CPUBackend {
         let (t, tk, d) = (s.queries, s.keys, s.headDim)
         let (q, k, v, context) = (view(op.query), view(op.key), view(op.value), view(op.context))
         let probabilities = elements(op.probabilities)
-        let visible = { (row: Int) in min(tk, row + s.cached + 1) }
+        let visible = { (row: Int) in s.visibleCount(query: row) }
         pool.run(parts: s.sequences * s.heads) { part in
             let (b, h) = (part / s.heads, part % s.heads)
             let kvh = s.kvHead(h)

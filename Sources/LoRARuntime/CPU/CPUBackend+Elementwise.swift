@@ -74,23 +74,16 @@ extension CPUBackend {
     static func dropoutChunk(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, range: Range<Int>,
                              threshold: UInt32, scale: Float, seed: UInt64) {
         let lanes = SIMD16<UInt32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-        let (low, high) = (SIMD16<UInt32>(repeating: UInt32(truncatingIfNeeded: seed)), SIMD16<UInt32>(repeating: UInt32(truncatingIfNeeded: seed >> 32)))
         var i = range.lowerBound
         while i + 16 <= range.upperBound {
-            var h = (SIMD16<UInt32>(repeating: UInt32(i)) &+ lanes) &* 0x9E37_79B1 &+ low
-            h ^= high
-            h ^= h &>> 16
-            h = h &* 0x7FEB_352D
-            h ^= h &>> 15
-            h = h &* 0x846C_A68B
-            h ^= h &>> 16
+            let h = Dropout.hash(SIMD16<UInt32>(repeating: UInt32(i)) &+ lanes, seed: seed)
             var out = loadVector(x + i) * scale
-            out.replace(with: 0, where: h .< SIMD16(repeating: threshold))
+            out.replace(with: 0, where: h .< SIMD16(repeating: threshold))  // Dropout.drops, 16 lanes
             storeVector(out, y + i)
             i += 16
         }
         while i < range.upperBound {
-            y[i] = Dropout.hash(UInt32(i), seed: seed) < threshold ? 0 : x[i] * scale
+            y[i] = Dropout.drops(Dropout.hash(UInt32(i), seed: seed), threshold: threshold) ? 0 : x[i] * scale
             i += 1
         }
     }

@@ -13,8 +13,8 @@ public final class CPUStorage: TensorStorage, @unchecked Sendable {
     public var pointer: UnsafeMutablePointer<Float> { raw.assumingMemoryBound(to: Float.self) }
     private let pool: HostMemoryPool
 
-    init(count: Int, dtype: DType, pool: HostMemoryPool) {
-        let (raw, bytes) = pool.allocate(bytes: count * dtype.size)
+    init(count: Int, dtype: DType, pool: HostMemoryPool) throws {
+        let (raw, bytes) = try pool.allocate(bytes: count * dtype.size)
         (byteCount, self.pool, self.raw) = (bytes, pool, raw)
         switch dtype {
         case .float32: raw.bindMemory(to: Float.self, capacity: bytes / 4)
@@ -37,9 +37,13 @@ public final class CPUBackend: Backend {
     /// The threads every op of this backend splits its work over.
     public let pool: ThreadPool
     /// Where tensors' memory comes from and returns to.
-    let memory = HostMemoryPool.shared
+    public let memory: HostMemoryPool
 
-    public init(pool: ThreadPool = .shared) { self.pool = pool }
+    /// - Parameters:
+    ///   - pool: the threads ops split their work over.
+    ///   - memory: the host pool tensors allocate from; a private pool keeps one backend's cached buffers (and their
+    ///     cap) apart from every other's.
+    public init(pool: ThreadPool = .shared, memory: HostMemoryPool = .shared) { (self.pool, self.memory) = (pool, memory) }
 
     /// A shared instance on the shared pool; the backend holds no other state.
     public static let shared = CPUBackend()
@@ -69,10 +73,11 @@ public final class CPUBackend: Backend {
     }
 
     /// Recycled memory: whatever the last tensor there held (every op that takes an output writes all of it).
+    /// Throws `LoRAError.outOfMemory` when the system refuses the allocation.
     public func empty(_ shape: [Int], dtype: DType) throws -> Tensor {
         try Tensor.validate(shape: shape)
-        return try Tensor(shape: shape, dtype: dtype, storage: CPUStorage(count: shape.reduce(1, *), dtype: dtype, pool: memory),
-                          backend: self)
+        return try Tensor(shape: shape, dtype: dtype,
+                          storage: CPUStorage(count: shape.reduce(1, *), dtype: dtype, pool: memory), backend: self)
     }
 
     /// Binds a tensor's memory back to its element type after it was written as bytes.
@@ -86,7 +91,7 @@ public final class CPUBackend: Backend {
         }
     }
 
-    /// Bytes the host pool holds for reuse (freed tensors' buffers; shared by every CPU backend).
+    /// Bytes the host pool holds for reuse (freed tensors' buffers; shared by every CPU backend on the same pool).
     public var cachedMemoryBytes: Int { memory.cachedBytes }
 
     /// Returns the host pool's cached buffers to the system (live tensors keep theirs).

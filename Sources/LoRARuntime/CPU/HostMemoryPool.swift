@@ -27,15 +27,24 @@ public final class HostMemoryPool: @unchecked Sendable {
         return (bytes + granule - 1) / granule * granule
     }
 
-    /// A buffer of `sizeClass(bytes)` bytes, contents unspecified.
-    func allocate(bytes: Int) -> (pointer: UnsafeMutableRawPointer, byteCount: Int) {
+    /// A buffer of `sizeClass(bytes)` bytes, contents unspecified. When the system refuses, the cached buffers are
+    /// returned to it and the allocation is tried once more (as the OpenCL pool does); then it throws
+    /// `LoRAError.outOfMemory`.
+    func allocate(bytes: Int) throws -> (pointer: UnsafeMutableRawPointer, byteCount: Int) {
+        precondition(bytes >= 0, "host allocation of \(bytes) bytes")
+        // No address space has room for this, and rounding it to a size class would overflow.
+        guard bytes <= Int.max / 2 else { throw LoRAError.outOfMemory(bytes: bytes, device: "host") }
         let size = HostMemoryPool.sizeClass(bytes)
         let reused = lock.withLock { () -> UnsafeMutableRawPointer? in
             guard let p = cached[size]?.popLast() else { return nil }
             cachedBytes -= size
             return p
         }
-        return (reused ?? HostMemoryPool.fresh(size), size)
+        if let reused { return (reused, size) }
+        if let p = HostMemoryPool.fresh(size) { return (p, size) }
+        trim()
+        guard let p = HostMemoryPool.fresh(size) else { throw LoRAError.outOfMemory(bytes: size, device: "host") }
+        return (p, size)
     }
 
     /// From this size on, buffers are aligned to 2 MiB and marked for transparent huge pages: a GEMM that walks a
@@ -43,17 +52,17 @@ public final class HostMemoryPool: @unchecked Sendable {
     /// misses cost more than the arithmetic (Linux backs such memory with huge pages only when asked, by default).
     static let hugePageThreshold = 4 << 20
 
-    private static func fresh(_ size: Int) -> UnsafeMutableRawPointer {
-        guard size >= hugePageThreshold else { return UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64) }
+    /// Fresh memory from the system, nil when it refuses. Every size goes through posix_memalign (and so back
+    /// through free): `UnsafeMutableRawPointer.allocate` traps instead of reporting a refusal.
+    private static func fresh(_ size: Int) -> UnsafeMutableRawPointer? {
         var raw: UnsafeMutableRawPointer?
-        guard posix_memalign(&raw, 2 << 20, size) == 0, let raw else { fatalError("out of host memory (\(size) bytes)") }
-        _ = madvise(raw, size, MADV_HUGEPAGE)
+        let alignment = size >= hugePageThreshold ? 2 << 20 : 64
+        guard posix_memalign(&raw, alignment, max(size, 1)) == 0, let raw else { return nil }
+        if size >= hugePageThreshold { _ = madvise(raw, size, MADV_HUGEPAGE) }
         return raw
     }
 
-    private static func release(_ pointer: UnsafeMutableRawPointer, size: Int) {
-        if size >= hugePageThreshold { free(pointer) } else { pointer.deallocate() }
-    }
+    private static func release(_ pointer: UnsafeMutableRawPointer) { free(pointer) }
 
     /// Takes back a buffer `allocate` gave out.
     func recycle(_ pointer: UnsafeMutableRawPointer, byteCount: Int) {
@@ -63,15 +72,15 @@ public final class HostMemoryPool: @unchecked Sendable {
             cachedBytes += byteCount
             return true
         }
-        if !kept { HostMemoryPool.release(pointer, size: byteCount) }
+        if !kept { HostMemoryPool.release(pointer) }
     }
 
     /// Returns every cached buffer to the system (live tensors keep theirs).
     public func trim() {
-        let buffers = lock.withLock { () -> [(Int, UnsafeMutableRawPointer)] in
+        let buffers = lock.withLock { () -> [UnsafeMutableRawPointer] in
             defer { cached = [:]; cachedBytes = 0 }
-            return cached.flatMap { size, pointers in pointers.map { (size, $0) } }
+            return cached.values.flatMap { $0 }
         }
-        for (size, p) in buffers { HostMemoryPool.release(p, size: size) }
+        for p in buffers { HostMemoryPool.release(p) }
     }
 }
