@@ -245,7 +245,10 @@ public struct LlamaConfig: Sendable, Equatable {
                               ("max_position_embeddings", maxPositions)] {
             try check(value >= 1 && value <= limit, "\(name) = \(value) is outside 1...\(limit)")
         }
-        try check(vocabSize >= 1 && vocabSize < 1 << 24, "vocab_size = \(vocabSize) is outside 1..<2^24")
+        // Ids are int32; the embedding table must fit one tensor (2^31 - 1 elements).
+        try check(vocabSize >= 1 && vocabSize <= Int(Int32.max), "vocab_size = \(vocabSize) is outside 1...2^31-1")
+        try check(vocabSize.multipliedReportingOverflow(by: hiddenSize).partialValue <= Int(Int32.max),
+                  "vocab_size \(vocabSize) × hidden_size \(hiddenSize) exceeds one tensor's 2^31 - 1 elements")
         try check(heads % kvHeads == 0, "num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)")
         try check(headDim % 2 == 0, "head_dim \(headDim) is odd; RoPE rotates pairs of dimensions")
         try check(rmsNormEpsilon.isFinite && rmsNormEpsilon > 0, "rms_norm_eps \(rmsNormEpsilon) must be positive")
