@@ -169,4 +169,36 @@ struct LlamaFixtureTests {
         #expect(fixture.mergedMismatch(try merged.forward(fixture.tokens).toArray(), try fixture.values("merged_logits")) == nil)
         #expect(merged.weightBytes == model.weightBytes)
     }
+
+    /// An adapter made here ("all-linear", rsLoRA on every other model, non-zero B) written with the logits it gives,
+    /// and the fixture adapter merged and saved by us. With LORA_FIXTURE_EXPORT=DIR both are kept in DIR/<model>/
+    /// for `make_llama_fixtures.py --check DIR/<model>/adapter --model <model>` (PEFT loads ours) and
+    /// `--check-merged DIR/<model>/merged` (transformers loads ours); Tests/Fixtures/README.md records the result.
+    @Test("an all-linear adapter made here is written with PEFT's names; a merged folder is written for transformers",
+          arguments: LlamaFixture.names.filter { !$0.hasSuffix("-bf16") })
+    func exportForPEFT(name: String) throws {
+        let fixture = try LlamaFixture(name)
+        let keep = ProcessInfo.processInfo.environment["LORA_FIXTURE_EXPORT"]
+        let folder = (keep ?? FileManager.default.temporaryDirectory.appendingPathComponent("lora-export-\(UUID().uuidString)").path) + "/" + name
+        defer { if keep == nil { try? FileManager.default.removeItem(atPath: folder) } }
+        let model = try fixture.model("cpu")
+        try model.applyLoRA(LoRAConfig(rank: 3, alpha: 5, targets: .allLinear, useRSLoRA: name.hasPrefix("qwen")), seed: 7)
+        #expect(model.loraLayers.count == 7 * model.config.layers)  // every linear but the LM head
+        for (index, (_, layer)) in model.loraLayers.enumerated() {
+            try model.backend.copy(model.backend.upload(randomValues(layer.loraB.count, seed: 40 + UInt64(index)), shape: layer.loraB.shape),
+                                   to: layer.loraB)
+        }
+        try model.saveAdapter(folder: folder + "/adapter")
+        let logits = try model.forward(fixture.tokens)
+        try SafeTensorsWriter.write([.int64("tokens", shape: [fixture.tokens.count, fixture.tokens[0].count], values: Array(fixture.tokens.joined())),
+                                     .float32("logits", shape: logits.shape, values: try logits.toArray())],
+                                    to: folder + "/adapter/expected_logits.safetensors")
+        let reloaded = try fixture.model("cpu")
+        try reloaded.loadAdapter(folder: folder + "/adapter")
+        #expect(try reloaded.forward(fixture.tokens).toArray() == logits.toArray())
+        let merged = try fixture.model("cpu")
+        try merged.loadAdapter(folder: fixture.folder + "/adapter")
+        try merged.mergeAdapters()
+        try merged.save(folder: folder + "/merged")
+    }
 }
