@@ -49,7 +49,8 @@ extension LanguageModel {
         let wasTraining = training
         training = false
         defer { training = wasTraining }
-        let cache = try KVCache(model: self)
+        // Room for what this call can produce, not the model's whole context (131072 positions for Llama 3.1).
+        let cache = try KVCache(model: self, capacity: min(maxPositions, prompt.count + maxTokens))
         var generator = SeededGenerator(seed: sampling.seed)
         var logits = try forward([prompt], appendingTo: cache)
         var produced: [Int] = []
