@@ -18,6 +18,10 @@ struct CPUParallelTests {
         GEMMCase(m: 20, n: 700, k: 515, transposeA: true),
         GEMMCase(m: 1, n: 3001, k: 40), GEMMCase(m: 3001, n: 1, k: 40, transposeA: true),
         GEMMCase(m: 33, n: 33, k: 1100, batch: 3, beta: 0.25),
+        // Wider than tall: A read in place with a ragged last tile; A too large to pack whole (packed a block of
+        // k at a time).
+        GEMMCase(m: 45, n: 120, k: 530, transposeB: true, beta: 0.5),
+        GEMMCase(m: 96, n: 200, k: 22000, transposeA: true, alpha: 0.5, beta: 1),
     ]
 
     @Test("packed GEMM matches the naive loop across cache blocks and in-place operand paths",
@@ -30,6 +34,7 @@ struct CPUParallelTests {
 
     @Test("GEMM is bitwise identical on 1, 2 and 3 threads",
           arguments: [GEMMCase(m: 300, n: 280, k: 600), GEMMCase(m: 16, n: 1500, k: 700, transposeB: true),
+                      GEMMCase(m: 96, n: 200, k: 22000), GEMMCase(m: 45, n: 120, k: 530, transposeB: true),
                       GEMMCase(m: 64, n: 64, k: 64, batch: 12)])
     func threadCountInvariance(_ c: GEMMCase) throws {
         let results = try [1, 2, 3].map { try c.run(on: CPUBackend(pool: ThreadPool(threadCount: $0))) }

@@ -79,6 +79,10 @@ enum PackedGEMM {
                             beta: beta, c: c.transposed, pool: pool)
         }
         let threads = m * n * k >= parallelThreshold ? (pool?.threadCount ?? 1) : 1
+        if m < n && !directB {
+            return multiplyByPanels(m: m, n: n, k: k, alpha: alpha, a: a, b: b, beta: beta, c: c, bias: bias,
+                                    triangle: triangle, directA: directA, threads: threads, pool: pool)
+        }
         let kcMax = min(kc, k), ncMax = min(nc, roundUp(n, nr))
         let packedB = ThreadScratch.current(.shared, floats: kcMax * ncMax)
         // Parts are claimed by whichever thread is free, so a core slowed by another process costs only its
@@ -145,6 +149,96 @@ enum PackedGEMM {
                                     c: c, row: i0, column: j0, term: p0, k: k, triangle: triangle)
                     }
                 }
+            }
+        }
+    }
+
+    /// Most panels a part of `multiplyByPanels` owns: its packed panels (kc·NR floats each, 64 KiB at kc 512)
+    /// stay in L2 next to A's mc×kc block.
+    static let panelsPerPart = 8
+    /// Most floats of A packed whole, for every block of k at once (8 MiB: a layer's activations, not the LM
+    /// head's logits gradient).
+    static let wholeA = 1 << 21
+
+    /// `multiply` for C wider than tall (m < n), B packed (not read in place). Parts own ranges of B's panels
+    /// across all of n and pack their own panels, block of k by block of k, into their thread's scratch, so no
+    /// part waits for another's packing; the short A, which every part reads, is packed once and shared: all of
+    /// it in one step before the parts when it is small (then the whole product is two pool runs), else one block
+    /// of k at a time (two runs per block). Each element of C still sums its blocks of k in order, each block
+    /// in the micro-kernel's order, so the bits are those of any other split.
+    static func multiplyByPanels(m: Int, n: Int, k: Int, alpha: Float, a: StridedMatrix, b: StridedMatrix,
+                                 beta: Float, c: StridedMatrix, bias: UnsafePointer<Float>?, triangle: GEMM.Triangle?,
+                                 directA: Bool, threads: Int, pool: ThreadPool?) {
+        let kcMax = min(kc, k), panels = (n + nr - 1) / nr, blocks = (k + kc - 1) / kc
+        // One panel per part on several threads: whichever thread finishes first waits at most one panel's time
+        // at the end (with 4 parts per thread, 576-wide outputs ran at ~185 GFLOP/s on 2 cores; one panel each,
+        // ~200). On one thread, groups of panels reuse each block of A more.
+        let parts = threads == 1 ? (panels + panelsPerPart - 1) / panelsPerPart : panels
+        let perPart = (panels + parts - 1) / parts
+        let (tilesA, heightA) = ((m + mr - 1) / mr, roundUp(m, mr))
+        let whole = !directA && heightA * k <= wholeA
+        let packedAllA = directA ? nil : ThreadScratch.current(.sharedA, floats: heightA * (whole ? k : kcMax))
+
+        /// A's columns `p0..<p0 + kcBlock` for every block in `blocks`, packed at `heightA·p0` (whole) or 0.
+        func packSharedA(_ blocks: Range<Int>) {
+            guard let packedAllA else { return }
+            let aParts = min(threads, tilesA)
+            runParts(aParts, pool) { t in
+                let range = share(t, of: aParts, count: tilesA)
+                for block in blocks {
+                    let p0 = block * kc, kcBlock = min(kc, k - p0)
+                    packA(a, rows: range.lowerBound * mr..<min(m, range.upperBound * mr), columns: p0..<p0 + kcBlock,
+                          triangle: triangle,
+                          into: packedAllA + (whole ? heightA * p0 : 0) + range.lowerBound * kcBlock * mr)
+                }
+            }
+        }
+
+        /// Every part over the blocks `blocks` of k (A's already packed, when shared).
+        func compute(_ blocks: Range<Int>) {
+            runParts(parts, pool) { part in
+                let owned = share(part, of: parts, count: panels)
+                guard !owned.isEmpty else { return }
+                let scratch = ThreadScratch.current(.part, floats: mc * kcMax + perPart * kcMax * nr + mr * nr)
+                let (packedA, packedB) = (scratch, scratch + mc * kcMax)
+                let tile = packedB + perPart * kcMax * nr
+                let (column, width) = (owned.lowerBound * nr, min(n, owned.upperBound * nr) - owned.lowerBound * nr)
+                for block in blocks {
+                    let p0 = block * kc, kcBlock = min(kc, k - p0)
+                    // beta and the bias apply once, in the first block of k.
+                    let (beta, bias) = p0 == 0 ? (beta, bias.map { $0 + column }) : (1, nil)
+                    packB(b, rows: p0..<p0 + kcBlock, firstColumn: column, lastColumn: column + width,
+                          panels: 0..<owned.count, into: packedB)
+                    let bSource = Panels(packed: packedB, kc: kcBlock, width: nr)
+                    let sharedA = packedAllA.map { $0 + (whole ? heightA * p0 : 0) }
+                    for i0 in stride(from: 0, to: m, by: mc) {
+                        let mcBlock = min(mc, m - i0), tiles = (mcBlock + mr - 1) / mr
+                        let aSource: Panels
+                        if let sharedA {
+                            aSource = Panels(packed: sharedA + (i0 / mr) * kcBlock * mr, kc: kcBlock, width: mr)
+                        } else {
+                            // A read in place; only a ragged last tile is packed.
+                            let packFromTile = tiles - (mcBlock % mr == 0 ? 0 : 1)
+                            packA(a, rows: i0 + packFromTile * mr..<i0 + mcBlock, columns: p0..<p0 + kcBlock,
+                                  triangle: triangle, into: packedA + packFromTile * kcBlock * mr)
+                            aSource = Panels(base: a.base + i0 * a.rowStride + p0, next: mr * a.rowStride, lane: a.rowStride,
+                                             step: 1, packed: packedA, packedFrom: packFromTile, kc: kcBlock, width: mr)
+                        }
+                        macroKernel(tiles: tiles, mcBlock: mcBlock, panels: 0..<owned.count, ncBlock: width,
+                                    a: aSource, b: bSource, tile: tile, alpha: alpha, beta: beta, bias: bias,
+                                    c: c, row: i0, column: column, term: p0, k: k, triangle: triangle)
+                    }
+                }
+            }
+        }
+
+        if whole || directA {
+            packSharedA(0..<blocks)
+            compute(0..<blocks)
+        } else {
+            for block in 0..<blocks {
+                packSharedA(block..<block + 1)
+                compute(block..<block + 1)
             }
         }
     }
