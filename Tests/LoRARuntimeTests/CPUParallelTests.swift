@@ -22,6 +22,8 @@ struct CPUParallelTests {
         // k at a time).
         GEMMCase(m: 45, n: 120, k: 530, transposeB: true, beta: 0.5),
         GEMMCase(m: 96, n: 200, k: 22000, transposeA: true, alpha: 0.5, beta: 1),
+        // Wider than tall with a row-major B packed whole, a row at a time (ragged last panel, k over two blocks).
+        GEMMCase(m: 70, n: 300, k: 700, beta: 0.5, pad: 3), GEMMCase(m: 45, n: 120, k: 530, transposeA: true),
     ]
 
     @Test("packed GEMM matches the naive loop across cache blocks and in-place operand paths",
@@ -35,6 +37,7 @@ struct CPUParallelTests {
     @Test("GEMM is bitwise identical on 1, 2 and 3 threads",
           arguments: [GEMMCase(m: 300, n: 280, k: 600), GEMMCase(m: 16, n: 1500, k: 700, transposeB: true),
                       GEMMCase(m: 96, n: 200, k: 22000), GEMMCase(m: 45, n: 120, k: 530, transposeB: true),
+                      GEMMCase(m: 70, n: 300, k: 700),
                       GEMMCase(m: 64, n: 64, k: 64, batch: 12)])
     func threadCountInvariance(_ c: GEMMCase) throws {
         let results = try [1, 2, 3].map { try c.run(on: CPUBackend(pool: ThreadPool(threadCount: $0))) }

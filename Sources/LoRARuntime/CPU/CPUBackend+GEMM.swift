@@ -178,19 +178,29 @@ enum PackedGEMM {
         let (tilesA, heightA) = ((m + mr - 1) / mr, roundUp(m, mr))
         let whole = !directA && heightA * k <= wholeA
         let packedAllA = directA ? nil : ThreadScratch.current(.sharedA, floats: heightA * (whole ? k : kcMax))
+        // A row-major B (dy·W in backward) packed one panel at a time would be read 128 bytes per row, a page or
+        // more apart: slow from memory, where a frozen weight usually is (the same products ran at ~183 GFLOP/s
+        // in a training step against ~200 for x·Wᵀ). When A is packed whole, B is too, a row at a time, beside it.
+        let widthB = roundUp(n, nr)
+        let wholeB = (whole || directA) && b.isFloat32 && b.colStride == 1 && widthB * k <= wholeA
+        let packedAllB = wholeB ? ThreadScratch.current(.shared, floats: widthB * k) : nil
 
-        /// A's columns `p0..<p0 + kcBlock` for every block in `blocks`, packed at `heightA·p0` (whole) or 0.
-        func packSharedA(_ blocks: Range<Int>) {
-            guard let packedAllA else { return }
-            let aParts = min(threads, tilesA)
-            runParts(aParts, pool) { t in
-                let range = share(t, of: aParts, count: tilesA)
-                for block in blocks {
-                    let p0 = block * kc, kcBlock = min(kc, k - p0)
-                    packA(a, rows: range.lowerBound * mr..<min(m, range.upperBound * mr), columns: p0..<p0 + kcBlock,
-                          triangle: triangle,
-                          into: packedAllA + (whole ? heightA * p0 : 0) + range.lowerBound * kcBlock * mr)
+        /// A's columns `p0..<p0 + kcBlock` for every block in `blocks`, packed at `heightA·p0` (whole) or 0;
+        /// with `packedAllB`, all of B too.
+        func packShared(_ blocks: Range<Int>) {
+            guard packedAllA != nil || packedAllB != nil else { return }
+            let sharing = packedAllB != nil ? threads : min(threads, tilesA)
+            runParts(sharing, pool) { t in
+                if let packedAllA {
+                    let range = share(t, of: sharing, count: tilesA)
+                    for block in blocks where !range.isEmpty {
+                        let p0 = block * kc, kcBlock = min(kc, k - p0)
+                        packA(a, rows: range.lowerBound * mr..<min(m, range.upperBound * mr), columns: p0..<p0 + kcBlock,
+                              triangle: triangle,
+                              into: packedAllA + (whole ? heightA * p0 : 0) + range.lowerBound * kcBlock * mr)
+                    }
                 }
+                if let packedAllB { packRowsB(b, n: n, k: k, rows: share(t, of: sharing, count: k), into: packedAllB) }
             }
         }
 
@@ -207,9 +217,15 @@ enum PackedGEMM {
                     let p0 = block * kc, kcBlock = min(kc, k - p0)
                     // beta and the bias apply once, in the first block of k.
                     let (beta, bias) = p0 == 0 ? (beta, bias.map { $0 + column }) : (1, nil)
-                    packB(b, rows: p0..<p0 + kcBlock, firstColumn: column, lastColumn: column + width,
-                          panels: 0..<owned.count, into: packedB)
-                    let bSource = Panels(packed: packedB, kc: kcBlock, width: nr)
+                    let bSource: Panels
+                    if let packedAllB {
+                        bSource = Panels(packed: packedAllB + widthB * p0 + owned.lowerBound * kcBlock * nr,
+                                         kc: kcBlock, width: nr)
+                    } else {
+                        packB(b, rows: p0..<p0 + kcBlock, firstColumn: column, lastColumn: column + width,
+                              panels: 0..<owned.count, into: packedB)
+                        bSource = Panels(packed: packedB, kc: kcBlock, width: nr)
+                    }
                     let sharedA = packedAllA.map { $0 + (whole ? heightA * p0 : 0) }
                     for i0 in stride(from: 0, to: m, by: mc) {
                         let mcBlock = min(mc, m - i0), tiles = (mcBlock + mr - 1) / mr
@@ -233,12 +249,32 @@ enum PackedGEMM {
         }
 
         if whole || directA {
-            packSharedA(0..<blocks)
+            packShared(0..<blocks)
             compute(0..<blocks)
         } else {
             for block in 0..<blocks {
-                packSharedA(block..<block + 1)
+                packShared(block..<block + 1)
                 compute(block..<block + 1)
+            }
+        }
+    }
+
+    /// Rows `rows` of a row-major float32 B `[k, n]`, whole rows, into `dst` laid out as every block of k packed
+    /// for `multiplyByPanels`: the block from term p0 at `roundUp(n, NR)·p0`, its panel q at `q·kcBlock·NR`, term p
+    /// at `(p − p0)·NR` in it; zero past column n.
+    static func packRowsB(_ b: StridedMatrix, n: Int, k: Int, rows: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
+        let (width, full) = (roundUp(n, nr), n / nr)
+        for p in rows {
+            let p0 = p / kc * kc, kcBlock = min(kc, k - p0)
+            let src = b.base + p * b.rowStride
+            let out = dst + width * p0 + (p - p0) * nr
+            for q in 0..<full {
+                storeVector(loadVector(src + q * nr), out + q * kcBlock * nr)
+                storeVector(loadVector(src + q * nr + 16), out + q * kcBlock * nr + 16)
+            }
+            if full * nr < n {
+                let last = out + full * kcBlock * nr
+                for j in 0..<nr { last[j] = full * nr + j < n ? src[full * nr + j] : 0 }
             }
         }
     }
