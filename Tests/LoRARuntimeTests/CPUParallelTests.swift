@@ -37,7 +37,7 @@ struct CPUParallelTests {
     @Test("GEMM is bitwise identical on 1, 2 and 3 threads",
           arguments: [GEMMCase(m: 300, n: 280, k: 600), GEMMCase(m: 16, n: 1500, k: 700, transposeB: true),
                       GEMMCase(m: 96, n: 200, k: 22000), GEMMCase(m: 45, n: 120, k: 530, transposeB: true),
-                      GEMMCase(m: 70, n: 300, k: 700),
+                      GEMMCase(m: 70, n: 300, k: 700), GEMMCase(m: 70, n: 300, k: 700, transposeA: true),
                       GEMMCase(m: 64, n: 64, k: 64, batch: 12)])
     func threadCountInvariance(_ c: GEMMCase) throws {
         let results = try [1, 2, 3].map { try c.run(on: CPUBackend(pool: ThreadPool(threadCount: $0))) }

@@ -79,9 +79,13 @@ enum PackedGEMM {
                             beta: beta, c: c.transposed, pool: pool)
         }
         let threads = m * n * k >= parallelThreshold ? (pool?.threadCount ?? 1) : 1
+        // Wider than tall, a row-major float32 A is read in place whatever n: packing it cost more than it saved
+        // (2 threads, GFLOP/s: 512x576x576 156 -> 186, 512x576x1536 165 -> 192, 512x576x49152 169 -> 200,
+        // 512x768x3072 195 -> 215; one thread ~2% faster too).
         if m < n && !directB {
             return multiplyByPanels(m: m, n: n, k: k, alpha: alpha, a: a, b: b, beta: beta, c: c, bias: bias,
-                                    triangle: triangle, directA: directA, threads: threads, pool: pool)
+                                    triangle: triangle, directA: a.colStride == 1 && a.isFloat32,
+                                    threads: threads, pool: pool)
         }
         let kcMax = min(kc, k), ncMax = min(nc, roundUp(n, nr))
         let packedB = ThreadScratch.current(.shared, floats: kcMax * ncMax)
@@ -162,9 +166,9 @@ enum PackedGEMM {
 
     /// `multiply` for C wider than tall (m < n), B packed (not read in place). Parts own ranges of B's panels
     /// across all of n and pack their own panels, block of k by block of k, into their thread's scratch, so no
-    /// part waits for another's packing; the short A, which every part reads, is packed once and shared: all of
-    /// it in one step before the parts when it is small (then the whole product is two pool runs), else one block
-    /// of k at a time (two runs per block). Each element of C still sums its blocks of k in order, each block
+    /// part waits for another's packing. The short A, which every part reads, is read in place (`directA`, a
+    /// row-major float32 A), or else packed once and shared: all of it in one step before the parts when it is
+    /// small (then the whole product is two pool runs), else one block of k at a time (two runs per block). Each element of C still sums its blocks of k in order, each block
     /// in the micro-kernel's order, so the bits are those of any other split.
     static func multiplyByPanels(m: Int, n: Int, k: Int, alpha: Float, a: StridedMatrix, b: StridedMatrix,
                                  beta: Float, c: StridedMatrix, bias: UnsafePointer<Float>?, triangle: GEMM.Triangle?,
