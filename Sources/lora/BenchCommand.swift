@@ -154,6 +154,8 @@ struct GEMMBench: ParsableCommand {
     @OptionGroup var options: BenchOptions
     @Option(help: "B's dtype (a weight kept in its file's dtype): float32, bfloat16 or float16. A and C are float32.")
     var dtype = "float32"
+    @Flag(help: "B stored [n, k] and used transposed, as a linear layer's x·Wᵀ with W [out, in].")
+    var transposeB = false
 
     func validate() throws {
         guard let type = DType(rawValue: dtype), type.isFloatingPoint else {
@@ -164,20 +166,22 @@ struct GEMMBench: ParsableCommand {
     func run() throws {
         let context = try BenchContext(options)
         for size in try options.cases(defaults: Self.defaultSizes, dimensions: 3, op: "gemm") {
-            try context.report(Self.measure(m: size[0], n: size[1], k: size[2], typeB: DType(rawValue: dtype) ?? .float32, context))
+            try context.report(Self.measure(m: size[0], n: size[1], k: size[2], typeB: DType(rawValue: dtype) ?? .float32,
+                                            transposeB: transposeB, context))
         }
     }
 
-    static func measure(m: Int, n: Int, k: Int, typeB: DType = .float32, _ context: BenchContext) throws -> BenchResult {
+    static func measure(m: Int, n: Int, k: Int, typeB: DType = .float32, transposeB: Bool = false,
+                        _ context: BenchContext) throws -> BenchResult {
         let backend = context.backend
         let (a, hostA) = try context.random([m, k], seed: 1)
-        let (floatB, hostB) = try context.random([k, n], seed: 2)
+        let (floatB, hostB) = try context.random(transposeB ? [n, k] : [k, n], seed: 2)
         let b = typeB == .float32 ? floatB : try backend.converted(floatB, to: typeB)
         let c = try backend.zeros([m, n])
-        let op = try GEMM(a: a, b: b, c: c)
+        let op = try GEMM(a: a, b: b, c: c, transposeB: transposeB)
         var hostC = [Float](repeating: 0, count: context.openBLAS == nil ? 0 : m * n)
         let peer = context.openBLAS.map { blas in {
-            blas.gemm(m: m, n: n, k: k, transposeA: false, transposeB: false, a: hostA, b: hostB, c: &hostC)
+            blas.gemm(m: m, n: n, k: k, transposeA: false, transposeB: transposeB, a: hostA, b: hostB, c: &hostC)
         } }
         let (seconds, peerSeconds) = try context.medians({ try backend.gemm(op); try backend.synchronize() }, peer)
         let flops = 2 * Double(m) * Double(n) * Double(k)
