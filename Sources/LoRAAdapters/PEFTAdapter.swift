@@ -18,9 +18,7 @@ public enum PEFTAdapter {
     /// Reads `folder/adapter_config.json`.
     public static func readConfig(folder: String) throws -> LoRAConfig {
         let path = folder + "/adapter_config.json"
-        guard let data = FileManager.default.contents(atPath: path) else { throw FormatError.io(path: path, reason: "cannot be read") }
-        guard let root = (try? JSONValue.parse(data))?.objectValue else { throw FormatError.invalid(path: path, reason: "not a JSON object") }
-        return try config(from: root, path: path)
+        return try config(from: JSONValue.readObject(path: path), path: path)
     }
 
     static func config(from root: [String: JSONValue], path: String) throws -> LoRAConfig {

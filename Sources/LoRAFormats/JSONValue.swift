@@ -29,6 +29,16 @@ public enum JSONValue: Sendable, Equatable, Decodable {
         try JSONDecoder().decode(JSONValue.self, from: data)
     }
 
+    /// The JSON object in the file at `path` (config.json, adapter_config.json, ...), or a `FormatError` naming the
+    /// file: unreadable (`hint` added to the message), or not a JSON object.
+    public static func readObject(path: String, hint: String = "") throws -> [String: JSONValue] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw FormatError.io(path: path, reason: "cannot be read" + hint)
+        }
+        guard let object = (try? parse(data))?.objectValue else { throw FormatError.invalid(path: path, reason: "not a JSON object") }
+        return object
+    }
+
     public var objectValue: [String: JSONValue]? { if case .object(let o) = self { o } else { nil } }
     public var arrayValue: [JSONValue]? { if case .array(let a) = self { a } else { nil } }
     public var stringValue: String? { if case .string(let s) = self { s } else { nil } }

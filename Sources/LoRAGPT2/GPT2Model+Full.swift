@@ -51,7 +51,7 @@ extension GPT2Model {
 
     /// Every weight tensor under transformers' name (`transformer.` prefix; the LM head, without one, only when
     /// untied), as the model holds it now (merged adapters included).
-    var namedWeights: [(name: String, tensor: Tensor)] {
+    public var namedWeights: [(name: String, tensor: Tensor)] {
         var list: [(name: String, tensor: Tensor)] = [("transformer.wte.weight", wte), ("transformer.wpe.weight", wpe)]
         for (i, block) in blocks.enumerated() {
             let p = "transformer.h.\(i)."
@@ -66,12 +66,6 @@ extension GPT2Model {
         if lmHead !== wte { list.append(("lm_head.weight", lmHead)) }
         return list
     }
-
-    /// Elements in the model's own weights (adapters excluded; a tied LM head counted once).
-    public var baseParameterCount: Int { namedWeights.reduce(0) { $0 + $1.tensor.count } }
-
-    /// Bytes the weights take on the device, each in its own dtype.
-    public var weightBytes: Int { namedWeights.reduce(0) { $0 + $1.tensor.count * $1.tensor.dtype.size } }
 
     /// A generous estimate of the bytes one training step on B sequences of T tokens holds at its peak: the
     /// weights (and, in full fine-tuning, their gradients and AdamW moments), the saved activations of every

@@ -175,13 +175,7 @@ public struct LlamaConfig: Sendable, Equatable {
 
     /// Reads `config.json`.
     public init(contentsOf path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw FormatError.io(path: path, reason: "cannot be read")
-        }
-        guard let root = (try? JSONValue.parse(data))?.objectValue else {
-            throw FormatError.invalid(path: path, reason: "not a JSON object")
-        }
-        try self.init(json: root, path: path)
+        try self.init(json: JSONValue.readObject(path: path), path: path)
     }
 
     /// Reads a config.json already parsed; `path` names the file in errors.

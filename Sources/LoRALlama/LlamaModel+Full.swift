@@ -46,7 +46,7 @@ extension LlamaModel {
     }
 
     /// Every weight tensor with transformers' name (the LM head only when untied).
-    var namedWeights: [(name: String, tensor: Tensor)] {
+    public var namedWeights: [(name: String, tensor: Tensor)] {
         var list: [(String, Tensor)] = [("model.embed_tokens.weight", embedTokens)]
         for (i, layer) in layers.enumerated() {
             list += layer.norms.map { ("model.layers.\(i).\($0.0).weight", $0.1) }
@@ -60,10 +60,6 @@ extension LlamaModel {
         if lmHead !== embedTokens { list.append(("lm_head.weight", lmHead)) }
         return list
     }
-
-    public var baseParameterCount: Int { namedWeights.reduce(0) { $0 + $1.tensor.count } }
-
-    public var weightBytes: Int { namedWeights.reduce(0) { $0 + $1.tensor.count * $1.tensor.dtype.size } }
 
     /// The weights (and in full fine-tuning their gradients and AdamW moments, float32), the saved activations of
     /// every layer (inputs, q/k/v, probabilities, the MLP's gate and up, norms' statistics), and the logits with

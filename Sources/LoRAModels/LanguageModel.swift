@@ -29,10 +29,9 @@ public protocol LanguageModel: AnyObject {
     func enableFullTraining() throws
     /// In full fine-tuning, every weight with its gradient under transformers' name (empty otherwise).
     var fullTrainingParameters: [TrainableParameter] { get }
-    /// Elements in the model's own weights (adapters excluded; a tied output layer counted once).
-    var baseParameterCount: Int { get }
-    /// Bytes the model's weights take on the device (a bf16 checkpoint kept in bf16 takes half of f32).
-    var weightBytes: Int { get }
+    /// Every weight of the model under the name transformers saves it as (adapters excluded; a tied output layer
+    /// once), merged adapters included.
+    var namedWeights: [(name: String, tensor: Tensor)] { get }
     /// What a KV cache for this model holds per layer.
     var cacheGeometry: KVCache.Geometry { get }
     /// Ids that end generation (config.json's `eos_token_id`, one or a list); the tokenizer may add its own.
@@ -174,6 +173,13 @@ extension LanguageModel {
     public func zeroGradients() throws {
         for p in trainableParameters { try backend.fill(p.gradient, with: 0) }
     }
+
+    /// Elements in the model's own weights (adapters excluded; a tied output layer counted once).
+    public var baseParameterCount: Int { namedWeights.reduce(0) { $0 + $1.tensor.count } }
+
+    /// Bytes the model's weights take on the device, each in its own dtype (a bf16 checkpoint kept in bf16 takes
+    /// half of f32).
+    public var weightBytes: Int { namedWeights.reduce(0) { $0 + $1.tensor.count * $1.tensor.dtype.size } }
 
     /// Sets training mode on the model's adapters (models call this from their `training` observer).
     public func propagateTraining() { for (_, layer) in loraLayers { layer.training = training } }

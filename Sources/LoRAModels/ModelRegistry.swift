@@ -33,10 +33,7 @@ public struct ModelRegistry {
     /// The family for `folder/config.json`'s `model_type`.
     public func family(folder: String) throws -> any ModelFamily.Type {
         let path = folder + "/config.json"
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw FormatError.io(path: path, reason: "cannot be read (is \(folder) a Hugging Face model folder?)")
-        }
-        guard let root = (try? JSONValue.parse(data))?.objectValue else { throw FormatError.invalid(path: path, reason: "not a JSON object") }
+        let root = try JSONValue.readObject(path: path, hint: " (is \(folder) a Hugging Face model folder?)")
         guard let type = root["model_type"]?.stringValue else {
             throw FormatError.invalid(path: path, reason: "model_type is missing or not a string")
         }
