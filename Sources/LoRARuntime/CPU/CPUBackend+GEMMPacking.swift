@@ -1,0 +1,160 @@
+// Packing for the CPU GEMM (CPUBackend+GEMM.swift): B's blocks as NR-wide k-major panels and A's blocks as MR-tall
+// k-major panels, zero-padded at the edges so the micro-kernel never branches; causal triangles pack only the terms
+// a panel's rows use. bfloat16/float16 operands are converted to float32 as they are copied.
+
+extension PackedGEMM {
+    /// Packs B's rows `rows` × columns `firstColumn..<lastColumn` as NR-wide panels, k-major:
+    /// panel q holds element (p, jj) at `q·kc·NR + p·NR + jj`, zero beyond the last column.
+    @inline(never)
+    static func packB(_ b: StridedMatrix, rows: Range<Int>, firstColumn: Int, lastColumn: Int,
+                      panels: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
+        guard b.isFloat32 else {
+            return packTypedB(b, rows: rows, firstColumn: firstColumn, lastColumn: lastColumn, panels: panels, into: dst)
+        }
+        let kcBlock = rows.count
+        for q in panels {
+            let j0 = firstColumn + q * nr, width = min(nr, lastColumn - j0)
+            let out = dst + q * kcBlock * nr
+            if b.colStride == 1 && width == nr {
+                for p in 0..<kcBlock {
+                    let src = b.base + (rows.lowerBound + p) * b.rowStride + j0
+                    storeVector(loadVector(src), out + p * nr)
+                    storeVector(loadVector(src + 16), out + p * nr + 16)
+                }
+                continue
+            }
+            if b.rowStride == 1 && width == nr {
+                // Bᵀ stored (dy·Wᵀ, a tied LM head): eight read streams per 8 columns, one 32-byte store per k step.
+                for g in stride(from: 0, to: nr, by: 8) {
+                    let (cs, src) = (b.colStride, b.base + (j0 + g) * b.colStride + rows.lowerBound)
+                    for p in 0..<kcBlock {
+                        let v = SIMD8<Float>(src[p], src[cs + p], src[2 * cs + p], src[3 * cs + p],
+                                             src[4 * cs + p], src[5 * cs + p], src[6 * cs + p], src[7 * cs + p])
+                        UnsafeMutableRawPointer(out + p * nr + g).storeBytes(of: v, as: SIMD8<Float>.self)
+                    }
+                }
+                continue
+            }
+            if width < nr { (out).update(repeating: 0, count: kcBlock * nr) }
+            // Walk the source along its contiguous axis.
+            for jj in 0..<width {
+                let src = b.base + (j0 + jj) * b.colStride + rows.lowerBound * b.rowStride
+                for p in 0..<kcBlock { out[p * nr + jj] = src[p * b.rowStride] }
+            }
+        }
+    }
+
+    /// Packs A's rows `rows` × columns `columns` as MR-tall panels, k-major:
+    /// panel s holds element (ii, p) at `s·kc·MR + p·MR + ii`, zero beyond the last row. With a triangle, each
+    /// panel only over the terms its rows need (the rest are never read): half of attention's transposed products.
+    @inline(never)
+    static func packA(_ a: StridedMatrix, rows: Range<Int>, columns: Range<Int>, triangle: GEMM.Triangle? = nil,
+                      into dst: UnsafeMutablePointer<Float>) {
+        guard a.isFloat32 else { return packTypedA(a, rows: rows, columns: columns, triangle: triangle, into: dst) }
+        let kcBlock = columns.count
+        for s in 0..<(rows.count + mr - 1) / mr {
+            let i0 = rows.lowerBound + s * mr, height = min(mr, rows.upperBound - i0)
+            let out = dst + s * kcBlock * mr
+            if height < mr { out.update(repeating: 0, count: kcBlock * mr) }
+            // The terms to pack, relative to the block.
+            let needed = (triangle?.terms(rows: i0..<i0 + height, k: columns.upperBound).clamped(to: columns) ?? columns)
+            let terms = needed.lowerBound - columns.lowerBound..<needed.upperBound - columns.lowerBound
+            if a.colStride == 1 && height == mr {
+                // Row-major A: eight read streams, one 32-byte store per k step.
+                let (rs, src) = (a.rowStride, a.base + i0 * a.rowStride + columns.lowerBound)
+                for p in terms {
+                    let v = SIMD8<Float>(src[p], src[rs + p], src[2 * rs + p], src[3 * rs + p],
+                                         src[4 * rs + p], src[5 * rs + p], src[6 * rs + p], src[7 * rs + p])
+                    UnsafeMutableRawPointer(out + p * mr).storeBytes(of: v, as: SIMD8<Float>.self)
+                }
+            } else if a.rowStride == 1 && height == mr {
+                // Aᵀ stored: each p copies MR contiguous elements, as one 32-byte load and store.
+                for p in terms {
+                    let src = UnsafeRawPointer(a.base + i0 + (columns.lowerBound + p) * a.colStride)
+                    UnsafeMutableRawPointer(out + p * mr).storeBytes(of: src.loadUnaligned(as: SIMD8<Float>.self),
+                                                                     as: SIMD8<Float>.self)
+                }
+            } else if a.rowStride == 1 {
+                for p in terms {
+                    let src = a.base + i0 + (columns.lowerBound + p) * a.colStride
+                    for ii in 0..<height { out[p * mr + ii] = src[ii] }
+                }
+            } else {
+                for ii in 0..<height {
+                    let src = a.base + (i0 + ii) * a.rowStride + columns.lowerBound * a.colStride
+                    for p in terms { out[p * mr + ii] = src[p * a.colStride] }
+                }
+            }
+        }
+    }
+
+    /// `packB` for a bfloat16 or float16 B: the same panels, each element converted to float as it is copied.
+    @inline(never)
+    static func packTypedB(_ b: StridedMatrix, rows: Range<Int>, firstColumn: Int, lastColumn: Int,
+                           panels: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
+        let (kcBlock, bits, bf16) = (rows.count, b.halves, b.dtype == .bfloat16)
+        for q in panels {
+            let j0 = firstColumn + q * nr, width = min(nr, lastColumn - j0)
+            let out = dst + q * kcBlock * nr
+            if b.colStride == 1 && width == nr {
+                for p in 0..<kcBlock {
+                    let src = UnsafeRawPointer(bits + (rows.lowerBound + p) * b.rowStride + j0)
+                    storeVector(widen(src.loadUnaligned(as: SIMD16<UInt16>.self), bfloat16: bf16), out + p * nr)
+                    storeVector(widen(src.loadUnaligned(fromByteOffset: 32, as: SIMD16<UInt16>.self), bfloat16: bf16),
+                                out + p * nr + 16)
+                }
+                continue
+            }
+            if b.rowStride == 1 && width == nr {
+                // Bᵀ stored (x·Wᵀ with W [out, in]): eight read streams per 8 columns, as packB.
+                for g in stride(from: 0, to: nr, by: 8) {
+                    let (cs, src) = (b.colStride, bits + (j0 + g) * b.colStride + rows.lowerBound)
+                    for p in 0..<kcBlock {
+                        let v = SIMD8<UInt16>(src[p], src[cs + p], src[2 * cs + p], src[3 * cs + p],
+                                              src[4 * cs + p], src[5 * cs + p], src[6 * cs + p], src[7 * cs + p])
+                        UnsafeMutableRawPointer(out + p * nr + g).storeBytes(of: widen(v, bfloat16: bf16), as: SIMD8<Float>.self)
+                    }
+                }
+                continue
+            }
+            if width < nr { out.update(repeating: 0, count: kcBlock * nr) }
+            for jj in 0..<width {
+                let src = bits + (j0 + jj) * b.colStride + rows.lowerBound * b.rowStride
+                for p in 0..<kcBlock { out[p * nr + jj] = widen(src[p * b.rowStride], bfloat16: bf16) }
+            }
+        }
+    }
+
+    /// `packA` for a bfloat16 or float16 A: the same panels, each element converted to float as it is copied.
+    @inline(never)
+    static func packTypedA(_ a: StridedMatrix, rows: Range<Int>, columns: Range<Int>, triangle: GEMM.Triangle?,
+                           into dst: UnsafeMutablePointer<Float>) {
+        let (kcBlock, bits, bf16) = (columns.count, a.halves, a.dtype == .bfloat16)
+        for s in 0..<(rows.count + mr - 1) / mr {
+            let i0 = rows.lowerBound + s * mr, height = min(mr, rows.upperBound - i0)
+            let out = dst + s * kcBlock * mr
+            if height < mr { out.update(repeating: 0, count: kcBlock * mr) }
+            let needed = (triangle?.terms(rows: i0..<i0 + height, k: columns.upperBound).clamped(to: columns) ?? columns)
+            let terms = needed.lowerBound - columns.lowerBound..<needed.upperBound - columns.lowerBound
+            if a.colStride == 1 && height == mr {
+                let (rs, src) = (a.rowStride, bits + i0 * a.rowStride + columns.lowerBound)
+                for p in terms {
+                    let v = SIMD8<UInt16>(src[p], src[rs + p], src[2 * rs + p], src[3 * rs + p],
+                                          src[4 * rs + p], src[5 * rs + p], src[6 * rs + p], src[7 * rs + p])
+                    UnsafeMutableRawPointer(out + p * mr).storeBytes(of: widen(v, bfloat16: bf16), as: SIMD8<Float>.self)
+                }
+            } else if a.rowStride == 1 && height == mr {
+                for p in terms {
+                    let src = UnsafeRawPointer(bits + i0 + (columns.lowerBound + p) * a.colStride)
+                    UnsafeMutableRawPointer(out + p * mr).storeBytes(
+                        of: widen(src.loadUnaligned(as: SIMD8<UInt16>.self), bfloat16: bf16), as: SIMD8<Float>.self)
+                }
+            } else {
+                for ii in 0..<height {
+                    let src = bits + (i0 + ii) * a.rowStride + columns.lowerBound * a.colStride
+                    for p in terms { out[p * mr + ii] = widen(src[p * a.colStride], bfloat16: bf16) }
+                }
+            }
+        }
+    }
+}
