@@ -128,8 +128,8 @@ public final class LlamaModel: LanguageModel {
         var x = try backend.empty([n, config.hiddenSize])
         try backend.embedding(EmbeddingLookup(table: embedTokens, indices: ids, output: x))
         var saved = Saved(batch: batch, length: length, ids: ids)
-        for (index, layer) in layers.enumerated() {
-            let (next, activations) = try forward(layer, x, batch: batch, length: length, cache: cache.map { ($0, index) })
+        for layer in layers {
+            let (next, activations) = try forward(layer, x, batch: batch, length: length, cache: cache)
             saved.layers.append(activations)
             x = next
         }
@@ -150,11 +150,11 @@ public final class LlamaModel: LanguageModel {
 
     /// x + attention(RMSNorm(x)), then + mlp(RMSNorm(·)).
     private func forward(_ layer: Layer, _ x: Tensor, batch: Int, length t: Int,
-                         cache: (KVCache, Int)?) throws -> (Tensor, LayerActivations) {
+                         cache: KVCache?) throws -> (Tensor, LayerActivations) {
         let index = layer.index
         let (d, heads, kvHeads) = (config.headDim, config.heads, config.kvHeads)
         let n = batch * t
-        let start = cache?.0.length ?? 0
+        let start = cache?.length ?? 0
         let (h1, rstd1) = try rmsNorm(x, layer.inputNorm)
         var (q, k) = (try layer.q.forward(h1), try layer.k.forward(h1))
         let v = try layer.v.forward(h1)
@@ -170,7 +170,7 @@ public final class LlamaModel: LanguageModel {
         var keys = HeadOperand(k, ld: kvHeads * d, sequenceStride: t * kvHeads * d, headStride: d)
         var values = HeadOperand(v, ld: kvHeads * d, sequenceStride: t * kvHeads * d, headStride: d)
         var tk = t
-        if let (cache, _) = cache {
+        if let cache {
             for (source, isValues) in [(k, false), (v, true)] {
                 try backend.blockCopy(BlockCopy(rows: t, cols: kvHeads * d, batch: batch,
                                                 from: GEMMOperand(source, ld: kvHeads * d, batchStride: t * kvHeads * d),

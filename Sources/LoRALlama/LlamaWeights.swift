@@ -70,8 +70,8 @@ struct LlamaWeights {
             guard entry.shape == shape else {
                 throw FormatError.invalid(path: checkpoint.path(of: name), reason: "\(name) is \(entry.shape), but config.json implies \(shape)")
             }
-            guard entry.dtype.isFloatingPoint, entry.dtype != .f64 || options.dtype != nil else {
-                throw FormatError.unsupported(path: checkpoint.path(of: name), reason: "\(name) is \(entry.dtype.rawValue); weights must be F32, BF16 or F16")
+            guard entry.dtype.isFloatingPoint else {  // F64 is read as float32, as for GPT-2
+                throw FormatError.unsupported(path: checkpoint.path(of: name), reason: "\(name) is \(entry.dtype.rawValue); weights must be F32, BF16, F16 or F64")
             }
         }
         if let missing = expected.keys.sorted().first(where: { $0 != "lm_head.weight" && !checkpoint.contains($0) }) {

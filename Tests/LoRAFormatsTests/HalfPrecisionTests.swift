@@ -76,7 +76,7 @@ struct HalfPrecisionTests {
         var generator = SeededGenerator(seed: 11)
         let n = 1003
         var values = (0..<n).map { _ in Float(bitPattern: UInt32.random(in: 0...UInt32.max, using: &generator)) }
-        values[0] = Float.infinity; values[1] = -Float.greatestFiniteMagnitude; values[2] = 1e-42; values[3] = Float.nan
+        values[0] = Float.infinity; values[1] = -Float.greatestFiniteMagnitude; values[2] = Float(bitPattern: 0x2CA); values[3] = Float.nan
         // One byte of offset makes every buffer misaligned for its element type.
         var wide = [UInt8](repeating: 0, count: 4 * n + 1)
         wide.withUnsafeMutableBytes { raw in
