@@ -136,9 +136,16 @@ def train_steps(adapter_dir, tokens, steps=10):
     from transformers import GPT2LMHeadModel
     from peft import PeftModel
     model = PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained(OUT), adapter_dir, is_trainable=True)
+    return adamw_steps(model, tokens, lr=1e-3, steps=steps)
+
+
+def adamw_steps(model, tokens, lr, steps):
+    """`steps` AdamW updates (betas 0.9/0.999, eps 1e-8, weight decay 0.01) of a PEFT model's trainable adapter on
+    one fixed batch: each step's loss (before its update) and the adapter tensors after the last, as `trained.<key>`.
+    make_llama_fixtures.py uses it too."""
     model.train()  # lora_dropout is 0: train mode changes nothing but is what a trainer runs
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     losses = []
     for _ in range(steps):
         optimizer.zero_grad()

@@ -18,7 +18,7 @@ from safetensors.torch import save_file, load_file
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True  # no __pycache__ in the fixtures folder
-from make_fixtures import TEXT, TOKENIZER_CASES  # the same training text and tokenizer cases as gpt2-tiny
+from make_fixtures import TEXT, TOKENIZER_CASES, adamw_steps  # gpt2-tiny's training text, tokenizer cases, AdamW loop
 
 # Split regexes as in the Llama 3 and Qwen 2 tokenizer.json files (Qwen splits digits one by one).
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
@@ -279,19 +279,7 @@ def train_steps(folder, adapter_dir, tokens):
     (before its update) and the adapter after the last step."""
     from peft import PeftModel
     model = PeftModel.from_pretrained(load(folder), adapter_dir, is_trainable=True)
-    model.train()  # lora_dropout is 0: train mode changes nothing but is what a trainer runs
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=TRAIN_LR)
-    losses = []
-    for _ in range(TRAIN_STEPS):
-        optimizer.zero_grad()
-        loss = model(tokens, labels=tokens).loss
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    trained = {"trained." + name.replace(".default", ""): p.detach().clone()
-               for name, p in model.named_parameters() if p.requires_grad}
-    return torch.tensor(losses, dtype=torch.float32), trained
+    return adamw_steps(model, tokens, lr=TRAIN_LR, steps=TRAIN_STEPS)
 
 
 def build(name):
