@@ -20,8 +20,8 @@ struct GPT2Weights {
     private enum Source {
         /// A checkpoint on disk, with the name each tensor has in it (prefixed or not) by its unprefixed name.
         case checkpoint(SafeTensorsCheckpoint, names: [String: String])
-        /// Random values (training from scratch), float32.
-        case random([String: [Float]])
+        /// Random values (training from scratch), each tensor made when it is asked for.
+        case random(seed: UInt64)
     }
 
     /// The tensor names and shapes a model of `config` has (lm_head excluded: tied unless the file has one).
@@ -76,27 +76,27 @@ struct GPT2Weights {
     }
 
     /// Random weights for `config`, as transformers initializes GPT-2: normal(0, 0.02) matrices and embeddings,
-    /// the residual projections (`c_proj`) scaled by 1/√(2·layers), zero biases, layer norms at 1 and 0. Float32.
-    static func random(_ config: GPT2Config, seed: UInt64, backend: any Backend) -> GPT2Weights {
-        var generator = SeededGenerator(seed: seed)
-        var tensors: [String: [Float]] = [:]
-        for (name, shape) in expectedShapes(config).sorted(by: { $0.key < $1.key }) {
-            let count = shape.reduce(1, *)
-            if name.hasSuffix(".bias") { tensors[name] = Array(repeating: 0, count: count) }
-            else if name.contains("ln_") { tensors[name] = Array(repeating: 1, count: count) }
-            else {
-                let std: Float = name.hasSuffix("c_proj.weight") ? 0.02 / Float(2 * config.layers).squareRoot() : 0.02
-                tensors[name] = generator.normal(count: count, standardDeviation: std)
-            }
-        }
-        return GPT2Weights(config: config, backend: backend, source: .random(tensors), options: ModelLoadOptions())
+    /// the residual projections (`c_proj`) scaled by 1/√(2·layers), zero biases, layer norms at 1 and 0. Float32
+    /// unless `options` say otherwise; each tensor from its own generator (`seed` and its name), made when asked for.
+    static func random(_ config: GPT2Config, seed: UInt64, backend: any Backend, options: ModelLoadOptions = ModelLoadOptions()) -> GPT2Weights {
+        GPT2Weights(config: config, backend: backend, source: .random(seed: seed), options: options)
+    }
+
+    /// The values of random tensor `key`.
+    private func randomValues(_ key: String, seed: UInt64) -> [Float] {
+        let count = Self.expectedShapes(config)[key]!.reduce(1, *)
+        if key.hasSuffix(".bias") { return Array(repeating: 0, count: count) }
+        if key.contains("ln_") { return Array(repeating: 1, count: count) }
+        let std: Float = key.hasSuffix("c_proj.weight") ? 0.02 / Float(2 * config.layers).squareRoot() : 0.02
+        var generator = SeededGenerator(seed: seed, name: key)
+        return generator.normal(count: count, standardDeviation: std)
     }
 
     /// Whether the checkpoint has tensor `key` (unprefixed name).
     func hasTensor(_ key: String) -> Bool {
         switch source {
         case .checkpoint(_, let names): names[key] != nil
-        case .random(let tensors): tensors[key] != nil
+        case .random: Self.expectedShapes(config)[key] != nil
         }
     }
 
@@ -109,7 +109,9 @@ struct GPT2Weights {
     private func upload(_ key: String, dtype: DType?) throws -> Tensor {
         switch source {
         case .checkpoint(let checkpoint, let names): return try checkpoint.upload(names[key]!, to: backend, dtype: dtype)
-        case .random(let tensors): return try backend.upload(tensors[key]!, shape: Self.expectedShapes(config)[key]!)
+        case .random(let seed):
+            let tensor = try backend.upload(randomValues(key, seed: seed), shape: Self.expectedShapes(config)[key]!)
+            return dtype == nil || dtype == .float32 ? tensor : try backend.converted(tensor, to: dtype!)
         }
     }
 }

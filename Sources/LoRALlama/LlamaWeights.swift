@@ -19,7 +19,8 @@ struct LlamaWeights {
 
     private enum Source {
         case checkpoint(SafeTensorsCheckpoint)
-        case random([String: [Float]])
+        /// Random values, each tensor made when it is asked for (a whole float32 model never sits in host memory).
+        case random(seed: UInt64)
     }
 
     /// Every tensor name and shape a model of `config` has (`lm_head.weight` included; it may be absent: tied).
@@ -81,40 +82,40 @@ struct LlamaWeights {
     }
 
     /// Random weights as transformers initializes the family: normal(0, initializer_range) for linear weights and
-    /// embeddings, zero biases, RMSNorm weights at 1. Tied models get no `lm_head.weight`.
-    static func random(_ config: LlamaConfig, seed: UInt64, backend: any Backend) throws -> LlamaWeights {
-        var generator = SeededGenerator(seed: seed)
-        var values: [String: [Float]] = [:]
-        for (name, shape) in expectedShapes(config).sorted(by: { $0.key < $1.key }) {
-            if name == "lm_head.weight" && config.tieWordEmbeddings { continue }
-            let count = shape.reduce(1, *)
-            if name.hasSuffix(".bias") { values[name] = Array(repeating: 0, count: count) }
-            else if name.hasSuffix("norm.weight") { values[name] = Array(repeating: 1, count: count) }
-            else { values[name] = generator.normal(count: count, standardDeviation: Float(config.rawJSON?["initializer_range"]?.doubleValue ?? 0.02)) }
-        }
-        return LlamaWeights(config: config, backend: backend, source: .random(values), options: ModelLoadOptions())
+    /// embeddings, zero biases, RMSNorm weights at 1. Tied models get no `lm_head.weight`. Each tensor comes from
+    /// its own generator (seeded by `seed` and its name), made when the model asks for it.
+    static func random(_ config: LlamaConfig, seed: UInt64, backend: any Backend, options: ModelLoadOptions = ModelLoadOptions()) -> LlamaWeights {
+        LlamaWeights(config: config, backend: backend, source: .random(seed: seed), options: options)
+    }
+
+    /// The values of random tensor `name`.
+    private func randomValues(_ name: String, seed: UInt64) -> [Float] {
+        let count = Self.expectedShapes(config)[name]!.reduce(1, *)
+        if name.hasSuffix(".bias") { return Array(repeating: 0, count: count) }
+        if name.hasSuffix("norm.weight") { return Array(repeating: 1, count: count) }
+        var generator = SeededGenerator(seed: seed, name: name)
+        return generator.normal(count: count, standardDeviation: Float(config.rawJSON?["initializer_range"]?.doubleValue ?? 0.02))
     }
 
     func hasTensor(_ name: String) -> Bool {
         switch source {
         case .checkpoint(let checkpoint): checkpoint.contains(name)
-        case .random(let values): values[name] != nil
+        case .random: Self.expectedShapes(config)[name] != nil && !(name == "lm_head.weight" && config.tieWordEmbeddings)
         }
     }
 
     /// A weight on the device: in the file's dtype, or the load options' (`keep` float32 for random weights).
-    func tensor(_ name: String) throws -> Tensor {
-        switch source {
-        case .checkpoint(let checkpoint): return try checkpoint.upload(name, to: backend, dtype: options.dtype)
-        case .random(let values): return try backend.upload(values[name]!, shape: Self.expectedShapes(config)[name]!)
-        }
-    }
+    func tensor(_ name: String) throws -> Tensor { try upload(name, dtype: options.dtype) }
 
     /// A small weight (norm, bias) on the device in float32.
-    func float32(_ name: String) throws -> Tensor {
+    func float32(_ name: String) throws -> Tensor { try upload(name, dtype: .float32) }
+
+    private func upload(_ name: String, dtype: DType?) throws -> Tensor {
         switch source {
-        case .checkpoint(let checkpoint): return try checkpoint.upload(name, to: backend, dtype: .float32)
-        case .random(let values): return try backend.upload(values[name]!, shape: Self.expectedShapes(config)[name]!)
+        case .checkpoint(let checkpoint): return try checkpoint.upload(name, to: backend, dtype: dtype)
+        case .random(let seed):
+            let tensor = try backend.upload(randomValues(name, seed: seed), shape: Self.expectedShapes(config)[name]!)
+            return dtype == nil || dtype == .float32 ? tensor : try backend.converted(tensor, to: dtype!)
         }
     }
 

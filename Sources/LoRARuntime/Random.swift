@@ -8,6 +8,14 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
 
     public init(seed: UInt64) { state = seed }
 
+    /// A generator of its own for each name under one seed (a model's random tensors, made one at a time in any
+    /// order): the seed mixed with the name's 64-bit FNV-1a hash.
+    public init(seed: UInt64, name: String) {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in name.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        state = seed ^ hash
+    }
+
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
