@@ -57,7 +57,7 @@ extension OpenCLBackend {
                                             waits ? waitList : nil, nil)
                 try api.check(status, "clEnqueueCopyBuffer")
             }
-            let fence = TransferFence(event: CLEvent(last!, release: api.releaseEvent), backend: self)
+            let fence = TransferFence(event: CLEvent(last!, release: api.releaseEvent), backend: self, copies: moving)
             // Each queue must be flushed for a command on the other to see its events complete (OpenCL 1.2 §5.13).
             try api.check(api.flush(queue.handle), "clFlush")
             try api.check(api.flush(transferQueue.handle), "clFlush")
@@ -84,13 +84,18 @@ extension OpenCLBackend {
 }
 
 /// The event of a transfer's last copy. If the transfer is dropped unawaited, the compute queue is still fenced
-/// against it, so that no pooled buffer it touches is handed to a later kernel while the copy runs.
+/// against it before its tensors are let go, so that no pooled buffer it touches is handed to a later kernel
+/// while the copy runs.
 final class TransferFence {
     let event: CLEvent
     let backend: OpenCLBackend
+    /// The copies' tensors, released only after this fence's deinit has fenced the compute queue.
+    private let copies: [(source: Tensor, destination: Tensor)]
     private var awaited = false
 
-    init(event: CLEvent, backend: OpenCLBackend) { (self.event, self.backend) = (event, backend) }
+    init(event: CLEvent, backend: OpenCLBackend, copies: [(source: Tensor, destination: Tensor)]) {
+        (self.event, self.backend, self.copies) = (event, backend, copies)
+    }
 
     func enqueueBarrier() throws {
         try backend.enqueueBarrier(waitingFor: event)
