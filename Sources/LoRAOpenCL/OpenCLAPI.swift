@@ -39,6 +39,7 @@ enum CL {
     static let DEVICE_VERSION: UInt32 = 0x102F
 
     static let MEM_READ_WRITE: UInt64 = 1 << 0
+    static let MEM_ALLOC_HOST_PTR: UInt64 = 1 << 4
     static let PROGRAM_BUILD_LOG: UInt32 = 0x1183
     static let KERNEL_WORK_GROUP_SIZE: UInt32 = 0x11B0
 }
@@ -63,6 +64,7 @@ enum CLFunction {
     typealias EnqueueWriteBuffer = @convention(c) (CLHandle?, CLHandle?, UInt32, Int, Int, UnsafeRawPointer?, UInt32, UnsafePointer<CLHandle?>?, UnsafeMutablePointer<CLHandle?>?) -> Int32
     typealias EnqueueCopyBuffer = @convention(c) (CLHandle?, CLHandle?, CLHandle?, Int, Int, Int, UInt32, UnsafePointer<CLHandle?>?, UnsafeMutablePointer<CLHandle?>?) -> Int32
     typealias EnqueueFillBuffer = @convention(c) (CLHandle?, CLHandle?, UnsafeRawPointer?, Int, Int, Int, UInt32, UnsafePointer<CLHandle?>?, UnsafeMutablePointer<CLHandle?>?) -> Int32
+    typealias EnqueueMarkerWithWaitList = @convention(c) (CLHandle?, UInt32, UnsafePointer<CLHandle?>?, UnsafeMutablePointer<CLHandle?>?) -> Int32
     typealias Finish = @convention(c) (CLHandle?) -> Int32
     typealias Release = @convention(c) (CLHandle?) -> Int32
 }
@@ -88,12 +90,16 @@ struct OpenCLAPI: @unchecked Sendable {
     let enqueueWriteBuffer: CLFunction.EnqueueWriteBuffer
     let enqueueCopyBuffer: CLFunction.EnqueueCopyBuffer
     let enqueueFillBuffer: CLFunction.EnqueueFillBuffer
+    let enqueueMarkerWithWaitList: CLFunction.EnqueueMarkerWithWaitList
+    let enqueueBarrierWithWaitList: CLFunction.EnqueueMarkerWithWaitList
+    let flush: CLFunction.Finish
     let finish: CLFunction.Finish
     let releaseContext: CLFunction.Release
     let releaseCommandQueue: CLFunction.Release
     let releaseMemObject: CLFunction.Release
     let releaseProgram: CLFunction.Release
     let releaseKernel: CLFunction.Release
+    let releaseEvent: CLFunction.Release
 
     /// Every entry point bound here, by its C name (the header test checks each against cl.h).
     static let entryPoints = [
@@ -101,8 +107,9 @@ struct OpenCLAPI: @unchecked Sendable {
         "clCreateCommandQueue", "clCreateBuffer", "clCreateProgramWithSource", "clBuildProgram",
         "clGetProgramBuildInfo", "clCreateKernel", "clSetKernelArg", "clGetKernelWorkGroupInfo",
         "clEnqueueNDRangeKernel", "clEnqueueReadBuffer", "clEnqueueWriteBuffer", "clEnqueueCopyBuffer",
-        "clEnqueueFillBuffer", "clFinish", "clReleaseContext", "clReleaseCommandQueue", "clReleaseMemObject",
-        "clReleaseProgram", "clReleaseKernel",
+        "clEnqueueFillBuffer", "clEnqueueMarkerWithWaitList", "clEnqueueBarrierWithWaitList", "clFlush", "clFinish",
+        "clReleaseContext", "clReleaseCommandQueue", "clReleaseMemObject", "clReleaseProgram", "clReleaseKernel",
+        "clReleaseEvent",
     ]
 
     /// Loads the ICD loader from `path` (default: `LORA_OPENCL_LIBRARY`, else `libOpenCL.so.1`) and binds
@@ -129,10 +136,12 @@ struct OpenCLAPI: @unchecked Sendable {
             getKernelWorkGroupInfo: bind("clGetKernelWorkGroupInfo"),
             enqueueNDRangeKernel: bind("clEnqueueNDRangeKernel"), enqueueReadBuffer: bind("clEnqueueReadBuffer"),
             enqueueWriteBuffer: bind("clEnqueueWriteBuffer"), enqueueCopyBuffer: bind("clEnqueueCopyBuffer"),
-            enqueueFillBuffer: bind("clEnqueueFillBuffer"), finish: bind("clFinish"),
+            enqueueFillBuffer: bind("clEnqueueFillBuffer"),
+            enqueueMarkerWithWaitList: bind("clEnqueueMarkerWithWaitList"),
+            enqueueBarrierWithWaitList: bind("clEnqueueBarrierWithWaitList"), flush: bind("clFlush"), finish: bind("clFinish"),
             releaseContext: bind("clReleaseContext"), releaseCommandQueue: bind("clReleaseCommandQueue"),
             releaseMemObject: bind("clReleaseMemObject"), releaseProgram: bind("clReleaseProgram"),
-            releaseKernel: bind("clReleaseKernel"))
+            releaseKernel: bind("clReleaseKernel"), releaseEvent: bind("clReleaseEvent"))
     }
 
     /// The process-wide binding of the default library, loaded on first use (a failure is remembered too).

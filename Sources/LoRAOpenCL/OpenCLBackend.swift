@@ -1,5 +1,6 @@
 // The OpenCL backend: one context and one in-order queue on one device. Ops enqueue kernels and return;
-// nothing is flushed per op, and only `download`/`synchronize` wait. Programs are built once per
+// nothing is flushed per op, and only `download`/`synchronize` wait. A second in-order queue carries only
+// `beginTransfer`'s copies, fenced against the first with events (OpenCLBackend+HostMemory.swift). Programs are built once per
 // (file, options) and cached for the life of the backend; buffers come from a caching pool.
 import Foundation
 import LoRARuntime
@@ -28,6 +29,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     let api: OpenCLAPI
     let context: CLContext
     let queue: CLQueue
+    /// Copies that may overlap the kernels of `queue` (`beginTransfer`); nothing else runs here.
+    let transferQueue: CLQueue
     let pool: BufferPool
     let clblast: CLBlast?
     private let kernelsDirectory: String?
@@ -65,11 +68,17 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         let queue = api.createCommandQueue(context, device.deviceID, 0, &status)
         try api.check(status, "clCreateCommandQueue")
         self.queue = CLQueue(queue!, release: api.releaseCommandQueue)
+        let transferQueue = api.createCommandQueue(context, device.deviceID, 0, &status)
+        try api.check(status, "clCreateCommandQueue")
+        self.transferQueue = CLQueue(transferQueue!, release: api.releaseCommandQueue)
         pool = BufferPool(api: api, context: self.context, deviceName: device.name)
         clblast = useCLBlast ? CLBlast.shared : nil
     }
 
-    deinit { _ = api.finish(queue.handle) }
+    deinit {
+        _ = api.finish(queue.handle)
+        _ = api.finish(transferQueue.handle)
+    }
 
     /// The cl_mem of a tensor this backend owns.
     func buffer(_ t: Tensor) -> CLHandle { unsafeDowncast(t.storage, to: CLBufferStorage.self).handle }
@@ -136,7 +145,11 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     /// Returns the pool's cached buffers to the driver (live tensors keep theirs).
     public func releaseCachedMemory() { pool.trim() }
 
-    public func synchronize() throws { try api.check(api.finish(queue.handle), "clFinish") }
+    /// Waits for both queues (the compute queue first: a transfer may wait on a marker there).
+    public func synchronize() throws {
+        try api.check(api.finish(queue.handle), "clFinish")
+        try api.check(api.finish(transferQueue.handle), "clFinish")
+    }
 
     // MARK: - Programs and launches
 

@@ -39,6 +39,20 @@ public protocol Backend: AnyObject, Sendable {
     /// Waits until all queued work has finished.
     func synchronize() throws
 
+    /// Whether this device computes in host memory, so that state kept "on the host" saves no device memory
+    /// (the CPU). See HostResidentMemory.swift.
+    var hostMemoryIsDeviceMemory: Bool { get }
+    /// A new float32 tensor of zeros in host memory that this device's ops and copies can still use (OpenCL: a
+    /// `CL_MEM_ALLOC_HOST_PTR` buffer), for state the device only streams through, such as paged optimizer moments.
+    func hostResidentZeros(_ shape: [Int]) throws -> Tensor
+    /// Starts copying each source into its destination (same count and dtype), possibly beside the ops enqueued
+    /// after this call: the copies start after every op enqueued before it, and ops enqueued after
+    /// `awaitTransfer` of the result see them done. Transfers run in the order they were begun. Keep the
+    /// `Transfer` until awaited.
+    func beginTransfer(_ copies: [(source: Tensor, destination: Tensor)]) throws -> Transfer
+    /// Makes every op enqueued after this call wait for `transfer`'s copies (the host does not wait).
+    func awaitTransfer(_ transfer: Transfer) throws
+
     /// `C = alpha·op(A)·op(B) + beta·C`, batched with strides. See `GEMM`.
     func gemm(_ op: GEMM) throws
     /// Causal multi-head attention (grouped-query, optionally windowed): probabilities and context. See `Attention`.

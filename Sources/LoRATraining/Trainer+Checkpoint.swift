@@ -1,5 +1,6 @@
 // Checkpoints: adapter (or full) weights, optimizer moments, step, data position and dropout seeds in one
 // safetensors file, written through a temporary name and a rename so a kill at any moment leaves a good one.
+// Paged AdamW's host-resident moments are read and written like any tensor: the format is AdamW's.
 import LoRAAdapters
 import LoRAFormats
 import LoRAModels
@@ -12,7 +13,7 @@ extension Trainer {
         var items: [SafeTensorsWriter.Item] = []
         for (index, p) in optimizer.parameters.enumerated() {
             items.append(.float32(p.name, shape: p.value.shape, values: try p.value.toArray()))
-            if optimizer.kind == .adamw {
+            if optimizer.kind.keepsMoments {
                 items.append(.float32("optimizer.m." + p.name, shape: p.value.shape, values: try optimizer.moments[index].m.toArray()))
                 items.append(.float32("optimizer.v." + p.name, shape: p.value.shape, values: try optimizer.moments[index].v.toArray()))
             }
@@ -35,7 +36,9 @@ extension Trainer {
         guard file.metadata["trains"] == trainedWhat else {
             throw invalid("it was written for other settings (full fine-tuning, or the adapter's rank, alpha, targets, dropout); resume with the same ones")
         }
-        guard file.metadata["optimizer"] == optimizer.kind.rawValue else {
+        // adamw and paged_adamw keep the same moments, so either resumes the other's checkpoint.
+        let written = file.metadata["optimizer"].flatMap(Optimizer.Kind.init(rawValue:))
+        guard written == optimizer.kind || written?.keepsMoments == true && optimizer.kind.keepsMoments else {
             throw invalid("it was written by \(file.metadata["optimizer"] ?? "?"), not \(optimizer.kind.rawValue)")
         }
         guard let step = file.metadata["step"].flatMap(Int.init), let optimizerStep = file.metadata["optimizer_step"].flatMap(Int.init),
@@ -47,7 +50,7 @@ extension Trainer {
         let backend = model.backend
         for (i, p) in optimizer.parameters.enumerated() {
             var targets = [(p.name, p.value)]
-            if optimizer.kind == .adamw {
+            if optimizer.kind.keepsMoments {
                 targets += [("optimizer.m." + p.name, optimizer.moments[i].m), ("optimizer.v." + p.name, optimizer.moments[i].v)]
             }
             for (name, tensor) in targets {

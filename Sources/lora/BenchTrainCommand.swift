@@ -23,12 +23,14 @@ struct TrainBench: ParsableCommand {
     @Option(help: "Tokens per sequence.") var seq = 128
     @Option(help: "LoRA rank.") var rank = 8
     @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 10
+    @Option(help: "adamw, paged_adamw or sgd.") var optimizer = "adamw"
     @OptionGroup var device: DeviceOptions
     @Flag(help: "One JSON object and nothing else on stdout.") var json = false
 
     func validate() throws {
         guard Self.configs[config] != nil else { throw ValidationError("--config takes \(Self.configs.keys.sorted().joined(separator: ", "))") }
         guard seq >= 2, rank >= 1, steps >= 1, (batch ?? 1) >= 1 else { throw ValidationError("--seq ≥ 2, --rank, --steps and --batch ≥ 1") }
+        do { _ = try Optimizer.Kind.named(optimizer) } catch LoRAError.invalidArgument(let message) { throw ValidationError("--optimizer: \(message)") }
     }
 
     func run() throws {
@@ -41,8 +43,9 @@ struct TrainBench: ParsableCommand {
         var generator = SeededGenerator(seed: 3)
         let tokens = (0..<batch).map { _ in (0..<seq).map { _ in Int(generator.next() % UInt64(model.vocabularySize)) } }
         var options = TrainingOptions(steps: steps + 2)
-        (options.learningRate, options.maxGradNorm) = (1e-4, 0)
+        (options.learningRate, options.maxGradNorm, options.optimizer) = (1e-4, 0, try Optimizer.Kind.named(optimizer))
         let trainer = try Trainer(model: model, data: try TrainingData(fixedBatch: tokens), options: options)
+        if let notice = trainer.optimizer.notice { FileHandle.standardError.write(Data((notice + "\n").utf8)) }
         var speeds: [Double] = []
         for step in 0..<(steps + 2) {
             let record = try trainer.trainStep()
@@ -51,11 +54,12 @@ struct TrainBench: ParsableCommand {
         let median = speeds.sorted()[speeds.count / 2]
         let peak = Self.peakResidentMegabytes()
         if json {
-            print(String(format: #"{"config": "%@", "device": "%@", "batch": %d, "seq": %d, "rank": %d, "tokens_per_s": %.1f, "peak_rss_mb": %.0f, "weight_bytes": %d}"#,
-                         config, backend.name, batch, seq, rank, median, peak, model.weightBytes))
+            print(String(format: #"{"config": "%@", "device": "%@", "batch": %d, "seq": %d, "rank": %d, "tokens_per_s": %.1f, "peak_rss_mb": %.0f, "weight_bytes": %d, "optimizer": "%@", "optimizer_state_device_bytes": %d}"#,
+                         config, backend.name, batch, seq, rank, median, peak, model.weightBytes, optimizer,
+                         trainer.optimizer.stateDeviceBytes))
         } else {
-            print(String(format: "train %@ batch %d × seq %d, r=%d: %.1f tokens/s (median of %d steps), peak RSS %.0f MB",
-                         config, batch, seq, rank, median, steps, peak))
+            print(String(format: "train %@ batch %d × seq %d, r=%d, %@: %.1f tokens/s (median of %d steps), peak RSS %.0f MB, optimizer state on the device %d bytes",
+                         config, batch, seq, rank, optimizer, median, steps, peak, trainer.optimizer.stateDeviceBytes))
         }
     }
 

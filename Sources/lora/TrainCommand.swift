@@ -35,7 +35,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Peak learning rate.") var lr: Float = 1e-3
     @Option(help: "constant, linear or cosine (after --warmup linear steps).") var lrSchedule = "constant"
     @Option(help: "Warmup steps.") var warmup = 0
-    @Option(help: "adamw or sgd.") var optimizer = "adamw"
+    @Option(help: "adamw, paged_adamw (AdamW with its moments in host memory, streamed to the device one tensor at a time; plain AdamW on the CPU) or sgd.")
+    var optimizer = "adamw"
     @Option(help: "Decoupled weight decay.") var weightDecay: Float = 0.01
     @Option(help: "AdamW β₁.") var beta1: Float = 0.9
     @Option(help: "AdamW β₂.") var beta2: Float = 0.999
@@ -59,7 +60,7 @@ struct TrainCommand: ParsableCommand {
         guard modelFolder != nil else { throw ValidationError("--model is required (or give no arguments for the built-in demo)") }
         guard (data == nil) != (tokens == nil) else { throw ValidationError("give exactly one of --data and --tokens") }
         guard TrainingOptions.Schedule(rawValue: lrSchedule) != nil else { throw ValidationError("--lr-schedule takes constant, linear or cosine") }
-        guard Optimizer.Kind(rawValue: optimizer) != nil else { throw ValidationError("--optimizer takes adamw or sgd") }
+        do { _ = try Optimizer.Kind.named(optimizer) } catch LoRAError.invalidArgument(let message) { throw ValidationError("--optimizer: \(message)") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be positive") }
         guard batch >= 1, seq >= 1, warmup >= 0, evalEvery >= 0, checkpointEvery >= 0 else {
             throw ValidationError("--batch and --seq must be at least 1; --warmup, --eval-every, --checkpoint-every at least 0")
@@ -99,7 +100,7 @@ struct TrainCommand: ParsableCommand {
             ?? (tokens != nil ? 100 : trainingData.batchesPerEpoch)))
         (options.learningRate, options.schedule, options.warmup) = (lr, TrainingOptions.Schedule(rawValue: lrSchedule)!, warmup)
         (options.optimizer, options.weightDecay, options.beta1, options.beta2, options.epsilon) =
-            (Optimizer.Kind(rawValue: optimizer)!, weightDecay, beta1, beta2, eps)
+            (try Optimizer.Kind.named(optimizer), weightDecay, beta1, beta2, eps)
         (options.maxGradNorm, options.evalEvery, options.checkpointEvery) = (maxGradNorm, evalEvery, checkpointEvery)
         let evalWindows = try evalData.map { try windows(of: $0) }
         return try Trainer(model: lm, data: trainingData, evalData: evalWindows, options: options)
@@ -133,6 +134,9 @@ struct TrainingRun {
         var history = try prepareMetrics()
         let options = trainer.options
         let counts = (trained: trainer.model.trainableParameters.reduce(0) { $0 + $1.value.count }, total: totalParameters())
+        if let notice = trainer.optimizer.notice {
+            if command.json { FileHandle.standardError.write(Data((notice + "\n").utf8)) } else { print(notice) }
+        }
         if !command.json {
             print(String(format: "training %d of %d parameters (%.3f%%), %d steps from step %d", counts.trained, counts.total,
                          100 * Double(counts.trained) / Double(counts.total), options.steps, trainer.step))
@@ -221,6 +225,7 @@ struct TrainingRun {
             var fields = [String(format: #""steps": %d, "first_loss": %.8g, "final_loss": %.8g, "tokens_per_s": %.1f"#,
                                  trainer.step, first, last, median),
                           #""trained_parameters": \#(counts.trained), "total_parameters": \#(counts.total)"#,
+                          #""optimizer": "\#(trainer.optimizer.kind.rawValue)", "optimizer_state_device_bytes": \#(trainer.optimizer.stateDeviceBytes)"#,
                           #""out": \#(JSONValue.quote(command.out)), "metrics": \#(JSONValue.quote(metricsPath)), "plot": \#(JSONValue.quote(plot))"#]
             if let evalLoss { fields.append(String(format: #""eval_loss": %.8g"#, evalLoss)) }
             print("{" + fields.joined(separator: ", ") + "}")

@@ -114,6 +114,7 @@ struct OpenCLEnvironmentTests {
             ("CL_DEVICE_LOCAL_MEM_SIZE", Int64(CL.DEVICE_LOCAL_MEM_SIZE)), ("CL_DEVICE_NAME", Int64(CL.DEVICE_NAME)),
             ("CL_DEVICE_VENDOR", Int64(CL.DEVICE_VENDOR)), ("CL_DRIVER_VERSION", Int64(CL.DRIVER_VERSION)),
             ("CL_DEVICE_VERSION", Int64(CL.DEVICE_VERSION)), ("CL_MEM_READ_WRITE", Int64(CL.MEM_READ_WRITE)),
+            ("CL_MEM_ALLOC_HOST_PTR", Int64(CL.MEM_ALLOC_HOST_PTR)),
             ("CL_PROGRAM_BUILD_LOG", Int64(CL.PROGRAM_BUILD_LOG)), ("CL_KERNEL_WORK_GROUP_SIZE", Int64(CL.KERNEL_WORK_GROUP_SIZE)),
         ]
         for (name, value) in constants {
@@ -133,6 +134,9 @@ struct OpenCLEnvironmentTests {
             "clEnqueueNDRangeKernel": CLFunction.EnqueueNDRangeKernel.self,
             "clEnqueueReadBuffer": CLFunction.EnqueueReadBuffer.self, "clEnqueueWriteBuffer": CLFunction.EnqueueWriteBuffer.self,
             "clEnqueueCopyBuffer": CLFunction.EnqueueCopyBuffer.self, "clEnqueueFillBuffer": CLFunction.EnqueueFillBuffer.self,
+            "clEnqueueMarkerWithWaitList": CLFunction.EnqueueMarkerWithWaitList.self,
+            "clEnqueueBarrierWithWaitList": CLFunction.EnqueueMarkerWithWaitList.self,
+            "clFlush": CLFunction.Finish.self, "clReleaseEvent": CLFunction.Release.self,
             "clFinish": CLFunction.Finish.self, "clReleaseContext": CLFunction.Release.self,
             "clReleaseCommandQueue": CLFunction.Release.self, "clReleaseMemObject": CLFunction.Release.self,
             "clReleaseProgram": CLFunction.Release.self, "clReleaseKernel": CLFunction.Release.self,
