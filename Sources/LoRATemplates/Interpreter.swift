@@ -57,10 +57,17 @@ final class Interpreter {
         try StackGuard.check()
     }
 
-    /// Throws when a string or list about to be built would pass the size bound.
+    /// Throws when a string about to be built would pass the size bound (bytes).
     func checkSize(_ size: Int, _ what: String) throws(TemplateError) {
         if size > limits.maxOutputBytes {
-            throw TemplateError(.limit, "\(what) would be \(size) long, over the limit of \(limits.maxOutputBytes)")
+            throw TemplateError(.limit, "\(what) would be \(size) bytes long, over the limit of \(limits.maxOutputBytes)")
+        }
+    }
+
+    /// Throws when a list about to be built would pass the length bound (items).
+    func checkLength(_ count: Int, _ what: String) throws(TemplateError) {
+        if count > limits.maxListLength {
+            throw TemplateError(.limit, "\(what) would have \(count) items, over the limit of \(limits.maxListLength)")
         }
     }
 
@@ -172,36 +179,14 @@ final class Interpreter {
         if items.isEmpty {
             return try execute(otherwise, Scope(parent: scope))
         }
-        let length = items.count
         for (index, item) in items.enumerated() {
             try countIteration()
             let inner = Scope(parent: scope)
             try assign(target, item, inner)
-            inner.variables["loop"] = loopValue(index: index, length: length, items: items)
+            inner.variables["loop"] = .loop(LoopInfo(index: index, items: items))
             if try execute(body, inner) == .breakLoop { break }
         }
         return .normal
-    }
-
-    /// The `loop` variable of one iteration.
-    private func loopValue(index: Int, length: Int, items: [Value]) -> Value {
-        var loop = OrderedDict()
-        loop["index"] = .int(index + 1)
-        loop["index0"] = .int(index)
-        loop["revindex"] = .int(length - index)
-        loop["revindex0"] = .int(length - index - 1)
-        loop["first"] = .bool(index == 0)
-        loop["last"] = .bool(index == length - 1)
-        loop["length"] = .int(length)
-        loop["depth"] = .int(1)
-        loop["depth0"] = .int(0)
-        loop["previtem"] = index > 0 ? items[index - 1] : .undefined(Undefined(hint: "there is no previous item"))
-        loop["nextitem"] = index + 1 < length ? items[index + 1] : .undefined(Undefined(hint: "there is no next item"))
-        loop["cycle"] = .function(Function(name: "cycle") { _, args, _ throws(TemplateError) in
-            guard !args.isEmpty else { throw TemplateError(.type, "no items for cycling given") }
-            return args[index % args.count]
-        })
-        return .dict(loop)
     }
 
     private func assign(_ target: AssignTarget, _ value: Value, _ scope: Scope) throws(TemplateError) {
@@ -406,6 +391,8 @@ final class Interpreter {
             return d[name] ?? .undefined(.attribute(object, name))
         case .namespace(let n):
             return n.attributes[name] ?? .undefined(.attribute(object, name))
+        case .loop(let l):
+            return l.attribute(name) ?? .undefined(.attribute(object, name))
         default:
             return .undefined(.attribute(object, name))
         }
@@ -423,6 +410,8 @@ final class Interpreter {
             if case .int(let i)? = key.number, let v = element(s.scalars, i) { return .string(String(v)) }
         case (.namespace(let n), .string(let k)):
             if let v = n.attributes[k] { return v }
+        case (.loop(let l), .string(let k)):
+            if let v = l.attribute(k) { return v }
         default:
             break
         }

@@ -28,10 +28,10 @@ extension Interpreter {
             try checkSize(x.utf8.count + y.utf8.count, "a string")
             return .string(x + y)
         case (.add, .list(let x), .list(let y)):
-            try checkSize(x.count + y.count, "a list")
+            try checkLength(x.count + y.count, "a list")
             return .list(x + y)
         case (.add, .tuple(let x), .tuple(let y)):
-            try checkSize(x.count + y.count, "a tuple")
+            try checkLength(x.count + y.count, "a tuple")
             return .tuple(x + y)
         case (.multiply, _, _):
             if let repeated = try repeatSequence(a, b) { return repeated }
@@ -55,7 +55,7 @@ extension Interpreter {
             return .string(String(repeating: s, count: times))
         case .list(let items), .tuple(let items):
             let (size, overflow) = items.count.multipliedReportingOverflow(by: times)
-            try checkSize(overflow ? .max : size, "a list")
+            try checkLength(overflow ? .max : size, "a list")
             let repeated = Array([[Value]](repeating: items, count: times).joined())
             if case .tuple = sequence { return .tuple(repeated) }
             return .list(repeated)

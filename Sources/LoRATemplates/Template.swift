@@ -17,8 +17,10 @@ public struct TemplateLimits: Sendable, Equatable {
     public var maxSteps = 50_000_000
     /// Macro calls nested inside each other (recursion).
     public var maxMacroDepth = 64
-    /// Size of the output and of any one string or list built while rendering (bytes or items).
-    public var maxOutputBytes = 64 << 20
+    /// Size of the output and of any one string built while rendering, in UTF-8 bytes.
+    public var maxOutputBytes = 16 << 20
+    /// Items in any one list built while rendering.
+    public var maxListLength = 1 << 20
 
     public init() {}
     public static let `default` = TemplateLimits()

@@ -49,6 +49,40 @@ final class Macro {
     }
 }
 
+/// The `loop` variable of one `{% for %}` iteration; its attributes are computed when read.
+final class LoopInfo {
+    let index: Int
+    let items: [Value]
+    init(index: Int, items: [Value]) {
+        self.index = index
+        self.items = items
+    }
+
+    func attribute(_ name: String) -> Value? {
+        let length = items.count
+        switch name {
+        case "index": return .int(index + 1)
+        case "index0": return .int(index)
+        case "revindex": return .int(length - index)
+        case "revindex0": return .int(length - index - 1)
+        case "first": return .bool(index == 0)
+        case "last": return .bool(index == length - 1)
+        case "length": return .int(length)
+        case "depth": return .int(1)
+        case "depth0": return .int(0)
+        case "previtem": return index > 0 ? items[index - 1] : .undefined(Undefined(hint: "there is no previous item"))
+        case "nextitem": return index + 1 < length ? items[index + 1] : .undefined(Undefined(hint: "there is no next item"))
+        case "cycle":
+            let index = index
+            return .function(Function(name: "cycle") { _, args, _ throws(TemplateError) in
+                guard !args.isEmpty else { throw TemplateError(.type, "no items for cycling given") }
+                return args[index % args.count]
+            })
+        default: return nil
+        }
+    }
+}
+
 /// A global function or a bound method (`'a b'.split`, `d.get`).
 struct Function {
     typealias Body = (Interpreter, [Value], [(String, Value)]) throws(TemplateError) -> Value
@@ -86,6 +120,7 @@ enum Value {
     case namespace(Namespace)
     case macro(Macro)
     case function(Function)
+    case loop(LoopInfo)
 
     init(_ value: TemplateValue) {
         switch value {
@@ -114,6 +149,7 @@ enum Value {
         case .namespace: "Namespace"
         case .macro: "Macro"
         case .function: "builtin_function_or_method"
+        case .loop: "LoopContext"
         }
     }
 
@@ -129,7 +165,7 @@ enum Value {
         case .string(let s): !s.isEmpty
         case .list(let a), .tuple(let a): !a.isEmpty
         case .dict(let d): d.count > 0
-        case .namespace, .macro, .function: true
+        case .namespace, .macro, .function, .loop: true
         }
     }
 
@@ -167,6 +203,7 @@ enum Value {
         case .namespace(let n): "<Namespace " + Value.dict(n.attributes).repr + ">"
         case .macro(let m): "<Macro '\(m.definition.name)'>"
         case .function(let f): "<built-in function \(f.name)>"
+        case .loop(let l): "<LoopContext \(l.index + 1)/\(l.items.count)>"
         }
     }
 }
@@ -199,6 +236,7 @@ func pythonEquals(_ a: Value, _ b: Value) -> Bool {
     case (.dict(let x), .dict(let y)): return x == y
     case (.namespace(let x), .namespace(let y)): return x === y
     case (.macro(let x), .macro(let y)): return x === y
+    case (.loop(let x), .loop(let y)): return x === y
     default: return false
     }
 }
