@@ -149,7 +149,11 @@ struct Parser {
         case "macro": return try parseMacro()
         case "generation":
             _ = advance()
+            // The body is a function in Jinja (a call block), so a loop around it cannot be broken from inside.
+            let savedLoopDepth = loopDepth
+            loopDepth = 0
             let body = try parseBody(["endgeneration"], drop: true)
+            loopDepth = savedLoopDepth
             return Stmt(kind: .generation(body), position: token.position)
         case "break", "continue":
             _ = advance()

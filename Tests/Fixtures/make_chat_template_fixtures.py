@@ -769,6 +769,13 @@ snip("{{ dict(a=1, b='x') }}{{ dict({'k': 1}) }}")
 snip("{{ raise_exception('bad thing: ' ~ 42) }}")
 snip("{% if true %}{{ raise_exception('inside an if') }}{% endif %}")
 snip("{{ range(200000) | length }}")
+# generation blocks: spans start at the root output's length when the block ends (macros and set blocks capture)
+snip("a{% generation %}bc{% endgeneration %}d{%- generation -%}  e  {% endgeneration %}")
+snip("{% macro m(x) %}[{% generation %}{{ x }}{% endgeneration %}]{% endmacro %}ab{{ m('cd') }}{{ m('é😀') }}")
+snip("ab{% set s %}x{% generation %}yz{% endgeneration %}{% endset %}{{ s }}|{% generation %}q{% endgeneration %}")
+snip("{% for i in [1, 2] %}-{% generation %}{{ i }}{% if i == 2 %}{% generation %}in{% endgeneration %}{% endif %}{% endgeneration %}{% endfor %}")
+snip("{% generation %}{% set x = 1 %}{% endgeneration %}[{{ x }}]")
+snip("{% for m in ['x', 'y'] %}{% generation %}{{ m }}{% if loop.first %}{% continue %}{% endif %}!{% endgeneration %}{% endfor %}")
 # syntax errors
 snip("{{ 1 + }}")
 snip("{% if true %}unterminated")
@@ -787,7 +794,14 @@ def render_snippets():
     for template, context in S:
         record = {"template": template, "context": context}
         try:
-            record["expected"] = _compile_jinja_template(template).render(**context)
+            compiled = _compile_jinja_template(template)
+            blocks, spans = [], []
+            with compiled.environment.activate_tracker(blocks, spans):
+                for block in compiled.generate(**context):
+                    blocks.append(block)
+            record["expected"] = "".join(blocks)
+            assert record["expected"] == compiled.render(**context)
+            record["generation_spans"] = [list(span) for span in spans]
             record["error"] = None
         except Exception as exc:  # noqa: BLE001
             record["expected"] = None

@@ -137,8 +137,11 @@ struct SnippetFixtureTests {
             var context: [String: TemplateValue] = [:]
             for (k, v) in s["context"]?.objectValue ?? [:] { context[k] = v }
             let outcome: Result<String, TemplateError>
+            var spans: [Range<Int>] = []
             do {
-                outcome = .success(try Template(source).render(context).text)
+                let result = try Template(source).render(context)
+                spans = result.generationCharacterOffsets
+                outcome = .success(result.text)
             } catch {
                 outcome = .failure(error)
             }
@@ -157,6 +160,11 @@ struct SnippetFixtureTests {
                 switch outcome {
                 case .success(let text):
                     #expect(text == expected, "\(source.debugDescription)")
+                    let expectedSpans = (s["generation_spans"]?.arrayValue ?? []).map { pair -> Range<Int> in
+                        let p = pair.arrayValue ?? []
+                        return (p.first?.int ?? -1)..<(p.last?.int ?? -1)
+                    }
+                    #expect(spans == expectedSpans, "\(source.debugDescription)")
                 case .failure(let e):
                     Issue.record("\(source.debugDescription): \(e), expected \(expected.debugDescription)")
                 }
