@@ -46,8 +46,7 @@ public struct RenderedTemplate: Sendable, Equatable {
 
 /// A parsed Jinja template, configured as transformers configures chat templates (trim_blocks, lstrip_blocks,
 /// loop controls, `{% generation %}`, its `tojson`, `raise_exception`, `strftime_now`, `namespace`, sandboxed).
-public struct Template: @unchecked Sendable {
-    // The syntax tree holds no shared mutable state; `@unchecked` only because tuples in it are not `Sendable`-checked.
+public struct Template: Sendable {
     private let body: [Stmt]
     public let limits: TemplateLimits
     /// Whether the template has `{% generation %}` blocks.
