@@ -467,6 +467,163 @@ GENERATION_LLAMA = r"""{%- macro header(role) -%}
     {{- header('assistant') }}
 {%- endif %}"""
 
+# A harmony-style (gpt-oss) template: tools rendered as TypeScript by recursive macros with default arguments,
+# dict iteration, `is mapping`, `in`, `|join`, loop.previtem, a namespace and a channel for reasoning.
+HARMONY_LIKE = r"""{#- Renders a JSON schema as a TypeScript type -#}
+{%- macro render_typescript_type(param_spec, required_params, is_nullable=false) -%}
+    {%- if param_spec.type == "array" -%}
+        {%- if param_spec['items'] -%}
+            {%- if param_spec['items']['type'] == "string" -%}
+                {{- "string[]" }}
+            {%- elif param_spec['items']['type'] == "number" or param_spec['items']['type'] == "integer" -%}
+                {{- "number[]" }}
+            {%- else -%}
+                {{- render_typescript_type(param_spec['items'], required_params) + "[]" }}
+            {%- endif -%}
+        {%- else -%}
+            {{- "any[]" }}
+        {%- endif -%}
+        {%- if param_spec.nullable -%}
+            {{- " | null" }}
+        {%- endif -%}
+    {%- elif param_spec.type is defined and param_spec.type is iterable and param_spec.type is not string and param_spec.type is not mapping -%}
+        {%- for t in param_spec.type -%}
+            {{- render_typescript_type({"type": t}, required_params) }}
+            {%- if not loop.last %}{{- " | " }}{%- endif -%}
+        {%- endfor -%}
+    {%- elif param_spec.enum -%}
+        {{- '"' + param_spec.enum | join('" | "') + '"' }}
+    {%- elif param_spec.type == "string" -%}
+        {{- "string" }}
+    {%- elif param_spec.type == "number" or param_spec.type == "integer" -%}
+        {{- "number" }}
+    {%- elif param_spec.type == "boolean" -%}
+        {{- "boolean" }}
+    {%- elif param_spec.type == "object" -%}
+        {%- if param_spec.properties -%}
+            {{- "{\n" }}
+            {%- for prop_name, prop_spec in param_spec.properties.items() -%}
+                {{- prop_name -}}
+                {%- if prop_name not in (param_spec.required or []) -%}{{- "?" }}{%- endif -%}
+                {{- ": " }}
+                {{- render_typescript_type(prop_spec, param_spec.required or []) }}
+                {%- if not loop.last -%}{{- ",\n" }}{%- endif -%}
+            {%- endfor -%}
+            {{- "\n}" }}
+        {%- else -%}
+            {{- "object" }}
+        {%- endif -%}
+    {%- else -%}
+        {{- "any" }}
+    {%- endif -%}
+{%- endmacro -%}
+
+{%- macro render_tool_namespace(namespace_name, tools) -%}
+    {{- "## " + namespace_name + "\n\n" }}
+    {{- "namespace " + namespace_name + " {\n\n" }}
+    {%- for tool in tools %}
+        {%- set tool = tool.function %}
+        {{- "// " + tool.description + "\n" }}
+        {{- "type "+ tool.name + " = " }}
+        {%- if tool.parameters and tool.parameters.properties %}
+            {{- "(_: {\n" }}
+            {%- for param_name, param_spec in tool.parameters.properties.items() %}
+                {%- if param_spec.description %}
+                    {{- "// " + param_spec.description + "\n" }}
+                {%- endif %}
+                {{- param_name }}
+                {%- if param_name not in (tool.parameters.required or []) -%}
+                    {{- "?" }}
+                {%- endif -%}
+                {{- ": " }}
+                {{- render_typescript_type(param_spec, tool.parameters.required or []) }}
+                {%- if param_spec.default is defined -%}
+                    {{- " // default: " + param_spec.default | tojson }}
+                {%- endif -%}
+                {%- if not loop.last %}
+                    {{- ",\n" }}
+                {%- else %}
+                    {{- ",\n" }}
+                {%- endif -%}
+            {%- endfor %}
+            {{- "}) => any;\n\n" }}
+        {%- else -%}
+            {{- "() => any;\n\n" }}
+        {%- endif -%}
+    {%- endfor %}
+    {{- "} // namespace " + namespace_name }}
+{%- endmacro -%}
+
+{{- "<|start|>system<|message|>Knowledge cutoff: 2024-06\nCurrent date: " + (current_date | default("2025-06-28")) + "\n\nReasoning: " + (reasoning_effort | default("medium")) + "\n\n# Valid channels: analysis, commentary, final.<|end|>" }}
+{%- if messages[0].role == "developer" or messages[0].role == "system" %}
+    {%- set developer_message = messages[0].content %}
+    {%- set loop_messages = messages[1:] %}
+{%- else %}
+    {%- set developer_message = "" %}
+    {%- set loop_messages = messages %}
+{%- endif %}
+{%- if developer_message or tools %}
+    {{- "<|start|>developer<|message|>" }}
+    {%- if developer_message %}
+        {{- "# Instructions\n\n" + developer_message + "\n\n" }}
+    {%- endif %}
+    {%- if tools -%}
+        {{- "# Tools\n\n" }}
+        {{- render_tool_namespace("functions", tools) }}
+    {%- endif -%}
+    {{- "<|end|>" }}
+{%- endif %}
+{%- set ns = namespace(last_user=-1) %}
+{%- for message in loop_messages %}
+    {%- if message.role == "user" %}{% set ns.last_user = loop.index0 %}{% endif %}
+{%- endfor %}
+{%- for message in loop_messages -%}
+    {%- if message.role == 'assistant' -%}
+        {%- if message.tool_calls -%}
+            {%- set tool_call = message.tool_calls[0] %}
+            {%- if tool_call.function %}{% set tool_call = tool_call.function %}{% endif %}
+            {%- if message.thinking %}
+                {{- "<|start|>assistant<|channel|>analysis<|message|>" + message.thinking + "<|end|>" }}
+            {%- endif %}
+            {{- "<|start|>assistant to=functions." + tool_call.name + "<|channel|>commentary json<|message|>" }}
+            {{- tool_call.arguments|tojson }}
+            {{- "<|call|>" }}
+        {%- else -%}
+            {%- if message.thinking and loop.index0 > ns.last_user %}
+                {{- "<|start|>assistant<|channel|>analysis<|message|>" + message.thinking + "<|end|>" }}
+            {%- endif %}
+            {{- "<|start|>assistant<|channel|>final<|message|>" + message.content + ("<|return|>" if loop.last else "<|end|>") }}
+        {%- endif -%}
+    {%- elif message.role == 'tool' -%}
+        {%- set previous = loop.previtem %}
+        {%- if previous is undefined or previous.role != "assistant" or not previous.tool_calls %}
+            {{- raise_exception("Message has tool role, but there was no previous assistant message with a tool call!") }}
+        {%- endif %}
+        {%- set call = previous.tool_calls[0].function or previous.tool_calls[0] %}
+        {{- "<|start|>functions." + call.name + " to=assistant<|channel|>commentary<|message|>" + message.content|tojson + "<|end|>" }}
+    {%- elif message.role == 'user' -%}
+        {{- "<|start|>user<|message|>" + message.content + "<|end|>" }}
+    {%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+<|start|>assistant
+{%- endif -%}"""
+
+HARMONY_TOOLS = [
+    {"type": "function", "function": {"name": "lookup", "description": "Looks things up", "parameters": {
+        "type": "object",
+        "properties": {
+            "query": {"type": "string", "description": "What to look for"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "limits": {"type": "array", "items": {"type": "object", "properties": {"n": {"type": "integer"}, "unit": {"type": "string", "enum": ["s", "ms"]}}, "required": ["n"]}},
+            "mode": {"type": ["string", "null"], "default": "fast"},
+            "strict": {"type": "boolean", "default": False},
+        },
+        "required": ["query"],
+    }}},
+    {"type": "function", "function": {"name": "now", "description": "The time", "parameters": {"type": "object", "properties": {}}}},
+]
+
 # ---------------------------------------------------------------------------------------------------------------
 # Conversations
 
@@ -580,6 +737,12 @@ FAMILIES = {
         case("assistant first", [A1, U1, A2]),
     ]),
     "generation-llama": (GENERATION_LLAMA, BASIC),
+    "harmony-like": (HARMONY_LIKE, BASIC + [
+        case("tools, reasoning, a tool call and its result", [SYSTEM, U1, {"role": "assistant", "thinking": "Need a lookup.", "tool_calls": [{"type": "function", "function": {"name": "lookup", "arguments": {"query": "ß", "tags": ["a"]}}}]}, {"role": "tool", "content": "{\"found\": true}"}, {"role": "assistant", "content": "Found it.", "reasoning_content": "It was there."}],
+             tools=HARMONY_TOOLS, extra={"reasoning_effort": "high", "current_date": "2025-01-02"}),
+        case("a tool result without a call is rejected", [U1, {"role": "tool", "content": "x"}]),
+        case("tools only, generation prompt", [U1], tools=HARMONY_TOOLS, add_generation_prompt=True),
+    ]),
 }
 
 

@@ -16,7 +16,7 @@ enum Fixtures {
     }
 
     static let families = ["llama3", "llama3.1", "qwen2.5", "qwen3", "mistral-v0.1", "mistral-v0.3", "smollm2", "chatml",
-                           "zephyr", "gemma", "generation-chatml", "generation-llama"]
+                           "zephyr", "gemma", "generation-chatml", "generation-llama", "harmony-like"]
 
     /// The kinds a Python exception class may come out as here.
     static func kinds(forPython kind: String) -> Set<TemplateError.Kind> {
