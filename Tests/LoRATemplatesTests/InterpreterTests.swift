@@ -53,7 +53,7 @@ struct InterpreterTests {
             "[1, 2.0, 'a', None, True, (1,), {'k': \"it's\"}]")
         #expect(try render("{{ 0.1 + 0.2 }} {{ 1e22 }} {{ 1e-7 }} {{ 100.0 }} {{ 2 ** 62 }}") ==
             "0.30000000000000004 1e+22 1e-07 100.0 4611686018427387904")
-        #expect(pythonFloatRepr(5e-324) == "5e-324")
+        #expect(pythonFloatRepr(Double(bitPattern: 1)) == "5e-324")
         #expect(pythonFloatRepr(1.7976931348623157e308) == "1.7976931348623157e+308")
         #expect(pythonFloatRepr(123456789012345.6) == "123456789012345.6")
         #expect(pythonFloatRepr(-1234.5e-10) == "-1.2345e-07")
