@@ -32,6 +32,7 @@ let package = Package(
         .library(name: "LoRAModels", targets: ["LoRAModels"]),
         .library(name: "LoRAGPT2", targets: ["LoRAGPT2"]),
         .library(name: "LoRATokenizers", targets: ["LoRATokenizers"]),
+        .library(name: "LoRATemplates", targets: ["LoRATemplates"]),
         .library(name: "LoRALlama", targets: ["LoRALlama"]),
         .library(name: "LoRATraining", targets: ["LoRATraining"]),
         .executable(name: "lora", targets: ["lora"]),
@@ -51,6 +52,8 @@ let package = Package(
         .target(name: "LoRAFormats"),
         // Tokenizers: GPT-2's vocab.json + merges.txt, Hugging Face tokenizer.json (BPE).
         .target(name: "LoRATokenizers", dependencies: ["LoRAFormats"]),
+        // Chat templates: a Jinja interpreter for the subset Hugging Face chat templates use, rendering as transformers does.
+        .target(name: "LoRATemplates", dependencies: ["LoRAFormats"]),
         // PEFT adapters: LoraConfig, target matching, adapter folders read into and written from linear modules.
         .target(name: "LoRAAdapters", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats"]),
         // The model interface (forward, backward, loss, adapters, KV cache, generation) and the registry by model_type.
@@ -81,6 +84,7 @@ let package = Package(
         .testTarget(name: "LoRAGPT2Tests", dependencies: ["SwiftLoRA", "LoRATestSupport"], exclude: []),
         .testTarget(name: "LoRALlamaTests", dependencies: ["SwiftLoRA", "LoRATestSupport"]),
         .testTarget(name: "LoRATokenizersTests", dependencies: ["LoRATokenizers", "LoRAFormats"]),
+        .testTarget(name: "LoRATemplatesTests", dependencies: ["LoRATemplates"]),
     ],
     swiftLanguageModes: [.v6]
 )
