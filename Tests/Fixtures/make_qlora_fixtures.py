@@ -73,8 +73,8 @@ def midpoint_block(code, scale, rng, n=64):
         x = np.float32(m) * np.float32(scale)
         values += [x, np.nextafter(x, np.float32(np.inf)), np.nextafter(x, np.float32(-np.inf))]
     values = np.array(values, dtype=np.float32)
-    out = np.resize(values, n) if len(values) >= n else np.concatenate([values, rng.standard_normal(n - len(values)).astype(np.float32)])
-    return out[:n]
+    filler = (np.float32(scale) * rng.uniform(-0.9, 0.9, max(0, n - len(values)))).astype(np.float32)
+    return np.concatenate([values, filler])[:n]
 
 
 def nf4_cases():
