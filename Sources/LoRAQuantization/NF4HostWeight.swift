@@ -176,11 +176,11 @@ public struct NF4HostWeight: Sendable, Equatable {
                         if length == blocksize {
                             absmax[b] = m
                             let inverse = 1 / max(m, floor)
-                            for i in 0..<length { q[i] = nf4Code(block[i] * inverse, mids) }
+                            nf4Codes(block.baseAddress!, count: length, scale: inverse, divide: false, mids.baseAddress!, q.baseAddress!)
                         } else {
                             let divisor = max(m, floor)
                             absmax[b] = divisor
-                            for i in 0..<length { q[i] = nf4Code(block[i] / divisor, mids) }
+                            nf4Codes(block.baseAddress!, count: length, scale: divisor, divide: true, mids.baseAddress!, q.baseAddress!)
                             q[length] = 7  // bitsandbytes pads the normalized values with 0, whose code is 7
                         }
                         for i in 0..<((length + 1) / 2) { packed[start / 2 + i] = q[2 * i] << 4 | q[2 * i + 1] }
@@ -191,12 +191,36 @@ public struct NF4HostWeight: Sendable, Equatable {
         return (packed, absmax)
     }
 
-    /// The number of midpoints strictly below `scaled` clamped to [-1, 1] (`torch.bucketize`, right=False).
-    @inline(__always) private static func nf4Code(_ scaled: Float, _ midpoints: UnsafeBufferPointer<Float>) -> UInt8 {
-        let s = min(max(scaled, -1), 1)
-        var q: UInt8 = 0
-        for k in 0..<15 { q &+= midpoints[k] < s ? 1 : 0 }
-        return q
+    /// NF4 codes of `count` values times `scale` (or divided by it, for a short last block): the number of midpoints
+    /// strictly below each normalized value (`torch.bucketize`, right=False). bitsandbytes clamps to [-1, 1] first;
+    /// that cannot change the count (every midpoint lies inside), so it is skipped. A midpoint m is below s exactly
+    /// when `m - s` is negative: an exact tie gives +0, a smaller m a negative difference (exact near the tie), so
+    /// the count is a sum of sign bits, which vectorizes (compare-and-select chains did not: 35 M values/s).
+    @inline(__always) private static func nf4Codes(_ x: UnsafePointer<Float>, count: Int, scale: Float, divide: Bool,
+                                                   _ m: UnsafePointer<Float>, _ out: UnsafeMutablePointer<UInt8>) {
+        var i = 0
+        if !divide {
+            let m0 = SIMD16(repeating: m[0]), m1 = SIMD16(repeating: m[1]), m2 = SIMD16(repeating: m[2])
+            let m3 = SIMD16(repeating: m[3]), m4 = SIMD16(repeating: m[4]), m5 = SIMD16(repeating: m[5])
+            let m6 = SIMD16(repeating: m[6]), m7 = SIMD16(repeating: m[7]), m8 = SIMD16(repeating: m[8])
+            let m9 = SIMD16(repeating: m[9]), m10 = SIMD16(repeating: m[10]), m11 = SIMD16(repeating: m[11])
+            let m12 = SIMD16(repeating: m[12]), m13 = SIMD16(repeating: m[13]), m14 = SIMD16(repeating: m[14])
+            @inline(__always) func sign(_ d: SIMD16<Float>) -> SIMD16<UInt32> { unsafeBitCast(d, to: SIMD16<UInt32>.self) &>> 31 }
+            while i + 16 <= count {
+                let s = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self) * scale
+                var q = sign(m0 - s) &+ sign(m1 - s) &+ sign(m2 - s) &+ sign(m3 - s) &+ sign(m4 - s)
+                q &+= sign(m5 - s) &+ sign(m6 - s) &+ sign(m7 - s) &+ sign(m8 - s) &+ sign(m9 - s)
+                q &+= sign(m10 - s) &+ sign(m11 - s) &+ sign(m12 - s) &+ sign(m13 - s) &+ sign(m14 - s)
+                UnsafeMutableRawPointer(out + i).storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: q), as: SIMD16<UInt8>.self)
+                i += 16
+            }
+        }
+        for j in i..<count {
+            let s = divide ? x[j] / scale : x[j] * scale
+            var q: UInt8 = 0
+            for k in 0..<15 { q &+= m[k] < s ? 1 : 0 }
+            out[j] = q
+        }
     }
 
     // MARK: - Dequantization
