@@ -35,6 +35,7 @@ let package = Package(
         .library(name: "LoRATemplates", targets: ["LoRATemplates"]),
         .library(name: "LoRALlama", targets: ["LoRALlama"]),
         .library(name: "LoRATraining", targets: ["LoRATraining"]),
+        .library(name: "LoRAQuantization", targets: ["LoRAQuantization"]),
         .executable(name: "lora", targets: ["lora"]),
     ],
     dependencies: [
@@ -64,6 +65,9 @@ let package = Package(
         .target(name: "LoRALlama", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters", "LoRAModels"]),
         // Training: the trainer, optimizers, schedules, data, checkpoints, the loss plot.
         .target(name: "LoRATraining", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters", "LoRAModels"]),
+        // QLoRA's formats: NF4 quantization bit-exact with bitsandbytes, double quantization, its safetensors tensors
+        // and config.json's quantization_config.
+        .target(name: "LoRAQuantization", dependencies: ["LoRARuntime", "LoRAFormats"], swiftSettings: cpuSettings),
         // Umbrella: re-exports the modules above, chooses the device and knows every model family.
         .target(name: "SwiftLoRA", dependencies: ["LoRARuntime", "LoRAOpenCL", "LoRANN", "LoRAFormats", "LoRATokenizers",
                                                   "LoRAAdapters", "LoRAModels", "LoRAGPT2", "LoRALlama", "LoRATraining"]),
@@ -85,6 +89,7 @@ let package = Package(
         .testTarget(name: "LoRALlamaTests", dependencies: ["SwiftLoRA", "LoRATestSupport"]),
         .testTarget(name: "LoRATokenizersTests", dependencies: ["LoRATokenizers", "LoRAFormats"]),
         .testTarget(name: "LoRATemplatesTests", dependencies: ["LoRATemplates"]),
+        .testTarget(name: "LoRAQuantizationTests", dependencies: ["LoRAQuantization", "LoRARuntime", "LoRAFormats"]),
     ],
     swiftLanguageModes: [.v6]
 )
