@@ -7,80 +7,103 @@
 // Each element of C sums its terms in the order the float GEMM does (blocks of kc, the micro-kernel's order within
 // a block; n ≤ 16 without a bias: the narrow kernel), so the result is bitwise the float GEMM's on the dequantized W.
 //
-// Dequantization: per block, the 16 codes times the block's absmax are one SIMD16 multiply (each product rounded
-// once, exactly `map[q]·absmax`); elements are then table lookups. A double-quantized absmax is
-// `nestedMap[c]·scale` rounded, then `+ offset` rounded: two statements (Swift never contracts them into an FMA).
+// Dequantization: a table of 256 pairs gives a byte's two code-book values in one 8-byte load; each block's stretch
+// is then multiplied by its absmax, 16 lanes at a time (each product rounded once: exactly `map[q]·absmax`). A
+// double-quantized absmax is `nestedMap[c]·scale` rounded, then `+ offset` rounded: two statements (Swift never
+// contracts them into an FMA).
 
 /// Raw pointers into an `NF4Weight` on the CPU, and its decoding.
 struct NF4Source {
     let codes: UnsafePointer<UInt8>
-    /// The 16-entry code book as one vector.
-    let map: Vector
+    /// Per byte value, its two elements' code-book values (high nibble first) as one 8-byte pair (see `pairs`).
+    let pairs: UnsafePointer<UInt64>
     /// log2(blocksize).
     let shift: Int
     /// float32 absmax per block, or nil with double quantization.
     let absmax: UnsafePointer<Float>?
-    /// Double quantization: absmax codes, the 256-entry map, per-group scales, offset, group size.
+    /// Double quantization: absmax codes, the 256-entry map, per-group scales, offset, group size (and its log2
+    /// when a power of two, else -1).
     let absmaxCodes: UnsafePointer<UInt8>?, nestedMap: UnsafePointer<Float>?, scales: UnsafePointer<Float>?
-    let offset: Float, nestedBlocksize: Int
+    let offset: Float, nestedBlocksize: Int, nestedShift: Int
 
-    init(_ weight: NF4Weight, on backend: CPUBackend) {
+    /// `pairs` must hold 256 values and outlive the source.
+    init(_ weight: NF4Weight, on backend: CPUBackend, pairs: UnsafeMutablePointer<UInt64>) {
         codes = UnsafePointer(backend.bytes(weight.codes).assumingMemoryBound(to: UInt8.self))
-        map = loadVector(backend.elements(weight.map))
+        let map = backend.elements(weight.map)
+        for byte in 0..<256 {
+            pairs[byte] = UInt64(map[byte >> 4].bitPattern) | UInt64(map[byte & 15].bitPattern) << 32
+        }
+        self.pairs = UnsafePointer(pairs)
         shift = weight.blocksize.trailingZeroBitCount
         switch weight.absmax {
         case .float32(let a):
             absmax = UnsafePointer(backend.elements(a))
-            (absmaxCodes, nestedMap, scales, offset, nestedBlocksize) = (nil, nil, nil, 0, 1)
+            (absmaxCodes, nestedMap, scales, offset, nestedBlocksize, nestedShift) = (nil, nil, nil, 0, 1, 0)
         case .doubleQuantized(let c, let m, let s, let offset, let nested):
             absmax = nil
             absmaxCodes = UnsafePointer(backend.bytes(c).assumingMemoryBound(to: UInt8.self))
             (nestedMap, scales) = (UnsafePointer(backend.elements(m)), UnsafePointer(backend.elements(s)))
             (self.offset, nestedBlocksize) = (offset, nested)
+            nestedShift = nested & (nested - 1) == 0 ? nested.trailingZeroBitCount : -1
+        }
+    }
+
+    /// Runs `body` with the source of `weight` (its pair table on the stack).
+    static func with<R>(_ weight: NF4Weight, on backend: CPUBackend, _ body: (NF4Source) -> R) -> R {
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 256) { pairs in
+            body(NF4Source(weight, on: backend, pairs: pairs.baseAddress!))
         }
     }
 
     /// Block `block`'s absmax, exactly as NF4.swift states it.
     @inline(__always) func absmax(block: Int) -> Float {
         if let absmax { return absmax[block] }
-        let scaled = nestedMap![Int(absmaxCodes![block])] * scales![block / nestedBlocksize]
+        let group = nestedShift >= 0 ? block >> nestedShift : block / nestedBlocksize
+        let scaled = nestedMap![Int(absmaxCodes![block])] * scales![group]
         return scaled + offset
     }
 
-    /// Elements `first..<first + count` of the flattened weight, dequantized into `dst[0..<count]`.
-    /// `table` is 16 floats of scratch (the block's code book times its absmax).
+    /// Elements `first..<first + count` of the flattened weight, dequantized into `dst[0..<count]`: their code-book
+    /// values first (a byte's pair per 8-byte load and store), then each block's stretch times its absmax
+    /// (`map[q]·absmax`, one rounding, 16 lanes at a time).
     @inline(__always)
-    func decode(from first: Int, count: Int, into dst: UnsafeMutablePointer<Float>, table: UnsafeMutablePointer<Float>) {
-        var (e, out) = (first, dst)
+    func decode(from first: Int, count: Int, into dst: UnsafeMutablePointer<Float>) {
         let end = first + count
-        while e < end {
-            let block = e >> shift
+        var (e, out) = (first, dst)
+        // An odd first element is the low nibble of its byte; then whole bytes; then a last high nibble.
+        if e & 1 == 1 {
+            out[0] = Float(bitPattern: UInt32(truncatingIfNeeded: pairs[Int(codes[e >> 1])] >> 32))
+            (e, out) = (e + 1, out + 1)
+        }
+        let (bytes, whole) = (codes + (e >> 1), (end - e) >> 1)
+        let raw = UnsafeMutableRawPointer(out)
+        for i in 0..<whole { raw.storeBytes(of: pairs[Int(bytes[i])], toByteOffset: 8 * i, as: UInt64.self) }
+        if e + 2 * whole < end {
+            out[2 * whole] = Float(bitPattern: UInt32(truncatingIfNeeded: pairs[Int(bytes[whole])]))
+        }
+        var s = first
+        while s < end {
+            let block = s >> shift
             let stop = min((block + 1) << shift, end)
-            storeVector(map * Vector(repeating: absmax(block: block)), table)
-            // An odd element is the low nibble of its byte; then whole bytes (high nibble first); then a last high nibble.
-            if e & 1 == 1 {
-                out[0] = table[Int(codes[e >> 1] & 15)]
-                (e, out) = (e + 1, out + 1)
+            let (scale, p, n) = (absmax(block: block), dst + (s - first), stop - s)
+            let v = Vector(repeating: scale)
+            var i = 0
+            while i + 16 <= n {
+                storeVector(loadVector(p + i) * v, p + i)
+                i += 16
             }
-            let pairs = (stop - e) >> 1
-            let bytes = codes + (e >> 1)
-            for i in 0..<pairs {
-                let byte = bytes[i]
-                out[2 * i] = table[Int(byte >> 4)]
-                out[2 * i + 1] = table[Int(byte & 15)]
+            while i < n {
+                p[i] = p[i] * scale
+                i += 1
             }
-            (e, out) = (e + 2 * pairs, out + 2 * pairs)
-            if e < stop {
-                out[0] = table[Int(codes[e >> 1] >> 4)]
-                (e, out) = (e + 1, out + 1)
-            }
+            s = stop
         }
     }
 }
 
 extension PackedGEMM {
-    /// Floats of a part's scratch beside the panels: the code-book table and, for Wᵀ, eight decoded rows.
-    static func nf4Extra(kc: Int) -> Int { 16 + 8 * kc }
+    /// Floats of a part's scratch beside the panels: for Wᵀ, eight decoded rows.
+    static func nf4Extra(kc: Int) -> Int { 8 * kc }
 
     /// Packs panels `panels` (columns `firstColumn + q·NR`, up to `lastColumn`) of op(W)'s rows `rows` into `dst` as
     /// `packB` lays them out: panel q holds (p, jj) at `q·kc·NR + p·NR + jj`, zero past the last column.
@@ -90,14 +113,13 @@ extension PackedGEMM {
     static func packNF4(_ w: NF4Source, transposeW: Bool, k: Int, n: Int, rows: Range<Int>, firstColumn: Int,
                         lastColumn: Int, panels: Range<Int>, into dst: UnsafeMutablePointer<Float>,
                         extra: UnsafeMutablePointer<Float>) {
-        let kcBlock = rows.count
-        let (table, decoded) = (extra, extra + 16)
+        let (kcBlock, decoded) = (rows.count, extra)
         for q in panels {
             let j0 = firstColumn + q * nr, width = min(nr, lastColumn - j0)
             let out = dst + q * kcBlock * nr
             if !transposeW {
                 for p in 0..<kcBlock {
-                    w.decode(from: (rows.lowerBound + p) * n + j0, count: width, into: out + p * nr, table: table)
+                    w.decode(from: (rows.lowerBound + p) * n + j0, count: width, into: out + p * nr)
                     if width < nr { (out + p * nr + width).update(repeating: 0, count: nr - width) }
                 }
                 continue
@@ -106,8 +128,7 @@ extension PackedGEMM {
                 let live = max(0, min(8, width - g))
                 for r in 0..<8 {
                     if r < live {
-                        w.decode(from: (j0 + g + r) * k + rows.lowerBound, count: kcBlock, into: decoded + r * kcBlock,
-                                 table: table)
+                        w.decode(from: (j0 + g + r) * k + rows.lowerBound, count: kcBlock, into: decoded + r * kcBlock)
                     } else {
                         (decoded + r * kcBlock).update(repeating: 0, count: kcBlock)
                     }
@@ -183,22 +204,25 @@ extension CPUBackend {
         try requireOwned(op)
         let a = StridedMatrix(base: elements(op.a), rowStride: op.k, colStride: 1)
         let c = StridedMatrix(base: elements(op.c), rowStride: op.n, colStride: 1)
-        PackedGEMM.multiplyNF4(m: op.m, n: op.n, k: op.k, alpha: op.alpha, a: a, w: NF4Source(op.weight, on: self),
-                               transposeW: op.transposeW, beta: op.beta, c: c,
-                               bias: op.bias.map { UnsafePointer(elements($0)) }, pool: pool)
+        let bias = op.bias.map { UnsafePointer(elements($0)) }
+        NF4Source.with(op.weight, on: self) { w in
+            PackedGEMM.multiplyNF4(m: op.m, n: op.n, k: op.k, alpha: op.alpha, a: a, w: w, transposeW: op.transposeW,
+                                   beta: op.beta, c: c, bias: bias, pool: pool)
+        }
     }
 
     public func dequantizeNF4(_ op: NF4Dequantize) throws {
         try requireOwned(op)
-        let (w, dst, count) = (NF4Source(op.weight, on: self), elements(op.destination), op.weight.count)
-        // Contiguous shares of whole blocks; each part's table in its own scratch.
+        let (dst, count) = (elements(op.destination), op.weight.count)
+        // Contiguous shares of whole blocks.
         let blocks = op.weight.blockCount, blocksize = op.weight.blocksize
         let parts = min(pool.threadCount, max(1, count >> 16), blocks)
-        runParts(parts, pool) { t in
-            let range = share(t, of: parts, count: blocks)
-            let first = range.lowerBound * blocksize, last = min(count, range.upperBound * blocksize)
-            guard first < last else { return }
-            w.decode(from: first, count: last - first, into: dst + first, table: ThreadScratch.current(.part, floats: 16))
+        NF4Source.with(op.weight, on: self) { w in
+            runParts(parts, pool) { t in
+                let range = share(t, of: parts, count: blocks)
+                let first = range.lowerBound * blocksize, last = min(count, range.upperBound * blocksize)
+                if first < last { w.decode(from: first, count: last - first, into: dst + first) }
+            }
         }
     }
 }
