@@ -14,6 +14,7 @@
 // memory A's TM×TK tile, the W tile's packed nibbles and the absmax of every block the tile touches, then
 // dequantizes the tile into a float TK×TN tile there (each element once per work-group), then multiply-adds.
 // The tile's W "lines" are its stretches of W rows: TN lines of TK elements (TRANS_W) or TK lines of TN.
+// nf4_gemm_strips (below) computes the same for CPU devices, with one-item work-groups.
 
 #pragma OPENCL FP_CONTRACT OFF
 
@@ -161,6 +162,100 @@ void nf4_gemm(const int m, const int n, const int k, const float alpha, const fl
             __global float* c = C + (long)row * n + col;
             const float prior = beta == 0.0f ? 0.0f : beta * *c;
             *c = alpha * acc[i][j] + prior + (hasBias ? bias[col] : 0.0f);
+        }
+    }
+}
+
+#ifndef SM
+#define SM 12           // nf4_gemm_strips: rows of C per register tile (SM·2 float16 accumulators)
+#endif
+#ifndef KC
+#define KC 256          // nf4_gemm_strips: terms per dequantized panel (KC·32 floats of local memory)
+#endif
+
+// Elements first..first+count-1 of W, dequantized into dst[i·stride].
+void nf4_decode_run(const long first, const int count, __local float* dst, const int stride,
+                    __global const uchar* codes, __local const float* lMap,
+                    __global const float* absmax, __global const uchar* absmaxCodes, __global const float* nestedMap,
+                    const float offset, const int nestedBlocksize, const uint opaque)
+{
+    int i = 0;
+    while (i < count) {
+        const long e0 = first + i, block = e0 >> BLOCK_SHIFT;
+        const int stop = (int)min((long)count, ((block + 1) << BLOCK_SHIFT) - first);
+        const float scale = nf4_absmax((int)block, absmax, absmaxCodes, nestedMap, offset, nestedBlocksize, opaque);
+        for (; i < stop; i++) {
+            const long e = first + i;
+            const uchar byte = codes[e >> 1];
+            dst[i * stride] = lMap[(e & 1) ? (byte & 15) : (byte >> 4)] * scale;
+        }
+    }
+}
+
+// nf4_gemm_strips, for CPU devices (a work-group of many items with barriers runs there as loops over its items,
+// each item's accumulators spilled between barriers: ~5 GFLOP/s on PoCL): the same product with one-item
+// work-groups, as matmul.cl's gemm. Item (s, r) owns C's columns 32s..32s+31 and rows r·rowsPerItem onward; per
+// KC terms it dequantizes op(W)'s KC×32 panel into local memory once, then runs SM×32 register tiles down its rows
+// (A read in place). Dequantization is repeated once per row range only. Global: (ceil(n / 32), rowItems).
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void nf4_gemm_strips(const int m, const int n, const int k, const float alpha, const float beta,
+                     __global const float* A, __global float* C, __global const float* bias, const int hasBias,
+                     __global const uchar* codes, __global const float* map,
+                     __global const float* absmax, __global const uchar* absmaxCodes, __global const float* nestedMap,
+                     const float offset, const int nestedBlocksize, const uint opaque, const int rowsPerItem)
+{
+    __local float panel[KC * 32];
+    __local float lMap[16];
+    for (int q = 0; q < 16; q++) lMap[q] = map[q];
+    const int j0 = get_global_id(0) * 32, cols = min(32, n - j0);
+    const int rowBegin = get_global_id(1) * rowsPerItem, rowEnd = min(m, rowBegin + rowsPerItem);
+    if (rowBegin >= rowEnd) return;
+
+    for (int p0 = 0; p0 < k; p0 += KC) {
+        const int kc = min(KC, k - p0);
+#if TRANS_W
+        // Column j of the panel is a stretch of W's row j0 + j.
+        for (int j = 0; j < 32; j++) {
+            if (j < cols) {
+                nf4_decode_run((long)(j0 + j) * k + p0, kc, panel + j, 32, codes, lMap, absmax, absmaxCodes, nestedMap,
+                               offset, nestedBlocksize, opaque);
+            } else {
+                for (int p = 0; p < kc; p++) panel[p * 32 + j] = 0.0f;
+            }
+        }
+#else
+        // Row p of the panel is a stretch of W's row p0 + p.
+        for (int p = 0; p < kc; p++) {
+            nf4_decode_run((long)(p0 + p) * n + j0, cols, panel + p * 32, 1, codes, lMap, absmax, absmaxCodes, nestedMap,
+                           offset, nestedBlocksize, opaque);
+            for (int j = cols; j < 32; j++) panel[p * 32 + j] = 0.0f;
+        }
+#endif
+        for (int i0 = rowBegin; i0 < rowEnd; i0 += SM) {
+            const int rows = min(SM, rowEnd - i0);
+            float16 acc[SM][2];
+            for (int t = 0; t < SM; t++) acc[t][0] = acc[t][1] = (float16)(0.0f);
+            __global const float* a = A + (long)i0 * k + p0;
+            for (int p = 0; p < kc; p++) {
+                const float16 b0 = vload16(0, panel + p * 32), b1 = vload16(1, panel + p * 32);
+                #pragma unroll
+                for (int t = 0; t < SM; t++) {
+                    const float16 x = (float16)(t < rows ? a[(long)t * k + p] : 0.0f);
+                    acc[t][0] = fma(x, b0, acc[t][0]);
+                    acc[t][1] = fma(x, b1, acc[t][1]);
+                }
+            }
+            // beta and the bias apply in the first panel of k; later panels add to C.
+            for (int t = 0; t < rows; t++) {
+                float out[32];
+                vstore16(acc[t][0], 0, out);
+                vstore16(acc[t][1], 1, out);
+                __global float* c = C + (long)(i0 + t) * n + j0;
+                for (int j = 0; j < cols; j++) {
+                    const float prior = p0 > 0 ? c[j] : beta == 0.0f ? 0.0f : beta * c[j];
+                    c[j] = alpha * out[j] + prior + (p0 == 0 && hasBias ? bias[j0 + j] : 0.0f);
+                }
+            }
         }
     }
 }

@@ -1,6 +1,16 @@
 // OpenCL NF4: Kernels/nf4.cl's GEMM, which dequantizes W tile by tile in local memory (no float copy of W), and
 // its full dequantization. One program per (transposeW, blocksize, absmax form, tiling). Layout: NF4.swift.
+// Two GEMM kernels: work-group tiles with barriers for GPUs, one-item strips for CPU devices (on PoCL the tiled
+// kernel ran at ~5 GFLOP/s where the float GEMM runs at ~80); the device kind picks, tests run both.
 import LoRARuntime
+
+/// Which nf4.cl kernel runs a quantized GEMM.
+public enum NF4GEMMKernel: String, Sendable, CaseIterable {
+    /// nf4_gemm: TM×TN work-group tiles, A and the dequantized W tile in local memory (GPUs).
+    case tiles
+    /// nf4_gemm_strips: one work-item per 32 columns and row range, a KC×32 dequantized panel (CPU devices).
+    case strips
+}
 
 extension OpenCLBackend {
     /// nf4_gemm's work-group tile of C (TM×TN), per-item tile (RM×RN) and terms per local step (TK), by device kind.
@@ -37,7 +47,13 @@ extension OpenCLBackend {
     }
 
     public func quantizedGEMM(_ op: QuantizedGEMM) throws {
+        try quantizedGEMM(op, kernel: device.kind == .cpu ? .strips : .tiles)
+    }
+
+    /// Runs `op` with a given kernel (tests and benchmarks compare them).
+    public func quantizedGEMM(_ op: QuantizedGEMM, kernel which: NF4GEMMKernel) throws {
         try requireOwned(op)
+        if which == .strips { return try quantizedGEMMStrips(op) }
         let tiling = NF4Tiling(kind: device.kind)
         let w = nf4Description(op.weight)
         let options = "-D TRANS_W=\(op.transposeW ? 1 : 0) \(w.options) \(tiling.options)"
@@ -49,6 +65,22 @@ extension OpenCLBackend {
                     .tensor(op.a), .tensor(op.c), .tensor(op.bias ?? op.c), .int(op.bias == nil ? 0 : 1),  // C stands in
                     .tensor(op.weight.codes), .tensor(op.weight.map)]
                    + w.arguments + [.int(op.weight.blockCount), .uint(0)])
+    }
+
+    /// nf4_gemm_strips: rows are split only as far as needed for about four items per compute unit, at least
+    /// 48 rows each (dequantization repeats once per row range).
+    private func quantizedGEMMStrips(_ op: QuantizedGEMM) throws {
+        let w = nf4Description(op.weight)
+        let options = "-D TRANS_W=\(op.transposeW ? 1 : 0) \(w.options)"
+        let strips = (op.n + 31) / 32
+        let rowItems = max(1, min((4 * device.computeUnits + strips - 1) / strips, op.m / 48))
+        let rowsPerItem = (op.m + rowItems - 1) / rowItems
+        try launch(try kernel("nf4_gemm_strips", file: "nf4", options: options),
+                   global: [strips, (op.m + rowsPerItem - 1) / rowsPerItem], local: [1, 1],
+                   [.int(op.m), .int(op.n), .int(op.k), .float(op.alpha), .float(op.beta),
+                    .tensor(op.a), .tensor(op.c), .tensor(op.bias ?? op.c), .int(op.bias == nil ? 0 : 1),
+                    .tensor(op.weight.codes), .tensor(op.weight.map)]
+                   + w.arguments + [.uint(0), .int(rowsPerItem)])
     }
 
     public func dequantizeNF4(_ op: NF4Dequantize) throws {

@@ -38,35 +38,41 @@ struct OpenCLNF4Tests {
         let backend = try TestDevices.openCL.get()
         let weight = try w.weight(on: backend), reference = w.reference
         for transposeW in [true, false] {
+          for kernel in NF4GEMMKernel.allCases {
             // op(W) is [k, n]: I·op(W) sums one product by 1 and zeros, so each C element is the W element itself.
             let (k, n) = transposeW ? (w.columns, w.rows) : (w.rows, w.columns)
             let identity = (0..<k * k).map { $0 / k == $0 % k ? Float(1) : 0 }
             let c = try backend.empty([k, n])
             try backend.quantizedGEMM(QuantizedGEMM(a: backend.upload(identity, shape: [k, k]), weight: weight, c: c,
-                                                    transposeW: transposeW))
+                                                    transposeW: transposeW), kernel: kernel)
             let got = try backend.download(c)
             let expected = (0..<k * n).map { transposeW ? reference[($0 % n) * k + $0 / n] : reference[$0] }
             let bad = got.indices.first { got[$0] != expected[$0] }
             let at = bad ?? 0
-            #expect(bad == nil, "\(w) transposeW \(transposeW): C element \(at) is \(got[at]), expected \(expected[at])")
+            #expect(bad == nil, "\(w) transposeW \(transposeW) \(kernel): C element \(at) is \(got[at]), expected \(expected[at])")
+          }
         }
     }
 
-    @Test("OpenCL quantized GEMM (nf4.cl) matches the Double reference and the CPU", arguments: QuantizedGEMMCase.edges)
-    func quantizedGEMM(_ g: QuantizedGEMMCase) throws {
-        let got = try g.run(on: TestDevices.openCL.get())
+    @Test("OpenCL quantized GEMM (nf4.cl, both kernels) matches the Double reference and the CPU",
+          arguments: QuantizedGEMMCase.edges, NF4GEMMKernel.allCases)
+    func quantizedGEMM(_ g: QuantizedGEMMCase, kernel: NF4GEMMKernel) throws {
+        let got = try g.run(on: TestDevices.openCL.get(), kernel: kernel)
         #expect(firstMismatch(got, g.reference, atol: g.tolerance.atol, rtol: g.tolerance.rtol) == nil, "\(g)")
         let cpu = try g.run(on: CPUBackend.shared)
         #expect(firstMismatch(got, cpu, atol: Float(g.tolerance.atol), rtol: Float(g.tolerance.rtol)) == nil, "\(g) vs CPU")
     }
 
-    @Test("OpenCL quantized GEMM at a Llama layer's shape matches the CPU, forward and input gradient")
+    @Test("OpenCL quantized GEMM at a Llama layer's shape matches the CPU, forward and input gradient, both kernels")
     func layerShape() throws {
         for transposeW in [true, false] {
             let g = QuantizedGEMMCase(m: 96, n: transposeW ? 1536 : 576, k: transposeW ? 576 : 1536, transposeW: transposeW,
                                       beta: transposeW ? 0 : 1, bias: transposeW)
-            let (got, cpu) = (try g.run(on: TestDevices.openCL.get()), try g.run(on: CPUBackend.shared))
-            #expect(firstMismatch(got, cpu, atol: Float(g.tolerance.atol), rtol: Float(g.tolerance.rtol)) == nil, "\(g)")
+            let cpu = try g.run(on: CPUBackend.shared)
+            for kernel in NF4GEMMKernel.allCases {
+                let got = try g.run(on: TestDevices.openCL.get(), kernel: kernel)
+                #expect(firstMismatch(got, cpu, atol: Float(g.tolerance.atol), rtol: Float(g.tolerance.rtol)) == nil, "\(g) \(kernel)")
+            }
         }
     }
 }

@@ -110,12 +110,13 @@ public struct QuantizedGEMMCase: Sendable, CustomStringConvertible {
     public var c0: [Float] { randomValues(m * n, seed: 4) }
     public var biasValues: [Float] { randomValues(n, seed: 5).map { $0 * 3 } }
 
-    /// C after the quantized GEMM on `backend`.
-    public func run(on backend: any Backend) throws -> [Float] {
+    /// C after the quantized GEMM on `backend` (on OpenCL, optionally with a given kernel).
+    public func run(on backend: any Backend, kernel: NF4GEMMKernel? = nil) throws -> [Float] {
         let c = try backend.upload(c0, shape: [m, n])
-        try backend.quantizedGEMM(QuantizedGEMM(
+        let op = try QuantizedGEMM(
             a: try backend.upload(a, shape: [m, k]), weight: try weight.weight(on: backend), c: c, transposeW: transposeW,
-            alpha: alpha, beta: beta, bias: bias ? try backend.upload(biasValues, shape: [n]) : nil))
+            alpha: alpha, beta: beta, bias: bias ? try backend.upload(biasValues, shape: [n]) : nil)
+        if let kernel, let cl = backend as? OpenCLBackend { try cl.quantizedGEMM(op, kernel: kernel) } else { try backend.quantizedGEMM(op) }
         return try backend.download(c)
     }
 
@@ -147,7 +148,8 @@ public struct QuantizedGEMMCase: Sendable, CustomStringConvertible {
     public var tolerance: (atol: Double, rtol: Double) { (2e-6 * Double(k) + 1e-5, 1e-4) }
 
     /// Shapes across every tile edge of both devices (CPU 8×32 micro-tiles, kc = 768, n ≤ 16's narrow kernel; the
-    /// OpenCL 64×64 work-group tiles and 16/32-term steps), blocks spanning rows, odd element counts, both absmax forms.
+    /// OpenCL 64×64 work-group tiles and 16/32-term steps, 12×32 strip tiles and 256-term panels), blocks spanning
+    /// rows, odd element counts, both absmax forms.
     public static let edges: [QuantizedGEMMCase] = {
         var cases: [QuantizedGEMMCase] = []
         for transposeW in [true, false] {
