@@ -101,6 +101,10 @@ public protocol Backend: AnyObject, Sendable {
     func embeddingBackward(_ op: EmbeddingBackward) throws
     /// Elements converted between float dtypes (float32, bfloat16, float16). See `Convert`.
     func convert(_ op: Convert) throws
+    /// `C = alpha·A·op(W) + beta·C (+ bias)` with W in NF4, dequantized as it is read. See `QuantizedGEMM`.
+    func quantizedGEMM(_ op: QuantizedGEMM) throws
+    /// An NF4 weight dequantized to float32 (bit-exact with the formula in NF4.swift). See `NF4Dequantize`.
+    func dequantizeNF4(_ op: NF4Dequantize) throws
 }
 
 /// A validated op description. All its tensors live on `owner`, checked when it was made.

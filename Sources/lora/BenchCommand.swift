@@ -1,5 +1,6 @@
-// `lora bench gemm|softmax|lora|ops|all`: per case, the median time and GFLOP/s (or GB/s for memory-bound ops), and
-// with `--compare openblas` OpenBLAS's figure and the ratio ours/OpenBLAS for the same case in the same run.
+// `lora bench gemm|softmax|lora|ops|nf4|all`: per case, the median time and GFLOP/s (or GB/s for memory-bound ops), and
+// with `--compare openblas` OpenBLAS's figure and the ratio ours/OpenBLAS for the same case in the same run
+// (`nf4`'s peer is always our float32 GEMM of the same shape).
 // Speed is reported here, never asserted in tests: machines are shared and noisy, so compare ratios.
 import ArgumentParser
 import Foundation
@@ -8,7 +9,8 @@ import SwiftLoRA
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure the runtime's ops (median time, GFLOP/s or GB/s).",
-        subcommands: [GEMMBench.self, SoftmaxBench.self, LoRABench.self, OpsBench.self, TrainBench.self, AllBench.self])
+        subcommands: [GEMMBench.self, SoftmaxBench.self, LoRABench.self, OpsBench.self, NF4Bench.self, TrainBench.self,
+                      AllBench.self])
 }
 
 struct BenchOptions: ParsableArguments {
@@ -76,6 +78,23 @@ struct BenchContext {
             if let peer { peerTimes.append(try time(peer)) }
         }
         return (Self.median(oursTimes), peerTimes.isEmpty ? nil : Self.median(peerTimes))
+    }
+
+    /// Medians of several bodies run in turn (each over at least 3 runs and `--min-time` seconds of the first,
+    /// after one warm-up run each), for ratios between them on the same machine state.
+    func medians(_ bodies: [() throws -> Void]) throws -> [Double] {
+        var times = bodies.map { _ in [Double]() }
+        for body in bodies { try body() }
+        var elapsed = 0.0
+        while times[0].count < 3 || (elapsed < options.minTime && times[0].count < 1000) {
+            for (i, body) in bodies.enumerated() {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try body()
+                times[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            }
+            elapsed += times[0].last!
+        }
+        return times.map(Self.median)
     }
 
     static func median(_ values: [Double]) -> Double {
@@ -322,8 +341,80 @@ struct OpsBench: ParsableCommand {
     }
 }
 
+struct NF4Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nf4",
+        abstract: "The NF4 quantized GEMM, forward y = x·Wᵀ and input gradient dx = dy·W with W [N, K] (double-quantized, "
+            + "blocksize 64), next to the float GEMM with W in float32 (the peer: ratio = its time / ours) and in bfloat16.")
+    /// smollm-135m's linears (hidden 576, k/v 192, MLP 1536) at 4×128 tokens.
+    static let defaultSizes = "512x576x576,512x192x576,512x1536x576,512x576x1536"
+    @OptionGroup var options: BenchOptions
+
+    func run() throws {
+        let context = try BenchContext(options)
+        for size in try options.cases(defaults: Self.defaultSizes, dimensions: 3, op: "nf4 (MxNxK, W [N, K])") {
+            for result in try Self.measure(m: size[0], n: size[1], k: size[2], context) { try context.report(result) }
+        }
+    }
+
+    /// bitsandbytes' NF4 code book (a file's `quant_map`).
+    static let codeBook: [Float] = [
+        -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+        -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+        0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
+    ]
+
+    /// A double-quantized NF4 weight `[rows, columns]` of random codes (the speed does not depend on the values).
+    static func randomWeight(rows: Int, columns: Int, on backend: any Backend) throws -> NF4Weight {
+        var generator = SeededGenerator(seed: 12)
+        let blocks = (rows * columns + 63) / 64, groups = (blocks + 255) / 256
+        func bytes(_ count: Int) throws -> Tensor {
+            let values = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            return try values.withUnsafeBytes { try backend.upload(bytes: $0, dtype: .uint8, shape: [count]) }
+        }
+        let nestedMap = (0..<256).map { Float($0 - 128) / 128 }
+        let scales = (0..<groups).map { _ in Float.random(in: 0.01...0.1, using: &generator) }
+        return try NF4Weight(
+            rows: rows, columns: columns, blocksize: 64, codes: try bytes((rows * columns + 1) / 2),
+            map: try backend.upload(codeBook, shape: [16]),
+            absmax: .doubleQuantized(codes: try bytes(blocks), map: try backend.upload(nestedMap, shape: [256]),
+                                     scales: try backend.upload(scales, shape: [groups]), offset: 0.05, blocksize: 256))
+    }
+
+    /// Forward and input gradient for W `[n, k]`, each as NF4, float32 and bfloat16 W, run in turn.
+    static func measure(m: Int, n: Int, k: Int, _ context: BenchContext) throws -> [BenchResult] {
+        let backend = context.backend
+        let nf4 = try randomWeight(rows: n, columns: k, on: backend)
+        let (float32, _) = try context.random([n, k], seed: 2)
+        let bfloat16 = try backend.converted(float32, to: .bfloat16)
+        var results: [BenchResult] = []
+        for transposeW in [true, false] {
+            // Forward: [m, k] → [m, n]; input gradient: [m, n] → [m, k].
+            let (inner, outer) = transposeW ? (k, n) : (n, k)
+            let (a, _) = try context.random([m, inner], seed: 3)
+            let c = try backend.zeros([m, outer])
+            let quantized = try QuantizedGEMM(a: a, weight: nf4, c: c, transposeW: transposeW)
+            let dense = try GEMM(a: a, b: float32, c: c, transposeB: transposeW)
+            let half = try GEMM(a: a, b: bfloat16, c: c, transposeB: transposeW)
+            let times = try context.medians([
+                { try backend.quantizedGEMM(quantized); try backend.synchronize() },
+                { try backend.gemm(dense); try backend.synchronize() },
+                { try backend.gemm(half); try backend.synchronize() },
+            ])
+            let flops = 2 * Double(m) * Double(n) * Double(k)
+            let direction = transposeW ? "fwd" : "bwd"
+            for (name, seconds) in [("nf4_" + direction, times[0]), ("bf16_" + direction, times[2])] {
+                results.append(BenchResult(op: name, device: backend.name, m: m, n: outer, k: inner, seconds: seconds,
+                                           gflops: flops / seconds / 1e9, peer: "gemm", peerSeconds: times[1],
+                                           peerGflops: flops / times[1] / 1e9, ratio: times[1] / seconds))
+            }
+        }
+        return results
+    }
+}
+
 struct AllBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "all", abstract: "gemm, softmax, lora and ops at their default sizes.")
+    static let configuration = CommandConfiguration(commandName: "all", abstract: "gemm, softmax, lora, ops and nf4 at their default sizes.")
     @OptionGroup var options: BenchOptions
 
     func validate() throws {
@@ -343,6 +434,9 @@ struct AllBench: ParsableCommand {
         }
         for size in try options.cases(defaults: OpsBench.defaultSizes, dimensions: 2, op: "ops") {
             for result in try OpsBench.measure(rows: size[0], cols: size[1], context) { try context.report(result) }
+        }
+        for size in try options.cases(defaults: NF4Bench.defaultSizes, dimensions: 3, op: "nf4") {
+            for result in try NF4Bench.measure(m: size[0], n: size[1], k: size[2], context) { try context.report(result) }
         }
     }
 }
