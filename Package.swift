@@ -58,11 +58,11 @@ let package = Package(
         // PEFT adapters: LoraConfig, target matching, adapter folders read into and written from linear modules.
         .target(name: "LoRAAdapters", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats"]),
         // The model interface (forward, backward, loss, adapters, KV cache, generation) and the registry by model_type.
-        .target(name: "LoRAModels", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters"]),
+        .target(name: "LoRAModels", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters", "LoRAQuantization"]),
         // GPT-2: config, Hugging Face folders, forward and backward.
-        .target(name: "LoRAGPT2", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters", "LoRAModels"]),
+        .target(name: "LoRAGPT2", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters", "LoRAModels", "LoRAQuantization"]),
         // The Llama family (Llama, Mistral, Qwen2, Qwen3): config.json, RoPE tables, forward and backward.
-        .target(name: "LoRALlama", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters", "LoRAModels"]),
+        .target(name: "LoRALlama", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters", "LoRAModels", "LoRAQuantization"]),
         // Training: the trainer, optimizers, schedules, data, checkpoints, the loss plot.
         .target(name: "LoRATraining", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters", "LoRAModels"]),
         // QLoRA's formats: NF4 quantization bit-exact with bitsandbytes, double quantization, its safetensors tensors
@@ -70,7 +70,8 @@ let package = Package(
         .target(name: "LoRAQuantization", dependencies: ["LoRARuntime", "LoRAFormats"], swiftSettings: cpuSettings),
         // Umbrella: re-exports the modules above, chooses the device and knows every model family.
         .target(name: "SwiftLoRA", dependencies: ["LoRARuntime", "LoRAOpenCL", "LoRANN", "LoRAFormats", "LoRATokenizers",
-                                                  "LoRAAdapters", "LoRAModels", "LoRAGPT2", "LoRALlama", "LoRATraining"]),
+                                                  "LoRAAdapters", "LoRAModels", "LoRAGPT2", "LoRALlama", "LoRATraining",
+                                                  "LoRAQuantization"]),
         .executableTarget(
             name: "lora",
             dependencies: ["SwiftLoRA", .product(name: "ArgumentParser", package: "swift-argument-parser")]),

@@ -2,6 +2,7 @@
 // change it in ways this implementation does not support are refused by name.
 import Foundation
 import LoRAFormats
+import LoRAQuantization
 
 /// The architecture of a GPT-2 model.
 public struct GPT2Config: Sendable, Equatable {
@@ -67,6 +68,7 @@ public struct GPT2Config: Sendable, Equatable {
         if let type = root["model_type"], type != .string("gpt2") {
             throw unsupported("model_type \(type.stringValue.map { "'\($0)'" } ?? "(not a string)"): only gpt2 models are supported")
         }
+        _ = try BitsAndBytesQuantizationConfig(config: root, path: path)  // bitsandbytes NF4 only; others refused by name
         let activation = root["activation_function"]?.stringValue ?? "gelu_new"
         guard ["gelu_new", "gelu_pytorch_tanh"].contains(activation) else {
             throw unsupported("activation_function '\(activation)' (supported: gelu_new, gelu_pytorch_tanh)")

@@ -58,8 +58,8 @@ extension GPT2Model {
             list += [(p + "ln_1.weight", block.ln1.gamma), (p + "ln_1.bias", block.ln1.beta),
                      (p + "ln_2.weight", block.ln2.gamma), (p + "ln_2.bias", block.ln2.beta)]
             for projection in block.projections {
-                let dense = projection.dense!
-                list += [(projection.name + ".weight", dense.weight), (projection.name + ".bias", dense.bias!)]
+                if let dense = projection.dense { list.append((projection.name + ".weight", dense.weight)) }
+                list.append((projection.name + ".bias", projection.base.bias!))
             }
         }
         list += [("transformer.ln_f.weight", lnF.gamma), ("transformer.ln_f.bias", lnF.beta)]

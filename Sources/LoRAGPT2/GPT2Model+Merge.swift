@@ -18,13 +18,15 @@ extension GPT2Model {
     public func save(folder: String, maxShardBytes: Int) throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let weights = namedWeights
-        try writeCheckpoint(weights, folder: folder, maxShardBytes: maxShardBytes)
+        try writeCheckpoint(weights, items: try quantizedItems(), folder: folder, maxShardBytes: maxShardBytes)
         // Norms and biases are float32 whatever the matrices are; config's dtype names the matrices'.
         let dtype = Set(weights.map(\.tensor.dtype)).subtracting([.float32]).first ?? .float32
         var json = config.json.objectValue ?? [:]
         json["dtype"] = .string(dtype.rawValue)
         // transformers ties lm_head to wte when this is true, ignoring a saved lm_head.weight.
         json["tie_word_embeddings"] = .bool(lmHead === wte)
+        // 4-bit projections need transformers to know they are bitsandbytes'; a dequantized (merged) model must not say so.
+        json["quantization_config"] = quantizedModules.isEmpty ? nil : quantization?.configJSON
         try AtomicFile.write(Data((JSONValue.object(json).serialized() + "\n").utf8), to: folder + "/config.json")
     }
 }

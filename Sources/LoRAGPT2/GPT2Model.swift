@@ -16,6 +16,8 @@ import LoRARuntime
 public final class GPT2Model: LanguageModel {
     public let config: GPT2Config
     public let backend: any Backend
+    /// How the 4-bit projections were quantized; nil when none are.
+    public let quantization: NF4Options?
     let wte: Tensor, wpe: Tensor, lnF: (gamma: Tensor, beta: Tensor)
     /// The output projection `[V, C]`: `wte` itself unless the checkpoint has its own `lm_head.weight`.
     let lmHead: Tensor
@@ -43,8 +45,7 @@ public final class GPT2Model: LanguageModel {
             }
             (ln1, ln2) = (try norm("ln_1"), try norm("ln_2"))
             func projection(_ module: String) throws -> LinearModule {
-                try LinearModule(name: "transformer." + p + module, weight: try weights.tensor(p + module + ".weight"),
-                                 bias: try weights.float32(p + module + ".bias"), layout: .inOut)
+                try weights.projection(p + module, name: "transformer." + p + module)
             }
             (attention, attentionOut) = (try projection("attn.c_attn"), try projection("attn.c_proj"))
             (fc, mlpOut) = (try projection("mlp.c_fc"), try projection("mlp.c_proj"))
@@ -84,13 +85,13 @@ public final class GPT2Model: LanguageModel {
 
     /// A model of `config` with random float32 weights, initialized as transformers initializes GPT-2 (training
     /// from scratch).
-    public convenience init(config: GPT2Config, seed: UInt64, backend: any Backend) throws {
-        try self.init(weights: GPT2Weights.random(config, seed: seed, backend: backend))
+    public convenience init(config: GPT2Config, seed: UInt64, backend: any Backend, options: ModelLoadOptions = ModelLoadOptions()) throws {
+        try self.init(weights: GPT2Weights.random(config, seed: seed, backend: backend, options: options))
     }
 
     /// Uploads tensor by tensor, so at most one tensor is ever converted on the host.
     init(weights: GPT2Weights) throws {
-        (config, backend) = (weights.config, weights.backend)
+        (config, backend, quantization) = (weights.config, weights.backend, weights.quantization)
         (wte, wpe) = (try weights.tensor("wte.weight"), try weights.tensor("wpe.weight"))
         lnF = (try weights.float32("ln_f.weight"), try weights.float32("ln_f.bias"))
         lmHead = weights.hasTensor("lm_head.weight") ? try weights.tensor("lm_head.weight") : wte

@@ -5,9 +5,14 @@
 // other tensor is refused by name. Tensors go to the device one at a time straight from the mapped files: the
 // matrices (wte, wpe, the four projections of each block, lm_head) in the file's dtype or the one the load asks
 // for; layer norm parameters and biases, a few thousand elements feeding float32 ops, always in float32.
+// QLoRA: the four projections of each block may be stored 4-bit (a bitsandbytes folder, where transformers keeps
+// them `[out, in]`, the transpose of Conv1D's) or quantized to NF4 as they load (the Conv1D weight transposed
+// first, as transformers does); embeddings, norms and lm_head never.
 import Foundation
 import LoRAFormats
 import LoRAModels
+import LoRANN
+import LoRAQuantization
 import LoRARuntime
 
 /// A GPT-2 checkpoint being turned into device tensors, addressed by names without the `transformer.` prefix.
@@ -16,6 +21,10 @@ struct GPT2Weights {
     let backend: any Backend
     private let source: Source
     private let options: ModelLoadOptions
+    /// The projections (unprefixed, `h.0.attn.c_attn`) the checkpoint stores 4-bit, with their name in the file.
+    private var quantizedInFile: [String: String] = [:]
+    /// How the 4-bit projections are quantized (the load options', or the folder's); nil when none are.
+    private(set) var quantization: NF4Options?
 
     private enum Source {
         /// A checkpoint on disk, with the name each tensor has in it (prefixed or not) by its unprefixed name.
@@ -43,17 +52,35 @@ struct GPT2Weights {
         return shapes
     }
 
-    /// Opens `folder` (config.json and the single file or shards) and checks every tensor; reads no tensor data.
+    /// The four projections of each block, unprefixed (`h.0.attn.c_attn`).
+    static func projections(_ c: GPT2Config) -> [String] {
+        (0..<c.layers).flatMap { i in ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"].map { "h.\(i).\($0)" } }
+    }
+
+    /// Opens `folder` (config.json and the single file or shards) and checks every tensor; reads no tensor data
+    /// (but 4-bit weights' small quant states).
     static func load(folder: String, backend: any Backend, options: ModelLoadOptions) throws -> GPT2Weights {
-        let config = try GPT2Config(contentsOf: folder + "/config.json")
+        let configPath = folder + "/config.json"
+        let raw = try JSONValue.readObject(path: configPath)
+        let config = try GPT2Config(json: raw, path: configPath)
         let checkpoint = try SafeTensorsCheckpoint(folder: folder)
         var expected = expectedShapes(config)
         expected["lm_head.weight"] = [config.vocabSize, config.width]
+        let projections = projections(config)
+        let quantized = try checkpoint.checkQuantizedModules(linears: Set(projections + projections.map { "transformer." + $0 }),
+                                                             config: raw, configPath: configPath)
         var names: [String: String] = [:]
         for name in checkpoint.names {
             let path = checkpoint.path(of: name)
             let key = name.hasPrefix("transformer.") ? String(name.dropFirst("transformer.".count)) : name
             if key.hasSuffix(".attn.bias") || key.hasSuffix(".attn.masked_bias") { continue }
+            // A 4-bit weight's tensors were checked against its quant state; its shape is checked as it loads.
+            if BitsAndBytes4Bit.module(ofStatistic: name).map(quantized.contains) == true { continue }
+            if name.hasSuffix(".weight"), quantized.contains(String(name.dropLast(".weight".count))) {
+                guard names[key] == nil else { throw FormatError.invalid(path: path, reason: "'\(key)' appears twice (with and without the prefix)") }
+                names[key] = name
+                continue
+            }
             let entry = try checkpoint.entry(name)
             guard let shape = expected[key] else {
                 throw FormatError.unsupported(path: path, reason: "tensor '\(name)' is not part of a GPT-2 LM of this config")
@@ -72,14 +99,26 @@ struct GPT2Weights {
             throw FormatError.invalid(path: checkpoint.path(of: "transformer." + missing),
                                       reason: "missing tensor '\(missing)' (or 'transformer.\(missing)')")
         }
-        return GPT2Weights(config: config, backend: backend, source: .checkpoint(checkpoint, names: names), options: options)
+        var weights = GPT2Weights(config: config, backend: backend, source: .checkpoint(checkpoint, names: names), options: options)
+        for module in quantized {
+            weights.quantizedInFile[module.hasPrefix("transformer.") ? String(module.dropFirst("transformer.".count)) : module] = module
+        }
+        weights.quantization = try options.quantization ?? quantized.sorted().first.map { module in
+            let weight = try checkpoint.readNF4(module: module)
+            let declared = try BitsAndBytesQuantizationConfig(config: raw, path: configPath)
+            return NF4Options(blocksize: weight.blocksize, doubleQuantization: weight.isDoubleQuantized,
+                              computeDType: declared?.computeDType ?? .float32)
+        }
+        return weights
     }
 
     /// Random weights for `config`, as transformers initializes GPT-2: normal(0, 0.02) matrices and embeddings,
     /// the residual projections (`c_proj`) scaled by 1/√(2·layers), zero biases, layer norms at 1 and 0. Float32
     /// unless `options` say otherwise; each tensor from its own generator (`seed` and its name), made when asked for.
     static func random(_ config: GPT2Config, seed: UInt64, backend: any Backend, options: ModelLoadOptions = ModelLoadOptions()) -> GPT2Weights {
-        GPT2Weights(config: config, backend: backend, source: .random(seed: seed), options: options)
+        var weights = GPT2Weights(config: config, backend: backend, source: .random(seed: seed), options: options)
+        weights.quantization = options.quantization
+        return weights
     }
 
     /// The values of random tensor `key`.
@@ -112,6 +151,33 @@ struct GPT2Weights {
         case .random(let seed):
             let tensor = try backend.upload(randomValues(key, seed: seed), shape: Self.expectedShapes(config)[key]!)
             return dtype == nil || dtype == .float32 ? tensor : try backend.converted(tensor, to: dtype!)
+        }
+    }
+
+    /// Projection `key` (`h.0.attn.c_attn`) as module `name`: 4-bit as the file stores it or as the load quantizes
+    /// it (`[out, in]`), else Conv1D's dense `[in, out]`; its bias in float32.
+    func projection(_ key: String, name: String) throws -> LinearModule {
+        let bias = try float32(key + ".bias")
+        let shape = Self.expectedShapes(config)[key + ".weight"]!  // [in, out]
+        switch source {
+        case .checkpoint(let checkpoint, _) where quantizedInFile[key] != nil:
+            return LinearModule(name: name, base: try checkpoint.nf4Linear(module: quantizedInFile[key]!, out: shape[1], in: shape[0],
+                                                                           bias: bias, backend: backend), denseLayout: .inOut)
+        case _ where options.quantization != nil:
+            let (values, dtype): ([Float], DType) = switch source {
+            case .checkpoint(let checkpoint, let names):
+                (try checkpoint.floats(names[key + ".weight"]!), DType(safeTensors: try checkpoint.entry(names[key + ".weight"]!).dtype) ?? .float32)
+            case .random(let seed): (randomValues(key + ".weight", seed: seed), .float32)
+            }
+            // Conv1D keeps [in, out]; bitsandbytes quantizes the Linear's [out, in].
+            let (rows, columns) = (shape[0], shape[1])
+            var transposed = [Float](repeating: 0, count: values.count)
+            for r in 0..<rows { for c in 0..<columns { transposed[c * rows + r] = values[r * columns + c] } }
+            return LinearModule(name: name, base: try options.quantization!.linear(transposed, out: columns, in: rows, bias: bias,
+                                                                                  dtype: dtype, name: name + ".weight", backend: backend),
+                                denseLayout: .inOut)
+        default:
+            return try LinearModule(name: name, weight: try tensor(key + ".weight"), bias: bias, layout: .inOut)
         }
     }
 }

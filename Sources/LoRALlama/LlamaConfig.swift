@@ -16,6 +16,7 @@
 //   a trainer that has no attention dropout can refuse a non-zero value. Evaluation and generation ignore it.
 import Foundation
 import LoRAFormats
+import LoRAQuantization
 
 /// The model families this reader knows; each is a `model_type` in config.json.
 public enum LlamaArchitecture: String, Sendable, CaseIterable {
@@ -182,11 +183,7 @@ public struct LlamaConfig: Sendable, Equatable {
     public init(json root: [String: JSONValue], path: String) throws {
         let reader = ConfigReader(root: root, path: path)
         family = try reader.family()
-        if let quantization = root["quantization_config"], quantization != .null {
-            let method = quantization.objectValue?["quant_method"]?.stringValue.map { " (quant_method '\($0)')" } ?? ""
-            throw reader.unsupported("quantization_config\(method): quantized checkpoints are not supported yet; "
-                                     + "NF4 arrives with QLoRA")
-        }
+        _ = try BitsAndBytesQuantizationConfig(config: root, path: path)  // bitsandbytes NF4 only; others refused by name
         let activation = try reader.string("hidden_act", default: "silu")
         guard activation == "silu" else { throw reader.unsupported("hidden_act '\(activation)' (supported: silu)") }
 

@@ -73,8 +73,9 @@ extension LlamaModel {
         return weightBytes + full + 4 * (c.layers * perLayer + transient + 2 * n * c.vocabSize)
     }
 
-    /// Writes config.json (the loaded one with only the dtype updated, else this config's) and the weights in their
-    /// current dtypes, sharded above `maxShardBytes` with an index, as transformers' `save_pretrained` does.
+    /// Writes config.json (the loaded one with only the dtype and quantization updated, else this config's) and the
+    /// weights in their current dtypes (4-bit linears as bitsandbytes' tensors), sharded above `maxShardBytes`
+    /// with an index, as transformers' `save_pretrained` does.
     public func save(folder: String) throws {
         try save(folder: folder, maxShardBytes: 5_000_000_000)
     }
@@ -83,8 +84,10 @@ extension LlamaModel {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let dtypes = Set(namedWeights.map(\.tensor.dtype)).subtracting([.float32])
         let dtype = dtypes.first ?? .float32
-        try writeCheckpoint(namedWeights, folder: folder, maxShardBytes: maxShardBytes)
-        let json = config.configJSON(dtype: dtype.rawValue)
-        try AtomicFile.write(Data((json.serialized() + "\n").utf8), to: folder + "/config.json")
+        try writeCheckpoint(namedWeights, items: try quantizedItems(), folder: folder, maxShardBytes: maxShardBytes)
+        var json = config.configJSON(dtype: dtype.rawValue).objectValue ?? [:]
+        // 4-bit linears need transformers to know they are bitsandbytes'; a dequantized (merged) model must not say so.
+        json["quantization_config"] = quantizedModules.isEmpty ? nil : quantization?.configJSON
+        try AtomicFile.write(Data((JSONValue.object(json).serialized() + "\n").utf8), to: folder + "/config.json")
     }
 }

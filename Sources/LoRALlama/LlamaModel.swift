@@ -17,6 +17,8 @@ import LoRARuntime
 public final class LlamaModel: LanguageModel {
     public let config: LlamaConfig
     public let backend: any Backend
+    /// How the 4-bit linears were quantized; nil when none are.
+    public let quantization: NF4Options?
     /// `[V, C]`.
     let embedTokens: Tensor
     /// The final norm's weight `[C]`.
@@ -98,12 +100,13 @@ public final class LlamaModel: LanguageModel {
     }
 
     /// A model of `config` with random weights, initialized as transformers initializes Llama (training from scratch).
-    public convenience init(config: LlamaConfig, seed: UInt64, backend: any Backend) throws {
-        try self.init(weights: LlamaWeights.random(config, seed: seed, backend: backend))
+    /// `options` may store the weights in another dtype or quantize the linears to NF4 (QLoRA benchmarks).
+    public convenience init(config: LlamaConfig, seed: UInt64, backend: any Backend, options: ModelLoadOptions = ModelLoadOptions()) throws {
+        try self.init(weights: LlamaWeights.random(config, seed: seed, backend: backend, options: options))
     }
 
     init(weights: LlamaWeights) throws {
-        (config, backend) = (weights.config, weights.backend)
+        (config, backend, quantization) = (weights.config, weights.backend, weights.quantization)
         embedTokens = try weights.tensor("model.embed_tokens.weight")
         norm = try weights.norm("model.norm")
         lmHead = weights.hasTensor("lm_head.weight") ? try weights.tensor("lm_head.weight") : embedTokens

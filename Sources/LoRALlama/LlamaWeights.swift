@@ -3,10 +3,13 @@
 // uploaded; a tensor the architecture does not have is refused by name (transformers' `rotary_emb.inv_freq`
 // buffers excepted); `lm_head.weight` absent means tied to the embeddings. Weights go to the device in the file's
 // dtype (or `--dtype`'s); RMSNorm weights and biases, a few thousand elements, are kept in float32.
+// QLoRA: the seven linears of each layer may be stored 4-bit (a bitsandbytes folder: validated as a whole, then
+// uploaded packed) or quantized to NF4 as they load (`options.quantization`); embeddings, norms and lm_head never.
 import Foundation
 import LoRAFormats
 import LoRAModels
 import LoRANN
+import LoRAQuantization
 import LoRARuntime
 
 /// A Llama-family checkpoint being turned into device tensors.
@@ -16,6 +19,10 @@ struct LlamaWeights {
     /// Where the tensors come from: a checkpoint on disk, or random values.
     private let source: Source
     private let options: ModelLoadOptions
+    /// The linears the checkpoint stores 4-bit.
+    private var quantizedInFile: Set<String> = []
+    /// How the 4-bit linears are quantized (the load options', or the folder's); nil when none are.
+    private(set) var quantization: NF4Options?
 
     private enum Source {
         case checkpoint(SafeTensorsCheckpoint)
@@ -47,6 +54,14 @@ struct LlamaWeights {
         return shapes
     }
 
+    /// The linear modules of a model of `c` (the ones bitsandbytes quantizes).
+    static func linearModules(_ c: LlamaConfig) -> [String] {
+        (0..<c.layers).flatMap { i in
+            ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
+             "mlp.down_proj"].map { "model.layers.\(i).\($0)" }
+        }
+    }
+
     /// Whether `module` (`self_attn.q_proj`, `mlp.down_proj`, ...) has a bias in `c`'s family.
     static func hasBias(_ module: String, _ c: LlamaConfig) -> Bool {
         switch module {
@@ -62,8 +77,13 @@ struct LlamaWeights {
         let config = try LlamaConfig(contentsOf: configPath)
         let checkpoint = try SafeTensorsCheckpoint(folder: folder)
         let expected = expectedShapes(config)
+        let quantized = try checkpoint.checkQuantizedModules(linears: Set(linearModules(config)), config: config.rawJSON ?? [:],
+                                                             configPath: configPath)
         for name in checkpoint.names {
             if name.hasSuffix(".rotary_emb.inv_freq") { continue }  // a buffer older transformers saved; recomputed here
+            // A 4-bit weight's tensors were checked against its quant state, and its shape is checked as it loads.
+            if let module = BitsAndBytes4Bit.module(ofStatistic: name) ?? (name.hasSuffix(".weight") ? String(name.dropLast(7)) : nil),
+               quantized.contains(module) { continue }
             let entry = try checkpoint.entry(name)
             guard let shape = expected[name] else {
                 throw FormatError.unsupported(path: checkpoint.path(of: name), reason: "tensor '\(name)' is not part of a \(config.family.rawValue) model of this config.json")
@@ -78,14 +98,24 @@ struct LlamaWeights {
         if let missing = expected.keys.sorted().first(where: { $0 != "lm_head.weight" && !checkpoint.contains($0) }) {
             throw FormatError.invalid(path: checkpoint.path(of: missing), reason: "missing tensor '\(missing)'")
         }
-        return LlamaWeights(config: config, backend: backend, source: .checkpoint(checkpoint), options: options)
+        var weights = LlamaWeights(config: config, backend: backend, source: .checkpoint(checkpoint), options: options)
+        weights.quantizedInFile = quantized
+        weights.quantization = try options.quantization ?? quantized.sorted().first.map { module in
+            let weight = try checkpoint.readNF4(module: module)
+            let declared = try BitsAndBytesQuantizationConfig(config: config.rawJSON ?? [:], path: configPath)
+            return NF4Options(blocksize: weight.blocksize, doubleQuantization: weight.isDoubleQuantized,
+                              computeDType: declared?.computeDType ?? .float32)
+        }
+        return weights
     }
 
     /// Random weights as transformers initializes the family: normal(0, initializer_range) for linear weights and
     /// embeddings, zero biases, RMSNorm weights at 1. Tied models get no `lm_head.weight`. Each tensor comes from
     /// its own generator (seeded by `seed` and its name), made when the model asks for it.
     static func random(_ config: LlamaConfig, seed: UInt64, backend: any Backend, options: ModelLoadOptions = ModelLoadOptions()) -> LlamaWeights {
-        LlamaWeights(config: config, backend: backend, source: .random(seed: seed), options: options)
+        var weights = LlamaWeights(config: config, backend: backend, source: .random(seed: seed), options: options)
+        weights.quantization = options.quantization
+        return weights
     }
 
     /// The values of random tensor `name`.
@@ -122,9 +152,25 @@ struct LlamaWeights {
     /// An RMSNorm's weight (`prefix.weight`), float32.
     func norm(_ prefix: String) throws -> Tensor { try float32(prefix + ".weight") }
 
-    /// A linear module `prefix` (`[out, in]` weight, float32 bias where the config has one).
+    /// A linear module `prefix` (`[out, in]` weight, float32 bias where the config has one): 4-bit as the file
+    /// stores it or as the load quantizes it, else dense.
     func linear(_ prefix: String) throws -> LinearModule {
         let bias = hasTensor(prefix + ".bias") ? try float32(prefix + ".bias") : nil
-        return try LinearModule(name: prefix, weight: try tensor(prefix + ".weight"), bias: bias, layout: .outIn)
+        let name = prefix + ".weight"
+        let shape = Self.expectedShapes(config)[name]!
+        switch source {
+        case .checkpoint(let checkpoint) where quantizedInFile.contains(prefix):
+            return LinearModule(name: prefix, base: try checkpoint.nf4Linear(module: prefix, out: shape[0], in: shape[1],
+                                                                             bias: bias, backend: backend))
+        case _ where options.quantization != nil:
+            let (values, dtype): ([Float], DType) = switch source {
+            case .checkpoint(let checkpoint): (try checkpoint.floats(name), DType(safeTensors: try checkpoint.entry(name).dtype) ?? .float32)
+            case .random(let seed): (randomValues(name, seed: seed), .float32)
+            }
+            return LinearModule(name: prefix, base: try options.quantization!.linear(values, out: shape[0], in: shape[1], bias: bias,
+                                                                                    dtype: dtype, name: name, backend: backend))
+        default:
+            return try LinearModule(name: prefix, weight: try tensor(name), bias: bias, layout: .outIn)
+        }
     }
 }

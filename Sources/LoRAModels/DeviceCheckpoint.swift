@@ -52,15 +52,17 @@ extension SafeTensorsCheckpoint {
     }
 }
 
-/// Writes `tensors` (any dtypes, on any device) as a Hugging Face checkpoint in `folder`: `model.safetensors`, or
-/// shards of at most `maxShardBytes` with `model.safetensors.index.json`, each file through a temporary name.
-/// Names are sorted as `save_pretrained` sorts them, so the shards come out the same.
-public func writeCheckpoint(_ tensors: [(name: String, tensor: Tensor)], folder: String, maxShardBytes: Int = 5_000_000_000) throws {
-    let items = tensors.sorted { $0.name < $1.name }.map { name, tensor in
+/// Writes `tensors` (any dtypes, on any device) and `items` (tensors already in file form, e.g. 4-bit weights) as a
+/// Hugging Face checkpoint in `folder`: `model.safetensors`, or shards of at most `maxShardBytes` with
+/// `model.safetensors.index.json`, each file through a temporary name. Names are sorted as `save_pretrained` sorts
+/// them, so the shards come out the same.
+public func writeCheckpoint(_ tensors: [(name: String, tensor: Tensor)], items: [SafeTensorsWriter.Item] = [], folder: String,
+                            maxShardBytes: Int = 5_000_000_000) throws {
+    let streamed = tensors.map { name, tensor in
         SafeTensorsWriter.Item(name: name, dtype: tensor.dtype.safeTensors, shape: tensor.shape) { emit in
             let bytes = try tensor.backend.downloadBytes(tensor)
             try bytes.withUnsafeBytes { try emit($0) }
         }
     }
-    _ = try SafeTensorsWriter.writeCheckpoint(items, to: folder, maxShardBytes: maxShardBytes)
+    _ = try SafeTensorsWriter.writeCheckpoint((streamed + items).sorted { $0.name < $1.name }, to: folder, maxShardBytes: maxShardBytes)
 }

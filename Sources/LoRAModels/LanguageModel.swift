@@ -30,7 +30,7 @@ public protocol LanguageModel: AnyObject {
     /// In full fine-tuning, every weight with its gradient under transformers' name (empty otherwise).
     var fullTrainingParameters: [TrainableParameter] { get }
     /// Every weight of the model under the name transformers saves it as (adapters excluded; a tied output layer
-    /// once), merged adapters included.
+    /// once; 4-bit weights, which are several tensors each, in `quantizedItems` instead), merged adapters included.
     var namedWeights: [(name: String, tensor: Tensor)] { get }
     /// What a KV cache for this model holds per layer.
     var cacheGeometry: KVCache.Geometry { get }
@@ -38,6 +38,9 @@ public protocol LanguageModel: AnyObject {
     var endOfSequenceTokens: Set<Int> { get }
     /// The modules an adapter targets when none are named: the LoRA paper's attention matrices.
     var defaultLoRATargets: LoRAConfig.Targets { get }
+    /// How the 4-bit linears were quantized (from the load options or the folder's `quantization_config`); nil
+    /// when none are.
+    var quantization: NF4Options? { get }
 
     /// Logits `[B·T, V]` for B equal-length sequences of ids. Without a cache, saves what `backward` needs; with
     /// one, the tokens continue the cached sequences (positions follow them) and their keys and values are appended.
@@ -174,12 +177,17 @@ extension LanguageModel {
         for p in trainableParameters { try backend.fill(p.gradient, with: 0) }
     }
 
-    /// Elements in the model's own weights (adapters excluded; a tied output layer counted once).
-    public var baseParameterCount: Int { namedWeights.reduce(0) { $0 + $1.tensor.count } }
+    /// Elements in the model's own weights (adapters excluded; a tied output layer counted once; a 4-bit weight
+    /// by its logical size).
+    public var baseParameterCount: Int {
+        namedWeights.reduce(0) { $0 + $1.tensor.count } + quantizedModules.reduce(0) { $0 + $1.nf4!.weight.count }
+    }
 
     /// Bytes the model's weights take on the device, each in its own dtype (a bf16 checkpoint kept in bf16 takes
-    /// half of f32).
-    public var weightBytes: Int { namedWeights.reduce(0) { $0 + $1.tensor.count * $1.tensor.dtype.size } }
+    /// half of f32; a 4-bit weight its packed codes and statistics).
+    public var weightBytes: Int {
+        namedWeights.reduce(0) { $0 + $1.tensor.byteCount } + quantizedModules.reduce(0) { $0 + $1.nf4!.weight.byteCount }
+    }
 
     /// Sets training mode on the model's adapters (models call this from their `training` observer).
     public func propagateTraining() { for (_, layer) in loraLayers { layer.training = training } }

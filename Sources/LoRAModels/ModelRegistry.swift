@@ -6,9 +6,12 @@ import LoRARuntime
 
 /// How weights are stored on the device when a model is loaded.
 public struct ModelLoadOptions: Sendable {
-    /// The storage dtype of the weights; nil keeps the file's.
+    /// The storage dtype of the weights (the unquantized ones, with `quantization`); nil keeps the file's.
     public var dtype: DType?
-    public init(dtype: DType? = nil) { self.dtype = dtype }
+    /// Quantizes the decoder's linear layers to NF4 as they load (QLoRA); nil keeps them as the file has them (a
+    /// bitsandbytes 4-bit folder loads 4-bit either way).
+    public var quantization: NF4Options?
+    public init(dtype: DType? = nil, quantization: NF4Options? = nil) { (self.dtype, self.quantization) = (dtype, quantization) }
 }
 
 /// An architecture family: the `model_type`s it reads and how it builds a model.

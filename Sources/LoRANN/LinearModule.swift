@@ -9,7 +9,7 @@ public final class LinearModule {
     /// PEFT's module name, e.g. `transformer.h.0.attn.c_attn` or `model.layers.0.self_attn.q_proj`.
     public let name: String
     /// The frozen layer.
-    public let base: any FrozenLinear
+    public private(set) var base: any FrozenLinear
     /// The adapter, when this module is a LoRA target.
     public var lora: LoRALinear?
     /// Gradients of the weight and bias in full fine-tuning (nil otherwise: frozen).
@@ -21,7 +21,13 @@ public final class LinearModule {
     public var outFeatures: Int { base.outFeatures }
     var backend: any Backend { base.backend }
 
-    public init(name: String, base: any FrozenLinear) { (self.name, self.base) = (name, base) }
+    /// How a dense weight of this module is laid out in its family's files (GPT-2's Conv1D: `[in, out]`), which a
+    /// dequantized 4-bit base takes.
+    public let denseLayout: DenseLinear.Layout
+
+    public init(name: String, base: any FrozenLinear, denseLayout: DenseLinear.Layout = .outIn) {
+        (self.name, self.base, self.denseLayout) = (name, base, (base as? DenseLinear)?.layout ?? denseLayout)
+    }
 
     /// A dense weight, `[out, in]` or `[in, out]` as `layout` says.
     public convenience init(name: String, weight: Tensor, bias: Tensor?, layout: DenseLinear.Layout) throws {
@@ -30,6 +36,17 @@ public final class LinearModule {
 
     /// The dense weight, for full fine-tuning and saving (nil for other storage).
     public var dense: DenseLinear? { base as? DenseLinear }
+
+    /// The 4-bit weight, when the base is quantized.
+    public var nf4: NF4Linear? { base as? NF4Linear }
+
+    /// Replaces a 4-bit base by its dequantized copy stored as `dtype` (merging an adapter needs a dense weight).
+    /// Must come before any adapter is put on the module.
+    public func dequantizeBase(dtype: DType) throws {
+        guard let nf4 else { return }
+        guard lora == nil else { throw LoRAError.invalidState("\(name): dequantize the base before adding an adapter") }
+        base = try nf4.dequantized(dtype: dtype, layout: denseLayout)
+    }
 
     /// Gives the weight and bias gradients (full fine-tuning); the base must be dense.
     public func enableGradients() throws {
