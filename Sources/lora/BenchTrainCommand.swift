@@ -10,11 +10,11 @@ struct TrainBench: ParsableCommand {
         commandName: "train", abstract: "Tokens/s and peak RSS of LoRA training steps (r=8, alpha=16 on the attention matrices).")
 
     /// The configs, with their default batch.
-    static let configs: [String: (batch: Int, make: @Sendable (UInt64, any Backend) throws -> any LanguageModel)] = [
-        "gpt2-small": (4, { try GPT2Model(config: .small, seed: $0, backend: $1) }),
-        "tiny": (16, { try GPT2Model(config: .tiny, seed: $0, backend: $1) }),
-        "smollm-135m": (4, { try LlamaModel(config: .smolLM135M, seed: $0, backend: $1) }),
-        "tiny-llama": (16, { try LlamaModel(config: .tiny, seed: $0, backend: $1) }),
+    static let configs: [String: (batch: Int, make: @Sendable (UInt64, any Backend, ModelLoadOptions) throws -> any LanguageModel)] = [
+        "gpt2-small": (4, { try GPT2Model(config: .small, seed: $0, backend: $1, options: $2) }),
+        "tiny": (16, { try GPT2Model(config: .tiny, seed: $0, backend: $1, options: $2) }),
+        "smollm-135m": (4, { try LlamaModel(config: .smolLM135M, seed: $0, backend: $1, options: $2) }),
+        "tiny-llama": (16, { try LlamaModel(config: .tiny, seed: $0, backend: $1, options: $2) }),
     ]
 
     @Option(help: "gpt2-small (12 layers, 768 wide, vocab 50257), tiny (GPT-2: 2 layers, 128 wide, vocab 256), smollm-135m (SmolLM2-135M's shape) or tiny-llama (2 layers, 128 wide, GQA, vocab 256). LoRA on attn.c_attn, attn.c_proj (GPT-2) or q/k/v/o_proj (Llama).")
@@ -25,6 +25,7 @@ struct TrainBench: ParsableCommand {
     @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 10
     @Option(help: "adamw, paged_adamw or sgd.") var optimizer = "adamw"
     @OptionGroup var device: DeviceOptions
+    @OptionGroup var load: LoadOptions
     @Flag(help: "One JSON object and nothing else on stdout.") var json = false
 
     func validate() throws {
@@ -37,7 +38,7 @@ struct TrainBench: ParsableCommand {
         let backend = try device.select(announce: !json)
         let (defaultBatch, make) = Self.configs[config]!
         let batch = self.batch ?? defaultBatch
-        let model = try make(1, backend)
+        let model = try make(1, backend, load.options())
         guard seq <= model.maxPositions else { throw ValidationError("--seq \(seq) exceeds \(config)'s \(model.maxPositions) positions") }
         try model.applyLoRA(LoRAConfig(rank: rank, alpha: 16, targets: model.defaultLoRATargets), seed: 2)
         var generator = SeededGenerator(seed: 3)
@@ -53,13 +54,16 @@ struct TrainBench: ParsableCommand {
         }
         let median = speeds.sorted()[speeds.count / 2]
         let peak = Self.peakResidentMegabytes()
+        let bits = model.quantizedBitsPerParameter
         if json {
-            print(String(format: #"{"config": "%@", "device": "%@", "batch": %d, "seq": %d, "rank": %d, "tokens_per_s": %.1f, "peak_rss_mb": %.0f, "weight_bytes": %d, "optimizer": "%@", "optimizer_state_device_bytes": %d}"#,
-                         config, backend.name, batch, seq, rank, median, peak, model.weightBytes, optimizer,
+            print(String(format: #"{"config": "%@", "device": "%@", "quantize": %@, "batch": %d, "seq": %d, "rank": %d, "tokens_per_s": %.1f, "peak_rss_mb": %.0f, "weight_bytes": %d, "weight_bits_per_param": %@, "optimizer": "%@", "optimizer_state_device_bytes": %d}"#,
+                         config, backend.name, load.quantize.map { "\"\($0)\"" } ?? "null", batch, seq, rank, median, peak,
+                         model.weightBytes, bits.map { String(format: "%.3f", $0) } ?? "null", optimizer,
                          trainer.optimizer.stateDeviceBytes))
         } else {
-            print(String(format: "train %@ batch %d × seq %d, r=%d, %@: %.1f tokens/s (median of %d steps), peak RSS %.0f MB, optimizer state on the device %d bytes",
-                         config, batch, seq, rank, optimizer, median, steps, peak, trainer.optimizer.stateDeviceBytes))
+            print(String(format: "train %@%@ batch %d × seq %d, r=%d, %@: %.1f tokens/s (median of %d steps), peak RSS %.0f MB, optimizer state on the device %d bytes",
+                         config, bits.map { String(format: " (NF4, %.2f bits per parameter)", $0) } ?? "", batch, seq, rank,
+                         optimizer, median, steps, peak, trainer.optimizer.stateDeviceBytes))
         }
     }
 

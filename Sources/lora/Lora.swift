@@ -12,25 +12,33 @@ struct Lora: ParsableCommand {
             Device choice: --device or LORA_DEVICE (cpu, opencl, opencl:N, auto). auto takes the first OpenCL GPU,
             else the CPU. Other variables: LORA_KERNELS_DIR, LORA_GEMM, LORA_CLBLAST, LORA_OPENCL_LIBRARY.
             """,
-        subcommands: [TrainCommand.self, GenerateCommand.self, EvalCommand.self, MergeCommand.self, TokenizeCommand.self, BenchCommand.self,
-                      DevicesCommand.self, DemoCommand.self],
+        subcommands: [TrainCommand.self, GenerateCommand.self, EvalCommand.self, MergeCommand.self, QuantizeCommand.self,
+                      TokenizeCommand.self, BenchCommand.self, DevicesCommand.self, DemoCommand.self],
         defaultSubcommand: TrainCommand.self)
 }
 
-/// `--dtype`, shared by every command that loads a model.
+/// `--dtype` and `--quantize`, shared by every command that loads a model.
 struct LoadOptions: ParsableArguments {
     @Option(name: .long, help: "Storage of the model's weights on the device: keep (the file's), float32, bfloat16 or float16. Math is float32 either way.")
     var dtype = "keep"
+    @Option(name: .long, help: "nf4: quantize the decoder's linear layers to 4-bit NormalFloat as they load (QLoRA: bitsandbytes' format, blocks of 64, double quantization). A bitsandbytes 4-bit folder loads 4-bit without it.")
+    var quantize: String?
 
     func validate() throws {
         guard dtype == "keep" || DType(rawValue: dtype)?.isFloatingPoint == true else {
             throw ValidationError("--dtype takes keep, float32, bfloat16 or float16, not '\(dtype)'")
         }
+        if let quantize, quantize != "nf4" {
+            throw ValidationError("--quantize takes nf4, not '\(quantize)' (fp4 and 8-bit are not supported)")
+        }
     }
+
+    /// The dtype --dtype names (nil for keep).
+    var storage: DType? { dtype == "keep" ? nil : DType(rawValue: dtype) }
 
     /// The load options; `defaultDType` applies when --dtype is keep (full fine-tuning trains float32 weights).
     func options(defaultDType: DType? = nil) -> ModelLoadOptions {
-        ModelLoadOptions(dtype: dtype == "keep" ? defaultDType : DType(rawValue: dtype))
+        ModelLoadOptions(dtype: storage ?? defaultDType, quantization: quantize == nil ? nil : NF4Options())
     }
 }
 

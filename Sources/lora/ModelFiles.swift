@@ -28,3 +28,36 @@ func copyTokenizerFiles(from source: String, to target: String) throws -> [Strin
     }
     return copied
 }
+
+/// Writes a model folder through a temporary sibling: `body` fills it, then it takes `out`'s place (an existing
+/// folder is moved aside first and removed after), so a failure part way leaves `out` as it was.
+func writeFolder(_ out: String, _ body: (String) throws -> Void) throws {
+    let files = FileManager.default
+    var isFolder: ObjCBool = false
+    if files.fileExists(atPath: out, isDirectory: &isFolder), !isFolder.boolValue {
+        throw ValidationError("--out \(out) is a file, not a folder")
+    }
+    let url = URL(fileURLWithPath: out).standardizedFileURL
+    let (parent, name) = (url.deletingLastPathComponent().path, url.lastPathComponent)
+    let temporary = parent + "/.\(name).partial-\(getpid())"
+    try? files.removeItem(atPath: temporary)
+    try files.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+    do { try body(temporary) } catch {
+        try? files.removeItem(atPath: temporary)
+        throw error
+    }
+    if files.fileExists(atPath: url.path) {
+        let previous = parent + "/.\(name).previous-\(getpid())"
+        try files.moveItem(atPath: url.path, toPath: previous)
+        try files.moveItem(atPath: temporary, toPath: url.path)
+        try? files.removeItem(atPath: previous)
+    } else {
+        try files.moveItem(atPath: temporary, toPath: url.path)
+    }
+}
+
+/// Throws unless `out` and `model` are different folders (writing over the input would destroy it).
+func requireDistinct(out: String, model: String) throws {
+    let (source, target) = (URL(fileURLWithPath: model).standardizedFileURL.path, URL(fileURLWithPath: out).standardizedFileURL.path)
+    guard source != target else { throw ValidationError("--out must differ from --model: writing in place would overwrite the input") }
+}

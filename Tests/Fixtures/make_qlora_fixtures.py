@@ -4,6 +4,7 @@ PyTorch or bitsandbytes): what bitsandbytes 0.50 computes on the CPU and what tr
 
     venv/bin/python Tests/Fixtures/make_qlora_fixtures.py             # rewrites nf4/, llama-tiny-nf4/, gpt2-tiny-nf4/
     venv/bin/python Tests/Fixtures/make_qlora_fixtures.py --check DIR # a 4-bit folder swift-lora wrote -> transformers
+                                                                      # (or a `lora merge` of the fixture adapter)
 
 Two traps of bitsandbytes' CPU path are avoided here (the format's definition is flat blocks that may span rows):
 - on AVX512-BF16 machines Linear4bit's inference forward repacks the weight and rounds absmax to bfloat16
@@ -375,7 +376,9 @@ def check(folder, name, tol):
         if name is None:
             sys.exit(f"{folder}/config.json: model_type {config.get('model_type')!r} is no fixture's; pass --model")
     qc = config.get("quantization_config")
-    if not qc or qc.get("quant_method") != "bitsandbytes" or not qc.get("load_in_4bit"):
+    if qc is None:
+        return check_merged(folder, name, tol)
+    if qc.get("quant_method") != "bitsandbytes" or not qc.get("load_in_4bit"):
         sys.exit(f"{folder}/config.json: no bitsandbytes 4-bit quantization_config ({qc!r})")
     model = load_4bit(folder)
     layers = quantized_linears(model)
@@ -402,6 +405,20 @@ def check(folder, name, tol):
         logits = model(tokens).logits.reshape(reference.shape)
     gap = ((logits - reference).abs().max() / reference.abs().max()).item()
     print(f"transformers + bitsandbytes loaded {folder}: max relative logit gap to {against} {gap:.3g}")
+    sys.exit(0 if gap < tol else 1)
+
+
+def check_merged(folder, name, tol):
+    """A float folder swift-lora wrote with `lora merge` of the fixture's adapter into its 4-bit base: transformers
+    loads it (no quantization) and its logits are compared with merged_logits (dequantized base + adapter delta)."""
+    from transformers import AutoModelForCausalLM
+    expected = load_file(os.path.join(HERE, name, "expected.safetensors"))
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    with torch.no_grad():
+        logits = model(expected["tokens"]).logits.reshape(expected["merged_logits"].shape)
+    reference = expected["merged_logits"]
+    gap = ((logits - reference).abs().max() / reference.abs().max()).item()
+    print(f"transformers loaded the merged {folder}: max relative logit gap to {name}'s merged_logits {gap:.3g}")
     sys.exit(0 if gap < tol else 1)
 
 
