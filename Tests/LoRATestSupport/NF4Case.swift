@@ -164,6 +164,7 @@ public struct QuantizedGEMMCase: Sendable, CustomStringConvertible {
             // Several blocks of k (kc = 768) and threads; the narrow kernel over them; a blocksize above k.
             cases.append(.init(m: 70, n: 100, k: 801, transposeW: transposeW, alpha: 0.5, beta: 0.5, bias: true, nestedBlocksize: 5))
             cases.append(.init(m: 40, n: 9, k: 800, transposeW: transposeW, beta: 1, blocksize: 256, nestedBlocksize: nil))
+            cases.append(.init(m: 150, n: 40, k: 800, transposeW: transposeW, alpha: 2, beta: -0.5, bias: true))
             cases.append(.init(m: 200, n: 96, k: 64, transposeW: transposeW, blocksize: 4096))
         }
         return cases
