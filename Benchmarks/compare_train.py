@@ -5,6 +5,10 @@ their median. Alternating keeps a slow phase of the machine from landing on one 
     venv/bin/python Benchmarks/compare_train.py --config tiny --rounds 5
     venv/bin/python Benchmarks/compare_train.py --config gpt2-small --rounds 3 --steps 5
     venv/bin/python Benchmarks/compare_train.py --config smollm-135m --rounds 3 --steps 5   # Llama configs too
+    venv/bin/python Benchmarks/compare_train.py --config smollm-135m --quantize nf4 --rounds 3 --steps 5
+
+With --quantize nf4 (QLoRA) both sides train on a 4-bit base (PyTorch: PEFT + bitsandbytes), and each round also
+runs our float32 LoRA run, whose peak RSS the 4-bit run's is compared with.
 """
 import argparse, json, os, statistics, subprocess, sys
 
@@ -14,6 +18,7 @@ parser.add_argument("--config", default="tiny", choices=["tiny", "gpt2-small", "
 parser.add_argument("--rounds", type=int, default=5)
 parser.add_argument("--steps", type=int, default=10, help="timed steps per run (after 2 warm-up steps)")
 parser.add_argument("--lora", default=os.path.join(here, "..", ".build", "release", "lora"))
+parser.add_argument("--quantize", choices=["nf4"])
 args = parser.parse_args()
 
 
@@ -25,15 +30,29 @@ def run(command):
 ours_cmd = [args.lora, "bench", "train", "--config", args.config, "--steps", str(args.steps), "--json"]
 torch_cmd = [sys.executable, os.path.join(here, "pytorch_train_bench.py"), "--config", args.config,
              "--steps", str(args.steps), "--threads", "2"]
-rows = []
+float_cmd = list(ours_cmd)
+if args.quantize:
+    ours_cmd += ["--quantize", args.quantize]
+    torch_cmd += ["--quantize", args.quantize]
+rows, floats = [], []
 for r in range(args.rounds):
     ours, torch = run(ours_cmd), run(torch_cmd)
     ratio = ours["tokens_per_s"] / torch["tokens_per_s"]
     rows.append((ours, torch, ratio))
     print(f"round {r + 1}: ours {ours['tokens_per_s']:.1f} tokens/s ({ours['peak_rss_mb']} MB), "
           f"PyTorch {torch['tokens_per_s']:.1f} tokens/s ({torch['peak_rss_mb']} MB), ratio {ratio:.2f}", flush=True)
+    if args.quantize:
+        floats.append(run(float_cmd))
+        print(f"         ours in float32: {floats[-1]['tokens_per_s']:.1f} tokens/s ({floats[-1]['peak_rss_mb']} MB)", flush=True)
+extra = {}
+if args.quantize:
+    ours_rss, torch_rss = max(o["peak_rss_mb"] for o, _, _ in rows), max(t["peak_rss_mb"] for _, t, _ in rows)
+    float_rss = max(f["peak_rss_mb"] for f in floats)
+    extra = {"quantize": args.quantize, "weight_bits_per_param": rows[0][0].get("weight_bits_per_param"),
+             "ours_float32_peak_rss_mb": float_rss,
+             "rss_ratio_to_pytorch": round(ours_rss / torch_rss, 3), "rss_ratio_to_our_float32": round(ours_rss / float_rss, 3)}
 print(json.dumps({
-    "config": args.config, "rounds": args.rounds,
+    "config": args.config, "rounds": args.rounds, **extra,
     "ours_median_tokens_per_s": round(statistics.median(o["tokens_per_s"] for o, _, _ in rows), 1),
     "pytorch_median_tokens_per_s": round(statistics.median(t["tokens_per_s"] for _, t, _ in rows), 1),
     "median_ratio": round(statistics.median(x for _, _, x in rows), 3),

@@ -114,6 +114,8 @@ public final class GPT2Model: LanguageModel {
         var x = try backend.empty([n, config.width])
         try backend.embedding(EmbeddingLookup(table: wte, indices: ids, output: x))
         try backend.embedding(EmbeddingLookup(table: wpe, indices: positions, output: x, accumulate: true))
+        // The last step's activations go before this step's are made: held to the end, they would double the peak.
+        self.saved = nil
         var saved = Saved(batch: batch, length: length, ids: ids, positions: positions)
         for (index, block) in blocks.enumerated() {
             let (next, layer) = try forward(block, x, batch: batch, length: length, cache: cache.map { ($0, index) })

@@ -130,6 +130,8 @@ public final class LlamaModel: LanguageModel {
         let ids = try uploadTokenIDs(tokens.joined(), backend: backend)
         var x = try backend.empty([n, config.hiddenSize])
         try backend.embedding(EmbeddingLookup(table: embedTokens, indices: ids, output: x))
+        // The last step's activations go before this step's are made: held to the end, they would double the peak.
+        self.saved = nil
         var saved = Saved(batch: batch, length: length, ids: ids)
         for layer in layers {
             let (next, activations) = try forward(layer, x, batch: batch, length: length, cache: cache)

@@ -5,8 +5,8 @@ import Foundation
 
 /// Host buffers, 64-byte aligned, recycled by size class up to a cap.
 public final class HostMemoryPool: @unchecked Sendable {
-    /// The pool every CPU tensor allocates from.
-    public static let shared = HostMemoryPool(limit: 512 << 20)
+    /// The pool every CPU tensor allocates from; `LORA_HOST_POOL_MB` sets its cap (default 512).
+    public static let shared = HostMemoryPool(limit: (ProcessInfo.processInfo.environment["LORA_HOST_POOL_MB"].flatMap(Int.init) ?? 512) << 20)
 
     /// At most this many bytes stay cached; a buffer freed beyond it goes back to the system.
     public let limit: Int
