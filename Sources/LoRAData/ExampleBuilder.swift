@@ -65,6 +65,9 @@ public struct ExampleBuilder: Sendable {
     public let tokenizer: any OffsetTokenizer
     public let chat: ModelChatSettings
     public let eosID: Int
+    /// What a batch's shorter examples are padded with: `pad_token` when the folder names one, else eos (the value
+    /// never matters to the loss: padding comes after every real token and its labels are -100).
+    public var padID: Int { chat.specialTokens["pad_token"].flatMap(tokenizer.id(of:)) ?? eosID }
 
     public init(tokenizer: any OffsetTokenizer, chat: ModelChatSettings) throws(DataError) {
         guard let eos = tokenizer.eosTokenID else {

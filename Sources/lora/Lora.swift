@@ -12,7 +12,7 @@ struct Lora: ParsableCommand {
             Device choice: --device or LORA_DEVICE (cpu, opencl, opencl:N, auto). auto takes the first OpenCL GPU,
             else the CPU. Other variables: LORA_KERNELS_DIR, LORA_GEMM, LORA_CLBLAST, LORA_OPENCL_LIBRARY.
             """,
-        subcommands: [TrainCommand.self, GenerateCommand.self, EvalCommand.self, MergeCommand.self, TokenizeCommand.self, BenchCommand.self,
+        subcommands: [TrainCommand.self, GenerateCommand.self, EvalCommand.self, MergeCommand.self, TokenizeCommand.self, DataCommand.self, BenchCommand.self,
                       DevicesCommand.self, DemoCommand.self],
         defaultSubcommand: TrainCommand.self)
 }
