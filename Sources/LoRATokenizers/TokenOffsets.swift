@@ -3,16 +3,17 @@
 // every normalizer and pre-tokenizer; here the tokens' own text is aligned back onto the input instead: each token's
 // units (bytes for byte-level BPE and byte fallback, else scalars, "▁" standing for a space) are matched in order
 // against the input bytes. What HF inserts (a normalizer's Prepend, a prefix space from ByteLevel or Metaspace) is
-// aligned, as in HF, to the character it was put before. Components that delete or reorder text (Strip, StripAccents,
-// NFD/NFKD, Whitespace splitting, Split with `Removed`, BPE's unknown token) are refused by name, and any place the
-// alignment fails (NFC changing the text) is an error rather than a guess.
+// aligned, as in HF, to the character it was put before; a character NFC/NFKC rewrote stands for all of its
+// normalized units. Components that delete or reorder text (Strip, StripAccents, NFD/NFKD, Whitespace splitting,
+// Split with `Removed`, BPE's unknown token) are refused by name, and any place the alignment fails is an error
+// rather than a guess.
 import LoRAFormats
 
 /// A token id and the UTF-8 bytes of the encoded text it came from.
 public struct TokenOffset: Sendable, Equatable {
     public let id: Int
     /// Byte offsets into the text's UTF-8 (HF's offsets before the Python binding turns them into characters). A token
-    /// that holds part of a character (byte-level BPE, byte fallback) covers only its bytes.
+    /// that holds part of a character (byte-level BPE, byte fallback) covers the whole character, as in HF.
     public let utf8: Range<Int>
 
     public init(id: Int, utf8: Range<Int>) { (self.id, self.utf8) = (id, utf8) }
@@ -26,8 +27,8 @@ public protocol OffsetTokenizer: Tokenizer {
 }
 
 extension TokenOffset {
-    /// Character (Unicode scalar) offsets of each token, as transformers' `encodings[i].offsets` give them: a range
-    /// that starts or ends inside a character is widened to the whole character.
+    /// Character (Unicode scalar) offsets of each token, as transformers' `encodings[i].offsets` give them (HF's
+    /// byte-to-char conversion: each end maps to the character holding that byte, the text's end to the count).
     public static func characterOffsets(_ offsets: [TokenOffset], in text: String) -> [Range<Int>] {
         var charOfByte: [Int] = []
         charOfByte.reserveCapacity(text.utf8.count + 1)
@@ -37,11 +38,7 @@ extension TokenOffset {
             index += 1
         }
         charOfByte.append(index)
-        return offsets.map { t in
-            let start = charOfByte[t.utf8.lowerBound]
-            let end = t.utf8.isEmpty ? start : charOfByte[t.utf8.upperBound - 1] + 1
-            return start..<end
-        }
+        return offsets.map { t in charOfByte[t.utf8.lowerBound]..<charOfByte[t.utf8.upperBound] }
     }
 }
 
@@ -149,6 +146,17 @@ extension HFTokenizer: OffsetTokenizer {
             }
             return true
         }
+        // A character the normalizer rewrote (NFC composing "e" + U+0301 into "é", NFKC): its normalized bytes, matched
+        // unit by unit, all standing for the character's first scalar, as HF aligns them (the scalars composed into
+        // it are deleted, and deleted text has no offsets).
+        var pending: (bytes: ArraySlice<UInt8>, range: Range<Int>)? = nil
+        func rewritten(at i: Int) -> (bytes: ArraySlice<UInt8>, range: Range<Int>, end: Int)? {
+            guard let normalizer, i < range.upperBound else { return nil }
+            let text = String(decoding: bytes[i..<range.upperBound], as: UTF8.self)
+            guard let first = text.first, let scalar = first.unicodeScalars.first else { return nil }
+            let length = String(first).utf8.count
+            return (ArraySlice(Array(normalizer.apply(String(first)).utf8)), i..<i + scalar.utf8Length, i + length)
+        }
         var out: [TokenOffset] = []
         for token in tokens {
             var lo = Int.max, hi = Int.min
@@ -164,14 +172,28 @@ extension HFTokenizer: OffsetTokenizer {
                 case .byte(let b): (expected, spaceLike) = ([b], b == 0x20)
                 case .scalar(let s): (expected, spaceLike) = (Array(String(s).utf8), s == " " || standIns.contains(s))
                 }
-                if matches(expected, at: p) {
-                    cover(p..<p + expected.count)
+                if let current = pending {
+                    guard current.bytes.starts(with: expected) else {
+                        throw OffsetError(reason: "token \(token.id) does not match the normalized text at byte \(current.range.lowerBound)")
+                    }
+                    cover(current.range)
+                    let rest = current.bytes.dropFirst(expected.count)
+                    pending = rest.isEmpty ? nil : (rest, current.range)
+                } else if matches(expected, at: p) {
+                    // A byte of a longer character (byte-level BPE, byte fallback) stands for the whole character.
+                    cover(characterRange(at: p))
+                    cover(characterRange(at: p + expected.count - 1))
                     p += expected.count
                 } else if spaceLike && p < range.upperBound && bytes[p] == 0x20 && expected != [0x20] {
                     cover(p..<p + 1)
                     p += 1
                 } else if spaceLike {
                     cover(characterRange(at: p))
+                } else if let change = rewritten(at: p), change.bytes.starts(with: expected) {
+                    cover(change.range)
+                    p = change.end
+                    let rest = change.bytes.dropFirst(expected.count)
+                    pending = rest.isEmpty ? nil : (rest, change.range)
                 } else {
                     let found = p < range.upperBound ? JSONValue.quote(String(decoding: bytes[p..<min(range.upperBound, p + 12)], as: UTF8.self)) : "the end"
                     throw OffsetError(reason: "token \(token.id) does not match the text at byte \(p) (\(found)); the normalizer changed it")
@@ -283,14 +305,19 @@ extension PreTokenizer {
 // MARK: - vocab.json + merges.txt
 
 extension GPT2Tokenizer: OffsetTokenizer {
-    /// GPT-2 has no normalizer and no prefix space: every token is a run of the text's bytes, in order.
+    /// GPT-2 has no normalizer and no prefix space: every token is a run of the text's bytes, in order; a token
+    /// holding part of a character covers the whole character, as HF's byte-level alignment does.
     public func encodeWithOffsets(_ text: String) throws -> [TokenOffset] {
+        let bytes = Array(text.utf8)
         var offset = 0
         return try encode(text).map { id in
             guard let token = token(of: id) else { throw TokenizerError.unknownID(id) }
             let length = id == endOfText ? token.utf8.count : token.count
             defer { offset += length }
-            return TokenOffset(id: id, utf8: offset..<offset + length)
+            var (start, end) = (offset, offset + length)
+            while start > 0 && start < bytes.count && bytes[start] & 0xC0 == 0x80 { start -= 1 }
+            while end < bytes.count && bytes[end] & 0xC0 == 0x80 { end += 1 }
+            return TokenOffset(id: id, utf8: start..<end)
         }
     }
 }

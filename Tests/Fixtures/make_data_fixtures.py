@@ -199,11 +199,25 @@ def losses(model, examples):
     return each, batch
 
 
+def trimming_tokenizer():
+    """gpt2-bpe with add_prefix_space and a ByteLevel post-processor that trims offsets (RoBERTa's setting), the one
+    case where HF moves offsets past spaces. Written to chat-tiny/trim-offsets/."""
+    folder = os.path.join(OUT, "trim-offsets")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(HERE, "tokenizers", "gpt2-bpe", "tokenizer.json"), encoding="utf-8") as f:
+        tok = json.load(f)
+    tok["pre_tokenizer"]["add_prefix_space"] = True
+    tok["post_processor"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+    with open(os.path.join(folder, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(tok, f, ensure_ascii=False)
+    return folder
+
+
 def offsets_fixture():
     """Token ids and character offsets (add_special_tokens=False) of texts through every tokenizer fixture."""
     from tokenizers import Tokenizer
     folders = sorted(os.path.join("tokenizers", d) for d in os.listdir(os.path.join(HERE, "tokenizers")))
-    folders += ["llama-tiny", "qwen2-tiny", "mistral-tiny", "chat-tiny"]
+    folders += ["llama-tiny", "qwen2-tiny", "mistral-tiny", "chat-tiny", os.path.relpath(trimming_tokenizer(), HERE)]
     texts = TOKENIZER_CASES + ["<s>Hello</s> world", "x</s> y", "<|im_start|>user\n hi<|im_end|>\n",
                                "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi  there<|eot_id|>",
                                "a <|endoftext|>  b", "  Hello  world  "]
@@ -215,8 +229,16 @@ def offsets_fixture():
             enc = tok.encode(text, add_special_tokens=False)
             cases.append({"text": text, "ids": enc.ids, "offsets": [list(o) for o in enc.offsets]})
         out[folder] = cases
+    # GPT-2's vocab.json + merges.txt, as transformers loads it (converted to a fast tokenizer).
+    from transformers import AutoTokenizer
+    gpt2 = AutoTokenizer.from_pretrained(os.path.join(HERE, "gpt2-tiny"))
+    cases = []
+    for text in texts:
+        enc = gpt2(text, add_special_tokens=False, return_offsets_mapping=True)
+        cases.append({"text": text, "ids": enc["input_ids"], "offsets": [list(o) for o in enc["offset_mapping"]]})
+    out["gpt2-tiny"] = cases
     with open(os.path.join(HERE, "data-offsets.json"), "w", encoding="utf-8") as f:
-        json.dump(out, f, ensure_ascii=False, indent=0)
+        json.dump(out, f, ensure_ascii=False)
 
 
 def main():
