@@ -36,6 +36,7 @@ let package = Package(
         .library(name: "LoRALlama", targets: ["LoRALlama"]),
         .library(name: "LoRATraining", targets: ["LoRATraining"]),
         .library(name: "LoRAQuantization", targets: ["LoRAQuantization"]),
+        .library(name: "LoRAData", targets: ["LoRAData"]),
         .executable(name: "lora", targets: ["lora"]),
     ],
     dependencies: [
@@ -55,6 +56,8 @@ let package = Package(
         .target(name: "LoRATokenizers", dependencies: ["LoRAFormats"]),
         // Chat templates: a Jinja interpreter for the subset Hugging Face chat templates use, rendering as transformers does.
         .target(name: "LoRATemplates", dependencies: ["LoRAFormats"]),
+        // Training data: JSONL text, prompt/completion and chat examples to input ids and loss labels, as HF computes them.
+        .target(name: "LoRAData", dependencies: ["LoRAFormats", "LoRATokenizers", "LoRATemplates"]),
         // PEFT adapters: LoraConfig, target matching, adapter folders read into and written from linear modules.
         .target(name: "LoRAAdapters", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats"]),
         // The model interface (forward, backward, loss, adapters, KV cache, generation) and the registry by model_type.
@@ -70,8 +73,8 @@ let package = Package(
         .target(name: "LoRAQuantization", dependencies: ["LoRARuntime", "LoRAFormats"], swiftSettings: cpuSettings),
         // Umbrella: re-exports the modules above, chooses the device and knows every model family.
         .target(name: "SwiftLoRA", dependencies: ["LoRARuntime", "LoRAOpenCL", "LoRANN", "LoRAFormats", "LoRATokenizers",
-                                                  "LoRAAdapters", "LoRAModels", "LoRAGPT2", "LoRALlama", "LoRATraining",
-                                                  "LoRAQuantization"]),
+                                                  "LoRATemplates", "LoRAData", "LoRAAdapters", "LoRAModels", "LoRAGPT2", "LoRALlama",
+                                                  "LoRATraining", "LoRAQuantization"]),
         .executableTarget(
             name: "lora",
             dependencies: ["SwiftLoRA", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
@@ -91,6 +94,7 @@ let package = Package(
         .testTarget(name: "LoRATokenizersTests", dependencies: ["LoRATokenizers", "LoRAFormats"]),
         .testTarget(name: "LoRATemplatesTests", dependencies: ["LoRATemplates"]),
         .testTarget(name: "LoRAQuantizationTests", dependencies: ["LoRAQuantization", "LoRARuntime", "LoRAFormats"]),
+        .testTarget(name: "LoRADataTests", dependencies: ["SwiftLoRA", "LoRATestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

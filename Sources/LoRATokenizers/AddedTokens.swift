@@ -15,10 +15,11 @@ struct AddedToken {
     let normalized: Bool
 }
 
-/// A stretch of text between added tokens, or an added token.
+/// A stretch of text between added tokens, or an added token with the bytes it was matched on (its
+/// `lstrip`/`rstrip` whitespace included, as HF's offsets have it).
 enum Segment {
     case text(Range<Int>)
-    case token(Int)
+    case token(Int, Range<Int>)
 }
 
 /// Leftmost-longest matching of a set of byte strings.
@@ -80,7 +81,7 @@ struct AddedTokenMatcher {
                 while stop < text.count, let scalar = Self.scalar(at: stop, in: text), scalar.isWhiteSpace { stop += scalar.utf8Length }
             }
             if startOffset < start { out.append(.text(startOffset..<start)) }
-            out.append(.token(token.id))
+            out.append(.token(token.id, start..<stop))
             startOffset = stop
         }
         if startOffset < text.count { out.append(.text(startOffset..<text.count)) }

@@ -17,12 +17,12 @@ final class BPEModel: @unchecked Sendable {
     private let merges: [UInt64: UInt64]
     /// Single-scalar tokens' ids (when no prefix/suffix decorates symbols): the per-scalar lookup without hashing a String.
     private let scalarIDs: [UInt32: Int32]
-    private let byteFallbackIDs: [Int32]?
+    let byteFallbackIDs: [Int32]?
     let unknownToken: String?
     private let fuseUnknown: Bool
     private let ignoreMerges: Bool
-    private let prefix: String?
-    private let suffix: String?
+    let prefix: String?
+    let suffix: String?
     private var cache: [ExactString: [Int32]] = [:]
     private let lock = NSLock()
 

@@ -23,11 +23,12 @@ public final class HFTokenizer: Tokenizer, @unchecked Sendable {
     let preTokenizer: PreTokenizer?
     let postProcessor: PostProcessor?
     let decoder: TokenDecoder?
+    let addedByIDForOffsets: [Int: String]
     private let addedByID: [Int: (token: AddedToken, decoded: String)]
     private let addedByContent: [ExactString: Int]
     private let specialContents: Set<ExactString>
-    private let rawMatcher: AddedTokenMatcher?
-    private let normalizedMatcher: AddedTokenMatcher?
+    let rawMatcher: AddedTokenMatcher?
+    let normalizedMatcher: AddedTokenMatcher?
 
     /// Loads `folder/tokenizer.json`, and BOS/EOS from `folder/tokenizer_config.json` when it exists.
     public convenience init(folder: String) throws {
@@ -88,6 +89,7 @@ public final class HFTokenizer: Tokenizer, @unchecked Sendable {
             if token.special { specialContents.insert(ExactString(content)) }
         }
         (self.addedByID, self.addedByContent, self.specialContents) = (addedByID, addedByContent, specialContents)
+        addedByIDForOffsets = addedByID.mapValues(\.decoded)
         let tokens = order.map { addedByID[$0]! }
         let raw = tokens.filter { !$0.token.normalized }, normalized = tokens.filter(\.token.normalized)
         rawMatcher = raw.isEmpty ? nil : try AddedTokenMatcher(tokens: raw.map(\.token), patterns: raw.map(\.token.content), file: file)
@@ -121,7 +123,7 @@ public final class HFTokenizer: Tokenizer, @unchecked Sendable {
         let bytes = Array(text.utf8)
         for segment in rawMatcher?.segments(bytes) ?? [.text(0..<bytes.count)] {
             switch segment {
-            case .token(let id): ids.append(id)
+            case .token(let id, _): ids.append(id)
             case .text(let range):
                 guard !range.isEmpty else { continue }
                 var atOrigin = range.lowerBound == 0
@@ -130,7 +132,7 @@ public final class HFTokenizer: Tokenizer, @unchecked Sendable {
                 let normalizedBytes = Array(stretch.utf8)
                 for inner in normalizedMatcher?.segments(normalizedBytes) ?? [.text(0..<normalizedBytes.count)] {
                     switch inner {
-                    case .token(let id): ids.append(id)
+                    case .token(let id, _): ids.append(id)
                     case .text(let innerRange):
                         guard !innerRange.isEmpty else { continue }
                         let piece = Piece(text: String(decoding: normalizedBytes[innerRange], as: UTF8.self),

@@ -7,8 +7,10 @@ import LoRAFormats
 indirect enum PostProcessor {
     /// The `single` template: nil = the sequence ($A), else the ids of a special token.
     case template([[Int]?])
-    case surround(first: Int, last: Int)
-    case none
+    /// Bert / Roberta: `first $A last`; Roberta may trim offsets (nil: no, else its `add_prefix_space`).
+    case surround(first: Int, last: Int, trim: Bool?)
+    /// ByteLevel: no ids; `trimOffsets` moves token offsets past their leading and trailing spaces.
+    case byteLevel(trimOffsets: Bool, addPrefixSpace: Bool)
     case sequence([PostProcessor])
 
     init(_ field: JSONField) throws {
@@ -39,8 +41,12 @@ indirect enum PostProcessor {
                 guard items.count == 2 else { throw pair.invalid("is not [token, id]") }
                 return try items[1].int(in: 0...Int(Int32.max))
             }
-            self = .surround(first: try id("cls"), last: try id("sep"))
-        case "ByteLevel": self = .none
+            let trims = try field.type() == "RobertaProcessing" && field.optionalBool("trim_offsets", default: true)
+            self = .surround(first: try id("cls"), last: try id("sep"),
+                             trim: trims ? try field.optionalBool("add_prefix_space", default: true) : nil)
+        case "ByteLevel":
+            self = .byteLevel(trimOffsets: try field.optionalBool("trim_offsets", default: true),
+                              addPrefixSpace: try field.optionalBool("add_prefix_space", default: true))
         case "Sequence": self = .sequence(try field.required("processors").array().map(PostProcessor.init))
         case let other: throw field.unsupported("post_processor type \(JSONValue.quote(other)) is not supported")
         }
@@ -48,9 +54,9 @@ indirect enum PostProcessor {
 
     func process(_ ids: [Int], addSpecialTokens: Bool) -> [Int] {
         switch self {
-        case .none: return ids
+        case .byteLevel: return ids
         case .sequence(let steps): return steps.reduce(ids) { $1.process($0, addSpecialTokens: addSpecialTokens) }
-        case .surround(let first, let last): return addSpecialTokens ? [first] + ids + [last] : ids
+        case .surround(let first, let last, _): return addSpecialTokens ? [first] + ids + [last] : ids
         case .template(let pieces):
             return pieces.flatMap { piece -> [Int] in
                 guard let special = piece else { return ids }
@@ -59,12 +65,23 @@ indirect enum PostProcessor {
         }
     }
 
+    /// Whether a ByteLevel or Roberta step trims token offsets past spaces (HF's `process_offsets`):
+    /// nil when no step trims offsets, else that step's `add_prefix_space`.
+    var offsetTrimming: Bool? {
+        switch self {
+        case .byteLevel(let trim, let addPrefixSpace): trim ? addPrefixSpace : nil
+        case .surround(_, _, let trim): trim
+        case .sequence(let steps): steps.lazy.compactMap(\.offsetTrimming).first
+        default: nil
+        }
+    }
+
     /// Every id the processor can add (checked against the vocabulary when loading).
     var addedIDs: [Int] {
         switch self {
-        case .none: []
+        case .byteLevel: []
         case .sequence(let steps): steps.flatMap(\.addedIDs)
-        case .surround(let first, let last): [first, last]
+        case .surround(let first, let last, _): [first, last]
         case .template(let pieces): pieces.flatMap { $0 ?? [] }
         }
     }

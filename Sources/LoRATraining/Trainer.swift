@@ -23,6 +23,8 @@ public struct TrainingOptions: Sendable, Equatable {
     public var evalEvery = 0
     /// Write a checkpoint every N steps (0: none); `Trainer.run` does.
     public var checkpointEvery = 0
+    /// Stop after this many evaluations in a row without a new best eval loss (0: never stop early).
+    public var earlyStoppingPatience = 0
 
     public init(steps: Int) { self.steps = steps }
 
@@ -43,6 +45,8 @@ public struct StepRecord: Sendable {
     public let step: Int
     public let loss: Float, learningRate: Float, gradientNorm: Float, tokensPerSecond: Double
     public var evalLoss: Float?
+    /// This step's eval loss is the best so far (strictly lower than every earlier one).
+    public var isBestEval = false
 
     public init(step: Int, loss: Float, learningRate: Float, gradientNorm: Float, tokensPerSecond: Double, evalLoss: Float? = nil) {
         (self.step, self.loss, self.learningRate, self.gradientNorm) = (step, loss, learningRate, gradientNorm)
@@ -57,10 +61,25 @@ public final class Trainer {
     public let optimizer: Optimizer
     public internal(set) var data: TrainingData
     public let evalData: [[Int]]?
+    /// Labels of `evalData` (unshifted, -100: no loss); nil when the labels are the tokens themselves.
+    public let evalLabels: [[Int]]?
     /// Completed updates.
     public internal(set) var step = 0
+    /// The lowest eval loss so far and its step.
+    public internal(set) var bestEval: (step: Int, loss: Float)?
+    /// Evaluations since the last new best (what `earlyStoppingPatience` counts).
+    public internal(set) var evaluationsWithoutImprovement = 0
+    /// The run ended because the eval loss stopped improving.
+    public internal(set) var stoppedEarly = false
 
-    public init(model: any LanguageModel, data: TrainingData, evalData: [[Int]]? = nil, options: TrainingOptions) throws {
+    public init(model: any LanguageModel, data: TrainingData, evalData: [[Int]]? = nil, evalLabels: [[Int]]? = nil,
+                options: TrainingOptions) throws {
+        if let evalLabels {
+            guard let evalData, evalLabels.count == evalData.count, zip(evalData, evalLabels).allSatisfy({ $0.count == $1.count }) else {
+                throw TrainingError.invalidSetup("eval labels must match the eval sequences row for row")
+            }
+        }
+        self.evalLabels = evalLabels
         guard options.steps >= 1 else { throw TrainingError.invalidSetup("a run needs at least 1 step, got \(options.steps)") }
         // Refuse a run that cannot fit before any work is done (a host would otherwise swap or be OOM-killed).
         let largest = data.windows.max(by: { $0.count < $1.count })?.count ?? 0
@@ -78,10 +97,10 @@ public final class Trainer {
     /// One update; throws `TrainingError.nonFinite` (before updating) when the loss is NaN or infinite.
     public func trainStep() throws -> StepRecord {
         let start = DispatchTime.now().uptimeNanoseconds
-        let batch = data.next()
+        let batch = data.nextBatch()
         model.training = true
         try model.zeroGradients()
-        let loss = try model.loss(batch, gradients: true).loss
+        let loss = try model.loss(batch.tokens, labels: batch.labels, gradients: true).loss
         guard loss.isFinite else { throw TrainingError.nonFinite(step: step + 1, loss: loss) }
         let norm = try optimizer.gradientNorm()
         guard norm.isFinite else { throw TrainingError.nonFinite(step: step + 1, loss: norm) }
@@ -92,17 +111,34 @@ public final class Trainer {
         try model.backend.synchronize()
         step += 1
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        let tokens = batch.reduce(0) { $0 + $1.count }
-        return StepRecord(step: step, loss: loss, learningRate: lr, gradientNorm: norm, tokensPerSecond: Double(tokens) / seconds)
+        return StepRecord(step: step, loss: loss, learningRate: lr, gradientNorm: norm, tokensPerSecond: Double(batch.realTokens) / seconds)
     }
 
-    /// The mean loss over the eval sequences (no dropout, no gradients), `data.batch` at a time.
+    /// The mean loss over the eval sequences (no dropout, no gradients), `data.batch` at a time: with labels, the
+    /// token-weighted mean over every trained target.
     public func evaluate() throws -> Float? {
         guard let evalData, !evalData.isEmpty else { return nil }
+        if let evalLabels {
+            return Float(try model.meanLoss(evalData, labels: evalLabels, batch: data.batch, padID: data.padID).loss)
+        }
         return Float(try model.meanLoss(evalData, batch: data.batch))
     }
 
-    /// Trains until `options.steps`, evaluating every `evalEvery` steps and after the last, and writing a checkpoint
+    /// Records an eval loss for early stopping and the best adapter; returns whether it is a new best.
+    @discardableResult
+    public func noteEvaluation(_ loss: Float, step: Int) -> Bool {
+        guard loss.isFinite else { evaluationsWithoutImprovement += 1; return false }
+        if let best = bestEval, loss >= best.loss {
+            evaluationsWithoutImprovement += 1
+            return false
+        }
+        bestEval = (step, loss)
+        evaluationsWithoutImprovement = 0
+        return true
+    }
+
+    /// Trains until `options.steps` (or until `earlyStoppingPatience` evaluations in a row bring no new best),
+    /// evaluating every `evalEvery` steps and after the last, and writing a checkpoint
     /// to `checkpointPath` every `checkpointEvery` steps (after `onStep` has seen the record, so a checkpoint never
     /// runs ahead of what was reported). A non-finite loss throws `TrainingError.nonFinite` before its update.
     public func run(checkpointPath: String? = nil, onStep: (StepRecord) throws -> Void) throws {
@@ -110,10 +146,16 @@ public final class Trainer {
             var record = try trainStep()
             if options.evalEvery > 0 && record.step % options.evalEvery == 0 || record.step == options.steps {
                 record.evalLoss = try evaluate()
+                if let loss = record.evalLoss { record.isBestEval = noteEvaluation(loss, step: record.step) }
             }
             try onStep(record)
             if let checkpointPath, options.checkpointEvery > 0 && record.step % options.checkpointEvery == 0 {
                 try saveCheckpoint(to: checkpointPath)
+            }
+            if record.evalLoss != nil && options.earlyStoppingPatience > 0
+                && evaluationsWithoutImprovement >= options.earlyStoppingPatience {
+                stoppedEarly = true
+                break
             }
         }
     }

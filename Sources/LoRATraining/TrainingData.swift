@@ -1,11 +1,35 @@
-// What a training run feeds the model: a fixed batch (every step sees the whole array), or a token stream cut
-// into windows of seq + 1 tokens (seq predictions each), shuffled per epoch by the seed, taken `batch` at a time.
+// What a training run feeds the model: a fixed batch (every step sees the whole array), a token stream cut
+// into windows of seq + 1 tokens (seq predictions each), or labelled examples of any length (JSONL data: ids and
+// unshifted labels, -100 where there is no loss), shuffled per epoch by the seed, taken `batch` at a time.
+// Examples of different lengths in one batch are right-padded (pad id, labels -100): padding sits after every real
+// token, so causal attention keeps it out of their logits, and the loss ignores it.
 import LoRARuntime
+
+/// One batch: rows of equal length, their labels (nil: the tokens themselves) and how many tokens are not padding.
+public struct LabeledBatch: Sendable, Equatable {
+    public var tokens: [[Int]]
+    public var labels: [[Int]]?
+    public var realTokens: Int
+
+    /// Right-pads `tokens` with `padID` and `labels` with -100 to the longest row.
+    public static func padded(_ tokens: [[Int]], labels: [[Int]], padID: Int) -> LabeledBatch {
+        precondition(tokens.count == labels.count && zip(tokens, labels).allSatisfy { $0.count == $1.count },
+                     "labels must match the tokens row for row")
+        let length = tokens.map(\.count).max() ?? 0
+        return LabeledBatch(tokens: tokens.map { $0 + [Int](repeating: padID, count: length - $0.count) },
+                            labels: labels.map { $0 + [Int](repeating: -100, count: length - $0.count) },
+                            realTokens: tokens.reduce(0) { $0 + $1.count })
+    }
+}
 
 /// Batches for training, with a position a checkpoint can save and restore.
 public struct TrainingData: Sendable {
-    /// The windows (all of one length).
+    /// The windows (all of one length), or the examples' ids (any lengths) when `labels` is set.
     public let windows: [[Int]]
+    /// Each example's labels (unshifted, -100: no loss); nil when the labels are the tokens themselves.
+    public let labels: [[Int]]?
+    /// What shorter examples are padded with (their labels there are -100).
+    public let padID: Int
     /// Windows per batch.
     public let batch: Int
     /// A fixed batch repeats every step; otherwise windows are shuffled per epoch.
@@ -23,6 +47,18 @@ public struct TrainingData: Sendable {
             throw TrainingError.invalidSetup("training tokens must be equal-length sequences of at least 2 ids")
         }
         (windows, batch, fixed, seed) = (fixedBatch, fixedBatch.count, true, 0)
+        (labels, padID) = (nil, 0)
+    }
+
+    /// Labelled examples (ids and unshifted labels of the same length, each at least 2 tokens), shuffled per
+    /// epoch by `seed`; a batch's shorter rows are right-padded with `padID`.
+    public init(examples: [[Int]], labels: [[Int]], batch: Int, seed: UInt64, padID: Int) throws {
+        guard batch >= 1 else { throw TrainingError.invalidSetup("the batch size (\(batch)) must be at least 1") }
+        guard !examples.isEmpty else { throw TrainingError.invalidSetup("there are no training examples") }
+        guard examples.count == labels.count, zip(examples, labels).allSatisfy({ $0.count == $1.count && $0.count >= 2 }) else {
+            throw TrainingError.invalidSetup("every example needs labels of its own length and at least 2 tokens")
+        }
+        (windows, self.labels, self.batch, fixed, self.seed, self.padID) = (examples, labels, batch, false, seed, padID)
     }
 
     /// A token stream cut into windows of `seq + 1` tokens (the tail that does not fill one is dropped).
@@ -33,6 +69,16 @@ public struct TrainingData: Sendable {
             throw TrainingError.invalidSetup("the data has \(stream.count) tokens, fewer than one window of \(seq) + 1")
         }
         (self.windows, self.batch, fixed, self.seed) = (windows, batch, false, seed)
+        (labels, padID) = (nil, 0)
+    }
+
+    /// Windows of one length (a stream's windows with some held out), shuffled per epoch by `seed`.
+    public init(windows: [[Int]], batch: Int, seed: UInt64) throws {
+        guard let length = windows.first?.count, length >= 2, windows.allSatisfy({ $0.count == length }), batch >= 1 else {
+            throw TrainingError.invalidSetup("training windows must be equal-length sequences of at least 2 ids, and the batch at least 1")
+        }
+        (self.windows, self.batch, fixed, self.seed) = (windows, batch, false, seed)
+        (labels, padID) = (nil, 0)
     }
 
     /// Batches per epoch.
@@ -46,14 +92,27 @@ public struct TrainingData: Sendable {
         return order
     }
 
-    /// The next batch; advances the position (a new epoch starts when this one runs out).
-    public mutating func next() -> [[Int]] {
-        if fixed { return windows }
+    /// The next batch's window indices; advances the position (a new epoch starts when this one runs out).
+    mutating func nextIndices() -> [Int] {
+        if fixed { return Array(windows.indices) }
         if cachedOrder?.epoch != epoch { cachedOrder = (epoch, order(epoch: epoch)) }
         let order = cachedOrder!.order
-        let picked = order[index..<min(order.count, index + batch)].map { windows[$0] }
+        let picked = Array(order[index..<min(order.count, index + batch)])
         index += batch
         if index >= order.count { (epoch, index) = (epoch + 1, 0) }
         return picked
+    }
+
+    /// The next batch's token rows, unpadded; advances the position.
+    public mutating func next() -> [[Int]] { nextIndices().map { windows[$0] } }
+
+    /// The next batch, padded, with its labels; advances the position.
+    public mutating func nextBatch() -> LabeledBatch {
+        let picked = nextIndices()
+        guard let labels else {
+            let rows = picked.map { windows[$0] }
+            return LabeledBatch(tokens: rows, labels: nil, realTokens: rows.reduce(0) { $0 + $1.count })
+        }
+        return .padded(picked.map { windows[$0] }, labels: picked.map { labels[$0] }, padID: padID)
     }
 }

@@ -1,8 +1,10 @@
 // SwiftLoRA: the umbrella module. `import SwiftLoRA` brings in tensors and backends (LoRARuntime), the OpenCL
-// backend (LoRAOpenCL), the layers (LoRANN), the file formats (LoRAFormats), the tokenizers (LoRATokenizers),
-// adapters (LoRAAdapters), the model interface (LoRAModels), the model families (LoRAGPT2, LoRALlama),
-// training (LoRATraining) and QLoRA's 4-bit formats (LoRAQuantization); and it chooses the device (DeviceSelection.swift) and knows every model family.
+// backend (LoRAOpenCL), the layers (LoRANN), the file formats (LoRAFormats), the tokenizers (LoRATokenizers), chat
+// templates (LoRATemplates), training data (LoRAData), adapters (LoRAAdapters), the model interface (LoRAModels),
+// the model families (LoRAGPT2, LoRALlama), training (LoRATraining) and QLoRA's 4-bit formats (LoRAQuantization);
+// and it chooses the device (DeviceSelection.swift) and knows every model family.
 @_exported import LoRAAdapters
+@_exported import LoRAData
 @_exported import LoRAFormats
 @_exported import LoRAGPT2
 @_exported import LoRALlama
@@ -11,6 +13,7 @@
 @_exported import LoRAOpenCL
 @_exported import LoRAQuantization
 @_exported import LoRARuntime
+@_exported import LoRATemplates
 @_exported import LoRATokenizers
 @_exported import LoRATraining
 

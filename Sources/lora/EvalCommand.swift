@@ -1,6 +1,7 @@
 // `lora eval`: the mean next-token cross-entropy and perplexity of a model (optionally with a PEFT adapter) on
 // token ids or on text, PyTorch's `labels = input_ids` loss: predictions at positions 0..T−2 against ids 1..T−1,
-// averaged over all of them.
+// averaged over all of them. On JSONL examples (see `lora data`), the loss of their labels: the mean over every
+// trained target.
 import ArgumentParser
 import Foundation
 import SwiftLoRA
@@ -15,10 +16,12 @@ struct EvalCommand: ParsableCommand {
     var adapter: String?
     @Option(help: "A JSON array of equal-length arrays of token ids, or an object whose input_ids holds one.")
     var tokens: String?
-    @Option(help: "A UTF-8 text file, tokenized with the model folder's tokenizer and cut into windows of --seq tokens.")
+    @Option(help: "A UTF-8 text file, tokenized with the model folder's tokenizer and cut into windows of --seq tokens; or .jsonl examples, scored where their labels say.")
     var data: String?
-    @Option(help: "Tokens per window for --data (default: the model's positions).")
+    @Option(help: "Tokens per window for --data, or the most an example keeps for .jsonl (default: the model's positions).")
     var seq: Int?
+    @Option(help: "JSONL examples longer than --seq: left (keep the end), right (keep the start) or drop.") var truncate = "right"
+    @Option(help: "A Jinja chat template file for {\"messages\"} data, instead of the model folder's.") var chatTemplate: String?
     @Option(help: "Sequences per forward pass.")
     var batch = 8
     @OptionGroup var device: DeviceOptions
@@ -30,12 +33,14 @@ struct EvalCommand: ParsableCommand {
         guard (tokens == nil) != (data == nil) else { throw ValidationError("give exactly one of --tokens and --data") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         if let seq, seq < 2 { throw ValidationError("--seq must be at least 2 (a window of one token predicts nothing)") }
+        guard Truncation(rawValue: truncate) != nil else { throw ValidationError("--truncate takes left, right or drop") }
     }
 
     func run() throws {
         let backend = try device.select(announce: !json)
         let lm = try loadModel(model, backend: backend, options: load.options())
         if let adapter { try lm.loadAdapter(folder: adapter) }
+        if let data, data.lowercased().hasSuffix(".jsonl") { return try evaluateExamples(data, lm: lm) }
         let sequences = try tokens.map(Self.readTokens) ?? windows(for: lm)
         let progress = json ? nil : Progress(total: (sequences.count + batch - 1) / batch)
         let loss = try lm.meanLoss(sequences, batch: batch) { done, _, loss in
@@ -48,6 +53,29 @@ struct EvalCommand: ParsableCommand {
             print(String(format: #"{"loss": %.8g, "perplexity": %.8g, "tokens": %d}"#, loss, Foundation.exp(loss), predictions))
         } else {
             print(String(format: "loss %.6f  perplexity %.4f  (%d tokens predicted)", loss, Foundation.exp(loss), predictions))
+        }
+    }
+
+    /// `--data FILE.jsonl`: the labelled examples' loss, token-weighted over every trained target.
+    func evaluateExamples(_ path: String, lm: any LanguageModel) throws {
+        let builder = try ExampleBuilder(modelFolder: model, chatTemplate: chatTemplate)
+        let length = seq ?? lm.maxPositions
+        guard length <= lm.maxPositions else { throw ValidationError("--seq \(length) exceeds the model's \(lm.maxPositions) positions") }
+        let (examples, report) = try builder.examples(file: path, seq: length, truncation: Truncation(rawValue: truncate)!)
+        let summary = DataCommand.summary(of: report, file: path, seq: length, truncation: truncate)
+        if json { FileHandle.standardError.write(Data((summary + "\n").utf8)) } else { print(summary) }
+        let batches = (examples.count + batch - 1) / batch
+        let progress = json ? nil : Progress(total: batches)
+        let (loss, predictions) = try lm.meanLoss(examples.map(\.inputIDs), labels: examples.map(\.labels), batch: batch,
+                                                  padID: builder.padID) { done, _, loss in
+            progress?.update(step: min(done, batches), message: String(format: "loss %.4f", loss))
+        }
+        progress?.finish()
+        guard loss.isFinite else { throw ValidationError("the loss is \(loss): the model or its inputs hold NaN or inf") }
+        if json {
+            print(String(format: #"{"loss": %.8g, "perplexity": %.8g, "tokens": %d, "examples": %d}"#, loss, Foundation.exp(loss), predictions, examples.count))
+        } else {
+            print(String(format: "loss %.6f  perplexity %.4f  (%d trained tokens in %d examples)", loss, Foundation.exp(loss), predictions, examples.count))
         }
     }
 

@@ -1,5 +1,7 @@
-// `lora train`: LoRA fine-tuning of a Hugging Face model folder (any family the registry knows) on text or token ids, writing a PEFT adapter, metrics.jsonl,
-// loss.svg and (with --checkpoint-every) a checkpoint that --resume continues from.
+// `lora train`: LoRA fine-tuning of a Hugging Face model folder (any family the registry knows) on text, JSONL examples
+// (text, prompt/completion, chat; loss where their labels say) or token ids, writing a PEFT adapter, metrics.jsonl,
+// loss.svg and (with --checkpoint-every) a checkpoint that --resume continues from; with eval data, early stopping and
+// the best adapter kept in --out/best.
 import ArgumentParser
 import Foundation
 import SwiftLoRA
@@ -12,7 +14,7 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("model"), help: "A Hugging Face model folder (config.json, safetensors weights; a tokenizer for --data).")
     var modelFolder: String?
     var model: String { modelFolder ?? "" }
-    @Option(help: "UTF-8 training text: tokenized, cut into --seq + 1 windows, shuffled by --seed.")
+    @Option(help: "UTF-8 training text: tokenized, cut into --seq + 1 windows, shuffled by --seed. A .jsonl file holds one example a line: {\"text\"}, {\"prompt\", \"completion\"} or {\"messages\"} (rendered with the model's chat template; loss on the assistant's tokens); see `lora data`.")
     var data: String?
     @Option(help: "Token ids as `lora eval` takes them; the whole array is the batch at every step.")
     var tokens: String?
@@ -31,7 +33,11 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Updates to run (default: --epochs of --data, else 100).") var steps: Int?
     @Option(help: "Passes over --data (default 1 when --steps is not given).") var epochs: Int?
     @Option(help: "Windows per batch (--data).") var batch = 8
-    @Option(help: "Tokens predicted per window (--data); at most the model's positions − 1.") var seq = 128
+    @Option(help: "Tokens predicted per window (--data); at most the model's positions − 1. For .jsonl data: the most tokens an example keeps (see --truncate).") var seq = 128
+    @Option(help: "JSONL examples longer than --seq: left (keep the end), right (keep the start) or drop.")
+    var truncate = "right"
+    @Option(help: "A Jinja chat template file for {\"messages\"} data, instead of the model folder's.")
+    var chatTemplate: String?
     @Option(help: "Peak learning rate.") var lr: Float = 1e-3
     @Option(help: "constant, linear or cosine (after --warmup linear steps).") var lrSchedule = "constant"
     @Option(help: "Warmup steps.") var warmup = 0
@@ -45,8 +51,12 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Seeds A's initialization, the data order and dropout.") var seed: UInt64 = 0
     @OptionGroup var device: DeviceOptions
     @OptionGroup var load: LoadOptions
-    @Option(help: "UTF-8 text for eval loss (windows of --seq + 1 tokens).") var evalData: String?
+    @Option(help: "Eval data: UTF-8 text (windows of --seq + 1 tokens) or .jsonl examples (loss where their labels say).") var evalData: String?
+    @Option(help: "Hold out this fraction of the training windows or examples for eval (chosen by --seed) instead of --eval-data.")
+    var valSplit: Double?
     @Option(help: "Evaluate every N steps (0: only at the end).") var evalEvery = 0
+    @Option(help: "Stop after N evaluations in a row without a new best eval loss (0: never).") var earlyStoppingPatience = 0
+    @Flag(help: "Keep the adapter (or model, with --full) with the best eval loss in --out/best.") var saveBest = false
     @Option(help: "Write a checkpoint every N steps (0: none).") var checkpointEvery = 0
     @Flag(help: "Continue from --out's checkpoint.safetensors.") var resume = false
     @Option(help: "Where the metrics go (default: --out/metrics.jsonl).") var metrics: String?
@@ -68,7 +78,19 @@ struct TrainCommand: ParsableCommand {
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
         if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
         if steps != nil && epochs != nil { throw ValidationError("give --steps or --epochs, not both") }
-        if evalEvery > 0 && evalData == nil { throw ValidationError("--eval-every needs --eval-data") }
+        guard Truncation(rawValue: truncate) != nil else { throw ValidationError("--truncate takes left, right or drop") }
+        if let valSplit {
+            guard valSplit > 0 && valSplit < 1 else { throw ValidationError("--val-split must be between 0 and 1 (exclusive)") }
+            guard evalData == nil else { throw ValidationError("give --eval-data or --val-split, not both") }
+            guard data != nil else { throw ValidationError("--val-split splits --data; --tokens has nothing to split") }
+        }
+        let hasEval = evalData != nil || valSplit != nil
+        if evalEvery > 0 && !hasEval { throw ValidationError("--eval-every needs --eval-data or --val-split") }
+        guard earlyStoppingPatience >= 0 else { throw ValidationError("--early-stopping-patience must be at least 0") }
+        if earlyStoppingPatience > 0 && (!hasEval || evalEvery == 0) {
+            throw ValidationError("--early-stopping-patience needs evaluations: --eval-data or --val-split, and --eval-every")
+        }
+        if saveBest && !hasEval { throw ValidationError("--save-best needs --eval-data or --val-split") }
         if full && adapterInit != nil { throw ValidationError("--full trains the weights; it takes no --adapter-init") }
     }
 
@@ -87,29 +109,93 @@ struct TrainCommand: ParsableCommand {
         let lm = fromScratch ? try ModelRegistry.standard.random(folder: model, seed: seed, backend: backend)
             : try loadModel(model, backend: backend, options: load.options(defaultDType: full ? .float32 : nil))
         if fromScratch && !json { print("no weights in \(model): random weights from config.json (seed \(seed))") }
-        guard seq + 1 <= lm.maxPositions || tokens != nil else {
-            throw ValidationError("--seq \(seq) needs windows of \(seq + 1) tokens, beyond the model's \(lm.maxPositions) positions")
+        if isJSONL(data) {
+            guard seq <= lm.maxPositions else {
+                throw ValidationError("--seq \(seq) is beyond the model's \(lm.maxPositions) positions")
+            }
+        } else {
+            guard seq + 1 <= lm.maxPositions || tokens != nil else {
+                throw ValidationError("--seq \(seq) needs windows of \(seq + 1) tokens, beyond the model's \(lm.maxPositions) positions")
+            }
         }
         if full { try lm.enableFullTraining() } else if let adapterInit { try lm.loadAdapter(folder: adapterInit) } else {
             let names = targets.map { $0.split(separator: ",").map(String.init) }
             let chosen: LoRAConfig.Targets = names == ["all-linear"] ? .allLinear : names.map { .names($0) } ?? lm.defaultLoRATargets
             try lm.applyLoRA(LoRAConfig(rank: rank, alpha: alpha, targets: chosen, dropout: dropout, useRSLoRA: rslora), seed: seed)
         }
-        let trainingData = try loadData()
+        let (trainingData, eval) = try loadData()
         var options = TrainingOptions(steps: steps ?? (epochs.map { $0 * trainingData.batchesPerEpoch }
             ?? (tokens != nil ? 100 : trainingData.batchesPerEpoch)))
         (options.learningRate, options.schedule, options.warmup) = (lr, TrainingOptions.Schedule(rawValue: lrSchedule)!, warmup)
         (options.optimizer, options.weightDecay, options.beta1, options.beta2, options.epsilon) =
             (try Optimizer.Kind.named(optimizer), weightDecay, beta1, beta2, eps)
         (options.maxGradNorm, options.evalEvery, options.checkpointEvery) = (maxGradNorm, evalEvery, checkpointEvery)
-        let evalWindows = try evalData.map { try windows(of: $0) }
-        return try Trainer(model: lm, data: trainingData, evalData: evalWindows, options: options)
+        options.earlyStoppingPatience = earlyStoppingPatience
+        return try Trainer(model: lm, data: trainingData, evalData: eval?.tokens, evalLabels: eval?.labels, options: options)
     }
 
-    func loadData() throws -> TrainingData {
-        if let tokens { return try TrainingData(fixedBatch: EvalCommand.readTokens(tokens)) }
-        let ids = try tokenize(data!)
-        return try TrainingData(stream: ids, seq: seq, batch: batch, seed: seed)
+    /// The training batches and the eval sequences (with labels for JSONL), from --tokens, --data, --eval-data and
+    /// --val-split.
+    func loadData() throws -> (TrainingData, (tokens: [[Int]], labels: [[Int]]?)?) {
+        if let tokens { return (try TrainingData(fixedBatch: EvalCommand.readTokens(tokens)), nil) }
+        let path = data!
+        var builder: ExampleBuilder? = nil
+        func examples(_ file: String) throws -> [TokenizedExample] {
+            if builder == nil { builder = try ExampleBuilder(modelFolder: model, chatTemplate: chatTemplate) }
+            let (examples, report) = try builder!.examples(file: file, seq: seq, truncation: Truncation(rawValue: truncate)!)
+            announce(DataCommand.summary(of: report, file: file, seq: seq, truncation: truncate))
+            return examples
+        }
+        var eval: (tokens: [[Int]], labels: [[Int]]?)? = nil
+        let training: TrainingData
+        if isJSONL(path) {
+            var train = try examples(path)
+            if let valSplit {
+                let (kept, held) = try Self.split(train, fraction: valSplit, seed: seed, what: "examples")
+                train = kept
+                eval = (held.map(\.inputIDs), held.map(\.labels))
+            }
+            training = try TrainingData(examples: train.map(\.inputIDs), labels: train.map(\.labels), batch: batch, seed: seed,
+                                        padID: builder!.padID)
+        } else {
+            var stream = try TrainingData(stream: try tokenize(path), seq: seq, batch: batch, seed: seed)
+            if let valSplit {
+                let (kept, held) = try Self.split(stream.windows, fraction: valSplit, seed: seed, what: "windows")
+                stream = try TrainingData(windows: kept, batch: batch, seed: seed)
+                eval = (held, nil)
+            }
+            training = stream
+        }
+        if let evalData {
+            if isJSONL(evalData) {
+                let held = try examples(evalData)
+                eval = (held.map(\.inputIDs), held.map(\.labels))
+            } else {
+                eval = (try windows(of: evalData), nil)
+            }
+        }
+        return (training, eval)
+    }
+
+    func isJSONL(_ path: String?) -> Bool { path?.lowercased().hasSuffix(".jsonl") == true }
+
+    /// Prints a line where the run's messages go (stderr with --json).
+    func announce(_ text: String) {
+        if json { FileHandle.standardError.write(Data((text + "\n").utf8)) } else { print(text) }
+    }
+
+    /// A deterministic hold-out: `fraction` of the items (at least one), chosen by a shuffle seeded by `seed`;
+    /// both parts keep the file order.
+    static func split<T>(_ items: [T], fraction: Double, seed: UInt64, what: String) throws -> (train: [T], held: [T]) {
+        let heldCount = max(1, Int((Double(items.count) * fraction).rounded()))
+        guard heldCount < items.count else {
+            throw ValidationError("--val-split \(fraction) of \(items.count) \(what) leaves nothing to train on")
+        }
+        var generator = SeededGenerator(seed: seed ^ 0x5EED_0F_5711_7000)
+        var order = Array(items.indices)
+        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(generator.next() % UInt64(i + 1))) }
+        let held = Set(order.prefix(heldCount))
+        return (items.indices.filter { !held.contains($0) }.map { items[$0] }, items.indices.filter(held.contains).map { items[$0] })
     }
 
     func tokenize(_ path: String) throws -> [Int] { try tokenizeFile(path, with: loadTokenizer(folder: model)) }
@@ -132,6 +218,8 @@ struct TrainingRun {
     func execute() throws -> (tokensPerSecond: Double, trained: Int, total: Int) {
         try FileManager.default.createDirectory(atPath: command.out, withIntermediateDirectories: true)
         var history = try prepareMetrics()
+        // A resumed run picks up early stopping and the best eval loss where the metrics left them.
+        for record in history { if let loss = record.evalLoss { trainer.noteEvaluation(loss, step: record.step) } }
         let options = trainer.options
         let counts = (trained: trainer.model.trainableParameters.reduce(0) { $0 + $1.value.count }, total: totalParameters())
         if let notice = trainer.optimizer.notice {
@@ -150,6 +238,7 @@ struct TrainingRun {
                 speeds.append(record.tokensPerSecond)
                 try write(record, to: metrics)
                 history.append(record)
+                if command.saveBest && record.isBestEval { try saveBest(record) }
                 progress?.update(step: record.step, message: String(format: "loss %.4f  %.0f tok/s", record.loss, record.tokensPerSecond))
             }
         } catch let error as TrainingError {
@@ -170,6 +259,29 @@ struct TrainingRun {
                                                title: "lora train: \(command.model)").utf8), to: plot)
         try summarize(history: history, speeds: speeds, counts: counts, plot: plot)
         return (speeds.isEmpty ? 0 : speeds.sorted()[speeds.count / 2], counts.trained, counts.total)
+    }
+
+    var bestPath: String { command.out + "/best" }
+
+    /// Writes the adapter (or model) into a fresh folder beside --out/best, then swaps it in by renames, so a kill
+    /// leaves the previous best or this one. `best.json` there says its step and eval loss.
+    func saveBest(_ record: StepRecord) throws {
+        let manager = FileManager.default
+        let partial = command.out + "/best.partial", old = command.out + "/best.old"
+        try? manager.removeItem(atPath: partial)
+        try manager.createDirectory(atPath: partial, withIntermediateDirectories: true)
+        if command.full {
+            try trainer.model.save(folder: partial)
+            _ = try copyTokenizerFiles(from: command.model, to: partial)
+        } else {
+            try trainer.model.saveAdapter(folder: partial)
+        }
+        let note = String(format: #"{"step": %d, "eval_loss": %.8g}"#, record.step, record.evalLoss ?? .nan)
+        try AtomicFile.write(Data((note + "\n").utf8), to: partial + "/best.json")
+        try? manager.removeItem(atPath: old)
+        if manager.fileExists(atPath: bestPath) { try manager.moveItem(atPath: bestPath, toPath: old) }
+        try manager.moveItem(atPath: partial, toPath: bestPath)
+        try? manager.removeItem(atPath: old)
     }
 
     /// Every element the model computes with: its weights plus any adapters.
@@ -228,12 +340,23 @@ struct TrainingRun {
                           #""optimizer": "\#(trainer.optimizer.kind.rawValue)", "optimizer_state_device_bytes": \#(trainer.optimizer.stateDeviceBytes)"#,
                           #""out": \#(JSONValue.quote(command.out)), "metrics": \#(JSONValue.quote(metricsPath)), "plot": \#(JSONValue.quote(plot))"#]
             if let evalLoss { fields.append(String(format: #""eval_loss": %.8g"#, evalLoss)) }
+            if let best = trainer.bestEval {
+                fields.append(String(format: #""best_eval_loss": %.8g, "best_step": %d"#, best.loss, best.step))
+            }
+            if trainer.stoppedEarly { fields.append(#""stopped_early": true"#) }
+            if command.saveBest { fields.append(#""best": \#(JSONValue.quote(bestPath))"#) }
             print("{" + fields.joined(separator: ", ") + "}")
         } else {
             print(String(format: "loss %.4f → %.4f over %d steps, %.0f tokens/s (median)", first, last, trainer.step, median)
                 + (evalLoss.map { String(format: ", eval loss %.4f", $0) } ?? ""))
             let written = command.full ? "model: \(command.out)/config.json + model.safetensors" : "adapter: \(command.out)/adapter_config.json + adapter_model.safetensors"
             print("\(written); metrics: \(metricsPath); plot: \(plot)")
+            if trainer.stoppedEarly {
+                print("stopped early at step \(trainer.step): \(trainer.options.earlyStoppingPatience) evaluations without a better eval loss")
+            }
+            if let best = trainer.bestEval, trainer.options.evalEvery > 0 || command.saveBest {
+                print(String(format: "best eval loss %.4f at step %d", best.loss, best.step) + (command.saveBest ? " (kept in \(bestPath))" : ""))
+            }
         }
     }
 }
