@@ -161,4 +161,42 @@ struct QLoRAModelTests {
         #expect(reloaded.quantizedModules.isEmpty)
         #expect(try reloaded.forward(fixture.tokens).toArray() == merged)
     }
+
+    @Test("a 4-bit tensor outside the decoder's linears, or 4-bit tensors without quantization_config, are refused by name")
+    func refusals() throws {
+        let fixture = try QLoRAFixture("llama-tiny-nf4")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lora-qbad-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let checkpoint = try SafeTensorsCheckpoint(folder: fixture.folder)
+        func copy(_ name: String) throws -> SafeTensorsWriter.Item {
+            let entry = try checkpoint.entry(name)
+            return SafeTensorsWriter.Item(name: name, dtype: entry.dtype, shape: entry.shape,
+                                          bytes: try checkpoint.withBytes(name) { Data($0) })
+        }
+        // The embeddings stored 4-bit: a module bitsandbytes never quantizes.
+        let embed = "model.embed_tokens"
+        let shape = try checkpoint.entry(embed + ".weight").shape
+        let quantized = try NF4HostWeight.quantize(try checkpoint.floats(embed + ".weight"), rows: shape[0], columns: shape[1])
+        let items = try checkpoint.names.filter { $0 != embed + ".weight" }.map(copy) + quantized.safeTensorsItems(module: embed)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        _ = try SafeTensorsWriter.writeCheckpoint(items.sorted { $0.name < $1.name }, to: directory, maxShardBytes: 1 << 30)
+        try FileManager.default.copyItem(atPath: fixture.folder + "/config.json", toPath: directory + "/config.json")
+        do {
+            _ = try ModelRegistry.standard.load(folder: directory, backend: CPUBackend.shared)
+            Issue.record("a 4-bit embedding table loaded")
+        } catch let error as FormatError {
+            #expect("\(error)".contains("'model.embed_tokens' is stored 4-bit"), "\(error)")
+        }
+        // The linears 4-bit but config.json silent about it.
+        var config = try JSONValue.readObject(path: fixture.folder + "/config.json")
+        config["quantization_config"] = nil
+        try Data(JSONValue.object(config).serialized().utf8).write(to: URL(fileURLWithPath: directory + "/config.json"))
+        _ = try SafeTensorsWriter.writeCheckpoint(try checkpoint.names.map(copy), to: directory, maxShardBytes: 1 << 30)
+        do {
+            _ = try ModelRegistry.standard.load(folder: directory, backend: CPUBackend.shared)
+            Issue.record("4-bit weights loaded without quantization_config")
+        } catch let error as FormatError {
+            #expect("\(error)".contains("no quantization_config"), "\(error)")
+        }
+    }
 }
