@@ -22,6 +22,7 @@ public final class GPT2Model: LanguageModel {
     let blocks: [Block]
     public var loraConfig: LoRAConfig?
     public var training = false { didSet { propagateTraining() } }
+    public var gradientCheckpointing = false
     var saved: Saved?
 
     public var modelType: String { "gpt2" }
@@ -67,7 +68,10 @@ public final class GPT2Model: LanguageModel {
     struct Saved {
         let batch: Int, length: Int
         let ids: Tensor, positions: Tensor
+        /// Every block's activations, or with gradient checkpointing none of them: `checkpoints` instead.
         var layers: [LayerActivations] = []
+        /// With gradient checkpointing: every block's input, from which backward recomputes its activations.
+        var checkpoints: [BlockCheckpoint] = []
         var final: (x: Tensor, h: Tensor, mean: Tensor, rstd: Tensor)?
     }
 
@@ -114,9 +118,15 @@ public final class GPT2Model: LanguageModel {
         try backend.embedding(EmbeddingLookup(table: wte, indices: ids, output: x))
         try backend.embedding(EmbeddingLookup(table: wpe, indices: positions, output: x, accumulate: true))
         var saved = Saved(batch: batch, length: length, ids: ids, positions: positions)
+        let checkpointing = gradientCheckpointing && cache == nil
         for (index, block) in blocks.enumerated() {
+            if checkpointing { saved.checkpoints.append(BlockCheckpoint(input: x, modules: block.projections)) }
             let (next, layer) = try forward(block, x, batch: batch, length: length, cache: cache.map { ($0, index) })
-            saved.layers.append(layer)
+            if checkpointing {
+                block.projections.forEach { $0.releaseSavedActivations() }  // `layer` goes now; backward recomputes it
+            } else {
+                saved.layers.append(layer)
+            }
             x = next
         }
         cache?.advance(by: length)
@@ -136,7 +146,7 @@ public final class GPT2Model: LanguageModel {
     }
 
     /// x + attn(ln_1(x)), then + mlp(ln_2(·)).
-    private func forward(_ block: Block, _ x: Tensor, batch: Int, length: Int,
+    func forward(_ block: Block, _ x: Tensor, batch: Int, length: Int,
                          cache: (KVCache, Int)?) throws -> (Tensor, LayerActivations) {
         let (h1, mean1, rstd1) = try layerNorm(x, block.ln1)
         let qkv = try block.attention.forward(h1)
