@@ -53,7 +53,9 @@ extension Trainer {
     static func describe(_ value: JSONValue) -> String {
         if let s = value.stringValue { return s }
         if let list = value.arrayValue { return list.map(describe).joined(separator: ",") }
-        if let number = value.doubleValue, number.rounded() == number, abs(number) < 1e15 { return String(Int(number)) }
+        if let number = value.doubleValue {  // written from a Float: its shortest form ("0.2", not 0.20000000298023224)
+            return number.rounded() == number && abs(number) < 1e15 ? String(Int(number)) : String(Float(number))
+        }
         return value.serialized()
     }
 

@@ -57,7 +57,7 @@ struct TrainBench: ParsableCommand {
         let median = speeds.sorted()[speeds.count / 2]
         let peak = Self.peakResidentMegabytes()
         if json {
-            print(String(format: #"{"config": "%@", "device": "%@", "batch": %d, "seq": %d, "rank": %d, "tokens_per_s": %.1f, "peak_rss_mb": %.0f, "weight_bytes": %d, "optimizer": "%@", "optimizer_state_device_bytes": %d, "gradient_checkpointing": %@, "estimated_step_bytes": %d}"#,
+            print(String(format: #"{"config": "%@", "device": "%@", "batch": %d, "seq": %d, "rank": %d, "tokens_per_s": %.1f, "peak_rss_mb": %.0f, "weight_bytes": %d, "optimizer": "%@", "optimizer_state_device_bytes": %d, "gradient_checkpointing": %@, "estimated_step_bytes": %ld}"#,
                          config, backend.name, batch, seq, rank, median, peak, model.weightBytes, optimizer,
                          trainer.optimizer.stateDeviceBytes, gradientCheckpointing ? "true" : "false",
                          model.trainingStepBytes(batch: batch, length: seq)))

@@ -155,6 +155,8 @@ struct TrainCommand: ParsableCommand {
 struct TrainingRun {
     let command: TrainCommand
     let trainer: Trainer
+    /// The command line that started this run; a run stopped by a signal prints it with `--resume` added.
+    var commandLine = CommandLine.arguments
 
     var checkpointPath: String { command.out + "/checkpoint.safetensors" }
     var metricsPath: String { command.metrics ?? command.out + "/metrics.jsonl" }
@@ -219,9 +221,9 @@ struct TrainingRun {
         return (speeds.isEmpty ? 0 : speeds.sorted()[speeds.count / 2], counts.trained, counts.total)
     }
 
-    /// This process's command line with `--resume` added (when it is not there), quoted for a POSIX shell.
+    /// The run's command line with `--resume` added (when it is not there), quoted for a POSIX shell.
     func resumeCommand() -> String {
-        var arguments = CommandLine.arguments
+        var arguments = commandLine
         if !arguments.contains("--resume") { arguments.append("--resume") }
         return arguments.map { argument in
             let plain = !argument.isEmpty && argument.unicodeScalars.allSatisfy {
