@@ -18,8 +18,17 @@ extension GPT2Model {
                                                         dy: backend.matmul(dlogits, lmHead), dx: dx,
                                                         dgamma: full?.lnF.gamma, dbeta: full?.lnF.beta))
         for (index, block) in blocks.enumerated().reversed() {
-            try backward(block, saved.layers[index], dx: dx, batch: saved.batch, length: saved.length,
+            let activations: LayerActivations
+            if saved.checkpoints.isEmpty {
+                activations = saved.layers[index]
+            } else {  // gradient checkpointing: this block's activations again, its dropout masks replayed
+                activations = try saved.checkpoints[index].replay(modules: block.projections) {
+                    try forward(block, $0, batch: saved.batch, length: saved.length, cache: nil).1
+                }
+            }
+            try backward(block, activations, dx: dx, batch: saved.batch, length: saved.length,
                          norms: full?.norms[index], needsInput: index > 0 || full != nil)
+            if !saved.checkpoints.isEmpty { block.projections.forEach { $0.releaseSavedActivations() } }
         }
         if let full {
             try backend.embeddingBackward(EmbeddingBackward(indices: saved.ids, dOutput: dx, dTable: full.wte))

@@ -69,12 +69,14 @@ extension GPT2Model {
 
     /// A generous estimate of the bytes one training step on B sequences of T tokens holds at its peak: the
     /// weights (and, in full fine-tuning, their gradients and AdamW moments), the saved activations of every
-    /// layer, the attention probabilities, and the logits with their gradient.
+    /// layer (with gradient checkpointing: every layer's input and one layer's activations), the attention
+    /// probabilities, and the logits with their gradient.
     public func trainingStepBytes(batch: Int, length: Int) -> Int {
         let c = config, n = batch * length
         let full = fullGradients == nil ? 0 : 3 * baseParameterCount * DType.float32.size  // gradients, two moments
         let perLayer = n * (8 * c.width + 3 * c.width + 2 * c.inner) + 2 * batch * c.heads * length * length
+        let saved = gradientCheckpointing ? c.layers * n * c.width + perLayer : c.layers * perLayer
         let logits = 2 * n * c.vocabSize
-        return weightBytes + full + 4 * (c.layers * perLayer + logits + 4 * n * c.width)
+        return weightBytes + full + 4 * (saved + logits + 4 * n * c.width)
     }
 }

@@ -24,6 +24,7 @@ public final class GPT2Model: LanguageModel {
     let blocks: [Block]
     public var loraConfig: LoRAConfig?
     public var training = false { didSet { propagateTraining() } }
+    public var gradientCheckpointing = false
     var saved: Saved?
 
     public var modelType: String { "gpt2" }
@@ -68,7 +69,10 @@ public final class GPT2Model: LanguageModel {
     struct Saved {
         let batch: Int, length: Int
         let ids: Tensor, positions: Tensor
+        /// Every block's activations, or with gradient checkpointing none of them: `checkpoints` instead.
         var layers: [LayerActivations] = []
+        /// With gradient checkpointing: every block's input, from which backward recomputes its activations.
+        var checkpoints: [BlockCheckpoint] = []
         var final: (x: Tensor, h: Tensor, mean: Tensor, rstd: Tensor)?
     }
 
@@ -117,9 +121,15 @@ public final class GPT2Model: LanguageModel {
         // The last step's activations go before this step's are made: held to the end, they would double the peak.
         self.saved = nil
         var saved = Saved(batch: batch, length: length, ids: ids, positions: positions)
+        let checkpointing = gradientCheckpointing && cache == nil
         for (index, block) in blocks.enumerated() {
+            if checkpointing { saved.checkpoints.append(BlockCheckpoint(input: x, modules: block.projections)) }
             let (next, layer) = try forward(block, x, batch: batch, length: length, cache: cache.map { ($0, index) })
-            saved.layers.append(layer)
+            if checkpointing {
+                block.projections.forEach { $0.releaseSavedActivations() }  // `layer` goes now; backward recomputes it
+            } else {
+                saved.layers.append(layer)
+            }
             x = next
         }
         cache?.advance(by: length)
@@ -139,7 +149,7 @@ public final class GPT2Model: LanguageModel {
     }
 
     /// x + attn(ln_1(x)), then + mlp(ln_2(·)).
-    private func forward(_ block: Block, _ x: Tensor, batch: Int, length: Int,
+    func forward(_ block: Block, _ x: Tensor, batch: Int, length: Int,
                          cache: (KVCache, Int)?) throws -> (Tensor, LayerActivations) {
         let (h1, mean1, rstd1) = try layerNorm(x, block.ln1)
         let qkv = try block.attention.forward(h1)

@@ -17,8 +17,17 @@ extension LlamaModel {
         try backend.rmsNormBackward(RMSNormBackward(x: final.x, gamma: norm, rstd: final.rstd, dy: backend.matmul(dlogits, lmHead),
                                                     dx: dx, dgamma: full?.norm))
         for (index, layer) in layers.enumerated().reversed() {
-            try backward(layer, saved.layers[index], dx: dx, batch: saved.batch, length: saved.length,
+            let activations: LayerActivations
+            if saved.checkpoints.isEmpty {
+                activations = saved.layers[index]
+            } else {  // gradient checkpointing: this layer's activations again, its dropout masks replayed
+                activations = try saved.checkpoints[index].replay(modules: layer.modules) {
+                    try forward(layer, $0, batch: saved.batch, length: saved.length, cache: nil).1
+                }
+            }
+            try backward(layer, activations, dx: dx, batch: saved.batch, length: saved.length,
                          norms: full?.norms[index], needsInput: index > 0 || full != nil)
+            if !saved.checkpoints.isEmpty { layer.modules.forEach { $0.releaseSavedActivations() } }
         }
         if let full { try backend.embeddingBackward(EmbeddingBackward(indices: saved.ids, dOutput: dx, dTable: full.embedTokens)) }
     }

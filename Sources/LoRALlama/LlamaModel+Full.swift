@@ -62,15 +62,18 @@ extension LlamaModel {
     }
 
     /// The weights (and in full fine-tuning their gradients and AdamW moments, float32), the saved activations of
-    /// every layer (inputs, q/k/v, probabilities, the MLP's gate and up, norms' statistics), and the logits with
-    /// their gradient, as a generous estimate.
+    /// every layer (inputs, q/k/v, probabilities, the MLP's gate and up, norms' statistics; with gradient
+    /// checkpointing every layer's input and one layer's activations), and the logits with their gradient, as a
+    /// generous estimate.
     public func trainingStepBytes(batch: Int, length: Int) -> Int {
         let c = config, n = batch * length
         let (qWidth, kvWidth) = (c.heads * c.headDim, c.kvHeads * c.headDim)
         let perLayer = n * (4 * c.hiddenSize + 3 * qWidth + 4 * kvWidth + 4 * c.intermediateSize) + batch * c.heads * length * length
         let transient = n * (2 * c.intermediateSize + 2 * qWidth + 4 * c.hiddenSize)
         let full = isFullTraining ? 3 * baseParameterCount * 4 : 0
-        return weightBytes + full + 4 * (c.layers * perLayer + transient + 2 * n * c.vocabSize)
+        // Gradient checkpointing keeps every layer's input and, in backward, one layer's recomputed activations.
+        let saved = gradientCheckpointing ? c.layers * n * c.hiddenSize + perLayer : c.layers * perLayer
+        return weightBytes + full + 4 * (saved + transient + 2 * n * c.vocabSize)
     }
 
     /// Writes config.json (the loaded one with only the dtype and quantization updated, else this config's) and the

@@ -30,6 +30,7 @@ public final class LlamaModel: LanguageModel {
     let ropeCos: Tensor, ropeSin: Tensor
     public var loraConfig: LoRAConfig?
     public var training = false { didSet { propagateTraining() } }
+    public var gradientCheckpointing = false
     var saved: Saved?
     var fullGradients: FullGradients?
 
@@ -71,7 +72,10 @@ public final class LlamaModel: LanguageModel {
     struct Saved {
         let batch: Int, length: Int
         let ids: Tensor
+        /// Every layer's activations, or with gradient checkpointing none of them: `checkpoints` instead.
         var layers: [LayerActivations] = []
+        /// With gradient checkpointing: every layer's input, from which backward recomputes its activations.
+        var checkpoints: [BlockCheckpoint] = []
         var final: (x: Tensor, h: Tensor, rstd: Tensor)?
     }
 
@@ -133,9 +137,15 @@ public final class LlamaModel: LanguageModel {
         // The last step's activations go before this step's are made: held to the end, they would double the peak.
         self.saved = nil
         var saved = Saved(batch: batch, length: length, ids: ids)
+        let checkpointing = gradientCheckpointing && cache == nil
         for layer in layers {
+            if checkpointing { saved.checkpoints.append(BlockCheckpoint(input: x, modules: layer.modules)) }
             let (next, activations) = try forward(layer, x, batch: batch, length: length, cache: cache)
-            saved.layers.append(activations)
+            if checkpointing {
+                layer.modules.forEach { $0.releaseSavedActivations() }  // `activations` go now; backward recomputes them
+            } else {
+                saved.layers.append(activations)
+            }
             x = next
         }
         cache?.advance(by: length)
@@ -154,7 +164,7 @@ public final class LlamaModel: LanguageModel {
     }
 
     /// x + attention(RMSNorm(x)), then + mlp(RMSNorm(·)).
-    private func forward(_ layer: Layer, _ x: Tensor, batch: Int, length t: Int,
+    func forward(_ layer: Layer, _ x: Tensor, batch: Int, length t: Int,
                          cache: KVCache?) throws -> (Tensor, LayerActivations) {
         let index = layer.index
         let (d, heads, kvHeads) = (config.headDim, config.heads, config.kvHeads)

@@ -19,6 +19,10 @@ public protocol LanguageModel: AnyObject {
     var maxPositions: Int { get }
     /// Training mode (PyTorch's `model.train()`): adapter dropout applies. Off by default.
     var training: Bool { get set }
+    /// Gradient checkpointing: a forward without a cache keeps only each block's input, and `backward` recomputes
+    /// each block's forward before its backward (GradientCheckpointing.swift). The same losses and gradients bit for
+    /// bit, far less memory, about one more forward of time. Off by default.
+    var gradientCheckpointing: Bool { get set }
     /// Every linear layer an adapter can target, in the model's order (PEFT's module names; never the output layer).
     var linearModules: [LinearModule] { get }
     /// The adapters' settings, once adapters were applied or loaded.

@@ -63,6 +63,13 @@ public final class LinearModule {
         return y
     }
 
+    /// Drops what the last forward saved for backward (the input in full fine-tuning, the adapter's saved tensors):
+    /// gradient checkpointing frees a block this way and recomputes its forward before the block's backward.
+    public func releaseSavedActivations() {
+        savedInput = nil
+        lora?.releaseSavedActivations()
+    }
+
     /// dx `[N, in]` for dy `[N, out]` of the last forward; the adapter's (or, in full fine-tuning, the weight's
     /// and bias's) gradients accumulate.
     public func backward(_ dy: Tensor) throws -> Tensor {

@@ -171,6 +171,10 @@ public final class LoRALinear {
         return (dy2, g)
     }
 
+    /// Drops what the last forward saved for backward (gradient checkpointing frees a block's activations this way
+    /// and recomputes them before its backward). `nextDropoutSeed` is untouched.
+    public func releaseSavedActivations() { (savedLoRAInput, savedU, lastDropoutSeed) = (nil, nil, nil) }
+
     /// Sets both gradients to zero.
     public func zeroGradients() throws {
         try backend.fill(gradA, with: 0)

@@ -1,6 +1,10 @@
 // Checkpoints: adapter (or full) weights, optimizer moments, step, data position and dropout seeds in one
 // safetensors file, written through a temporary name and a rename so a kill at any moment leaves a good one.
+// The metadata also records the run's settings (`trains`: the adapter's config; `settings`: the model, the data and
+// the caller's flags), and resuming with other values refuses, naming each; a checkpoint from before `settings`
+// was recorded still resumes, its adapter settings checked.
 // Paged AdamW's host-resident moments are read and written like any tensor: the format is AdamW's.
+import Foundation
 import LoRAAdapters
 import LoRAFormats
 import LoRAModels
@@ -22,8 +26,52 @@ extension Trainer {
         try SafeTensorsWriter.write(items, metadata: [
             "step": String(step), "optimizer_step": String(optimizer.step), "epoch": String(data.epoch),
             "index": String(data.index), "dropout_seeds": seeds, "optimizer": optimizer.kind.rawValue,
-            "trains": trainedWhat,
+            "trains": trainedWhat, "settings": JSONValue.object(runSettings.mapValues { .string($0) }).serialized(),
         ], to: path)
+    }
+
+    /// The settings a checkpoint records beside `trains`: the caller's `settings`, the model's kind and size, and a
+    /// fingerprint of the training tokens (a file edited since would put the data position somewhere else).
+    var runSettings: [String: String] {
+        settings.merging(["the model": "\(model.modelType) with \(model.baseParameterCount) parameters",
+                          "the training tokens": data.fingerprint], uniquingKeysWith: { own, _ in own })
+    }
+
+    /// The adapter's settings in `trains` (PEFT's adapter_config.json, or "full"), by the flag that sets each.
+    static func adapterSettings(_ trains: String?) -> [String: String] {
+        guard let trains else { return [:] }
+        guard trains != "full" else { return ["--full": "yes"] }
+        guard let object = (try? JSONValue.parse(Data(trains.utf8)))?.objectValue else { return ["adapter": trains] }
+        let flags = ["r": "--rank", "lora_alpha": "--alpha", "target_modules": "--targets", "lora_dropout": "--dropout",
+                     "use_rslora": "--rslora"]
+        var result = ["--full": "no"]
+        for (key, value) in object { result[flags[key] ?? "adapter_config.json's \(key)"] = Self.describe(value) }
+        return result
+    }
+
+    /// A JSON value as a flag would give it: strings unquoted, lists comma-separated.
+    static func describe(_ value: JSONValue) -> String {
+        if let s = value.stringValue { return s }
+        if let list = value.arrayValue { return list.map(describe).joined(separator: ",") }
+        if let number = value.doubleValue {  // written from a Float: its shortest form ("0.2", not 0.20000000298023224)
+            return number.rounded() == number && abs(number) < 1e15 ? String(Int(number)) : String(Float(number))
+        }
+        return value.serialized()
+    }
+
+    /// The settings of this run that differ from those `file` was written with (settings it does not record, as in
+    /// a checkpoint from before they were recorded, are not compared), in flag order.
+    func mismatches(with file: SafeTensorsFile) -> [TrainingError.SettingMismatch] {
+        var recorded = Self.adapterSettings(file.metadata["trains"]), current = Self.adapterSettings(trainedWhat)
+        if let text = file.metadata["settings"], let object = (try? JSONValue.parse(Data(text.utf8)))?.objectValue {
+            recorded.merge(object.compactMapValues(\.stringValue), uniquingKeysWith: { adapter, _ in adapter })
+            current.merge(runSettings, uniquingKeysWith: { adapter, _ in adapter })
+        }
+        let order = ["--model", "the model", "--full", "--rank", "--alpha", "--targets", "--dropout", "--rslora",
+                     "--data", "--tokens", "the training tokens", "--seq", "--batch", "--seed"]
+        return current.keys.filter { recorded[$0] != nil && recorded[$0] != current[$0] }
+            .sorted { (order.firstIndex(of: $0) ?? order.count, $0) < (order.firstIndex(of: $1) ?? order.count, $1) }
+            .map { TrainingError.SettingMismatch(setting: $0, run: current[$0]!, checkpoint: recorded[$0]!) }
     }
 
     /// What this run trains, as a checkpoint records it: "full", or the adapter's config.
@@ -33,7 +81,9 @@ extension Trainer {
     public func loadCheckpoint(from path: String) throws {
         let file = try SafeTensorsFile(path: path)
         func invalid(_ reason: String) -> FormatError { .invalid(path: path, reason: reason) }
-        guard file.metadata["trains"] == trainedWhat else {
+        let mismatches = mismatches(with: file)
+        guard mismatches.isEmpty else { throw TrainingError.checkpointMismatch(path: path, mismatches) }
+        guard file.metadata["trains"] == trainedWhat else {  // a field no flag sets: named above too, but be sure
             throw invalid("it was written for other settings (full fine-tuning, or the adapter's rank, alpha, targets, dropout); resume with the same ones")
         }
         // adamw and paged_adamw keep the same moments, so either resumes the other's checkpoint.

@@ -71,6 +71,9 @@ public final class Trainer {
     public internal(set) var evaluationsWithoutImprovement = 0
     /// The run ended because the eval loss stopped improving.
     public internal(set) var stoppedEarly = false
+    /// What this run was started with, as its caller names it (`lora train`: `--model`, `--data`, `--seq`, ... with
+    /// their values): a checkpoint records these, and resuming refuses one whose values differ.
+    public var settings: [String: String] = [:]
 
     public init(model: any LanguageModel, data: TrainingData, evalData: [[Int]]? = nil, evalLabels: [[Int]]? = nil,
                 options: TrainingOptions) throws {
@@ -137,20 +140,42 @@ public final class Trainer {
         return true
     }
 
+    /// How `run` ended.
+    public enum RunEnd: Sendable, Equatable {
+        /// Every step up to `options.steps` ran.
+        case finished
+        /// `shouldStop` asked for a stop; the checkpoint (when `run` had a path) holds the last completed step.
+        case stopped
+    }
+
     /// Trains until `options.steps` (or until `earlyStoppingPatience` evaluations in a row bring no new best),
     /// evaluating every `evalEvery` steps and after the last, and writing a checkpoint
-    /// to `checkpointPath` every `checkpointEvery` steps (after `onStep` has seen the record, so a checkpoint never
-    /// runs ahead of what was reported). A non-finite loss throws `TrainingError.nonFinite` before its update.
-    public func run(checkpointPath: String? = nil, onStep: (StepRecord) throws -> Void) throws {
+    /// to `checkpointPath` every `checkpointEvery` steps and after the last step (after `onStep` has seen the record,
+    /// so a checkpoint never runs ahead of what was reported); with `checkpointEvery` 0, after the last step only
+    /// when `checkpointPath` already holds one (a stopped run's, which would otherwise go stale and make a later
+    /// resume redo the steps). A non-finite loss throws `TrainingError.nonFinite` before its update.
+    /// `shouldStop` is asked before each step (a signal handler's flag: a step in flight always completes); when it
+    /// says yes, the checkpoint is written, whatever `checkpointEvery` says, and `run` returns `.stopped`.
+    @discardableResult
+    public func run(checkpointPath: String? = nil, shouldStop: () -> Bool = { false },
+                    onStep: (StepRecord) throws -> Void) throws -> RunEnd {
+        var checkpointed = -1
+        let finalCheckpoint = options.checkpointEvery > 0 || checkpointPath.map { FileManager.default.fileExists(atPath: $0) } == true
         while step < options.steps {
+            if shouldStop() {
+                if let checkpointPath, checkpointed != step { try saveCheckpoint(to: checkpointPath) }
+                return .stopped
+            }
             var record = try trainStep()
             if options.evalEvery > 0 && record.step % options.evalEvery == 0 || record.step == options.steps {
                 record.evalLoss = try evaluate()
                 if let loss = record.evalLoss { record.isBestEval = noteEvaluation(loss, step: record.step) }
             }
             try onStep(record)
-            if let checkpointPath, options.checkpointEvery > 0 && record.step % options.checkpointEvery == 0 {
+            if let checkpointPath, options.checkpointEvery > 0 && record.step % options.checkpointEvery == 0
+                || finalCheckpoint && record.step == options.steps {
                 try saveCheckpoint(to: checkpointPath)
+                checkpointed = record.step
             }
             if record.evalLoss != nil && options.earlyStoppingPatience > 0
                 && evaluationsWithoutImprovement >= options.earlyStoppingPatience {
@@ -158,6 +183,7 @@ public final class Trainer {
                 break
             }
         }
+        return .finished
     }
 }
 
@@ -166,10 +192,23 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     case nonFinite(step: Int, loss: Float)
     /// The run cannot start as set up (no steps, too little memory, too little data), with the reason.
     case invalidSetup(String)
+    /// A checkpoint written with other settings than this run's: each setting (a flag's name, or what it names) with
+    /// this run's value and the checkpoint's.
+    case checkpointMismatch(path: String, [SettingMismatch])
+
+    /// One setting a resumed run contradicts.
+    public struct SettingMismatch: Sendable, Equatable {
+        public let setting: String, run: String, checkpoint: String
+        public init(setting: String, run: String, checkpoint: String) { (self.setting, self.run, self.checkpoint) = (setting, run, checkpoint) }
+    }
 
     public var description: String {
         switch self {
         case .invalidSetup(let reason): reason
+        case .checkpointMismatch(let path, let mismatches):
+            "\(path) was written by a run with other settings: "
+                + mismatches.map { "\($0.setting) is \($0.run) here but \($0.checkpoint) in the checkpoint" }.joined(separator: "; ")
+                + ". Resume with the checkpoint's settings, or train into another --out"
         case .nonFinite(let step, let loss):
             "step \(step): the loss or gradient norm is \(loss); stopped before updating (lower the learning rate, or check the data)"
         }

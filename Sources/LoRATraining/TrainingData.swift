@@ -81,6 +81,19 @@ public struct TrainingData: Sendable {
         (labels, padID) = (nil, 0)
     }
 
+    /// The windows' count, length and an FNV-1a hash of their ids: what a checkpoint records to tell the same data
+    /// from other data.
+    public var fingerprint: String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for window in windows {
+            for id in window {
+                for byte in 0..<4 { hash = (hash ^ UInt64(UInt32(truncatingIfNeeded: id) >> (8 * byte) & 0xff)) &* 0x100_0000_01b3 }
+            }
+        }
+        let kind = fixed ? "a fixed batch of \(windows.count) sequences" : "\(windows.count) windows"
+        return "\(kind) of \(windows.first?.count ?? 0) tokens (FNV-1a \(String(hash, radix: 16)))"
+    }
+
     /// Batches per epoch.
     public var batchesPerEpoch: Int { fixed ? 1 : (windows.count + batch - 1) / batch }
 

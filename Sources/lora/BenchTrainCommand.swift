@@ -24,6 +24,8 @@ struct TrainBench: ParsableCommand {
     @Option(help: "LoRA rank.") var rank = 8
     @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 10
     @Option(help: "adamw, paged_adamw or sgd.") var optimizer = "adamw"
+    @Flag(help: "Recompute each block's forward in backward instead of keeping its activations (lora train --gradient-checkpointing).")
+    var gradientCheckpointing = false
     @OptionGroup var device: DeviceOptions
     @OptionGroup var load: LoadOptions
     @Flag(help: "One JSON object and nothing else on stdout.") var json = false
@@ -41,6 +43,7 @@ struct TrainBench: ParsableCommand {
         let model = try make(1, backend, load.options())
         guard seq <= model.maxPositions else { throw ValidationError("--seq \(seq) exceeds \(config)'s \(model.maxPositions) positions") }
         try model.applyLoRA(LoRAConfig(rank: rank, alpha: 16, targets: model.defaultLoRATargets), seed: 2)
+        model.gradientCheckpointing = gradientCheckpointing
         var generator = SeededGenerator(seed: 3)
         let tokens = (0..<batch).map { _ in (0..<seq).map { _ in Int(generator.next() % UInt64(model.vocabularySize)) } }
         var options = TrainingOptions(steps: steps + 2)
@@ -56,14 +59,16 @@ struct TrainBench: ParsableCommand {
         let peak = Self.peakResidentMegabytes()
         let bits = model.quantizedBitsPerParameter
         if json {
-            print(String(format: #"{"config": "%@", "device": "%@", "quantize": %@, "batch": %d, "seq": %d, "rank": %d, "tokens_per_s": %.1f, "peak_rss_mb": %.0f, "weight_bytes": %d, "weight_bits_per_param": %@, "optimizer": "%@", "optimizer_state_device_bytes": %d}"#,
+            print(String(format: #"{"config": "%@", "device": "%@", "quantize": %@, "batch": %d, "seq": %d, "rank": %d, "tokens_per_s": %.1f, "peak_rss_mb": %.0f, "weight_bytes": %d, "weight_bits_per_param": %@, "optimizer": "%@", "optimizer_state_device_bytes": %d, "gradient_checkpointing": %@, "estimated_step_bytes": %ld}"#,
                          config, backend.name, load.quantize.map { "\"\($0)\"" } ?? "null", batch, seq, rank, median, peak,
                          model.weightBytes, bits.map { String(format: "%.3f", $0) } ?? "null", optimizer,
-                         trainer.optimizer.stateDeviceBytes))
+                         trainer.optimizer.stateDeviceBytes, gradientCheckpointing ? "true" : "false",
+                         model.trainingStepBytes(batch: batch, length: seq)))
         } else {
-            print(String(format: "train %@%@ batch %d × seq %d, r=%d, %@: %.1f tokens/s (median of %d steps), peak RSS %.0f MB, optimizer state on the device %d bytes",
+            print(String(format: "train %@%@ batch %d × seq %d, r=%d, %@%@: %.1f tokens/s (median of %d steps), peak RSS %.0f MB, optimizer state on the device %d bytes",
                          config, bits.map { String(format: " (NF4, %.2f bits per parameter)", $0) } ?? "", batch, seq, rank,
-                         optimizer, median, steps, peak, trainer.optimizer.stateDeviceBytes))
+                         optimizer, gradientCheckpointing ? ", gradient checkpointing" : "", median, steps, peak,
+                         trainer.optimizer.stateDeviceBytes))
         }
     }
 

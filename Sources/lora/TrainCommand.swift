@@ -1,7 +1,8 @@
 // `lora train`: LoRA fine-tuning of a Hugging Face model folder (any family the registry knows) on text, JSONL examples
 // (text, prompt/completion, chat; loss where their labels say) or token ids, writing a PEFT adapter, metrics.jsonl,
-// loss.svg and (with --checkpoint-every) a checkpoint that --resume continues from; with eval data, early stopping and
-// the best adapter kept in --out/best.
+// loss.svg and (with --checkpoint-every, and whenever Ctrl-C or SIGTERM stops a run after its current step) a
+// checkpoint that --resume continues from, refusing flags that contradict it; with eval data, early stopping and the
+// best adapter kept in --out/best.
 import ArgumentParser
 import Foundation
 import SwiftLoRA
@@ -58,8 +59,10 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Stop after N evaluations in a row without a new best eval loss (0: never).") var earlyStoppingPatience = 0
     @Flag(help: "Keep the adapter (or model, with --full) with the best eval loss in --out/best.") var saveBest = false
     @Option(help: "Write a checkpoint every N steps (0: none).") var checkpointEvery = 0
-    @Flag(help: "Continue from --out's checkpoint.safetensors.") var resume = false
+    @Flag(help: "Continue from --out's checkpoint.safetensors (written every --checkpoint-every steps, and when Ctrl-C or SIGTERM stops a run); the other flags must repeat the run's.") var resume = false
     @Option(help: "Where the metrics go (default: --out/metrics.jsonl).") var metrics: String?
+    @Flag(help: "Keep only each transformer block's input in the forward and recompute the block in backward: the same losses and gradients, much less memory for activations, about a third more time per step.")
+    var gradientCheckpointing = false
     @Flag(help: "Print one JSON summary at the end (and no progress display).") var json = false
 
     /// No arguments at all: the built-in demo.
@@ -92,6 +95,19 @@ struct TrainCommand: ParsableCommand {
         }
         if saveBest && !hasEval { throw ValidationError("--save-best needs --eval-data or --val-split") }
         if full && adapterInit != nil { throw ValidationError("--full trains the weights; it takes no --adapter-init") }
+        // A file where the folder (or one of the folders above it) should be: say so before loading anything.
+        var path = URL(fileURLWithPath: out).standardizedFileURL
+        while path.path != "/" {
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path.path, isDirectory: &isFolder) {
+                guard isFolder.boolValue else {
+                    let what = path.path == URL(fileURLWithPath: out).standardizedFileURL.path ? "is a file" : "is inside \(path.path), a file"
+                    throw ValidationError("--out \(out) \(what); --out names the folder the adapter, metrics and checkpoint go to")
+                }
+                break
+            }
+            path = path.deletingLastPathComponent()
+        }
     }
 
     func run() throws {
@@ -131,7 +147,25 @@ struct TrainCommand: ParsableCommand {
             (try Optimizer.Kind.named(optimizer), weightDecay, beta1, beta2, eps)
         (options.maxGradNorm, options.evalEvery, options.checkpointEvery) = (maxGradNorm, evalEvery, checkpointEvery)
         options.earlyStoppingPatience = earlyStoppingPatience
-        return try Trainer(model: lm, data: trainingData, evalData: eval?.tokens, evalLabels: eval?.labels, options: options)
+        lm.gradientCheckpointing = gradientCheckpointing  // before the trainer sizes a step's memory
+        let trainer = try Trainer(model: lm, data: trainingData, evalData: eval?.tokens, evalLabels: eval?.labels, options: options)
+        trainer.settings = runSettings
+        return trainer
+    }
+
+    /// The flags a checkpoint records and `--resume` must repeat (the adapter's own settings are recorded from the
+    /// model): files by absolute path, and what shapes the data's order.
+    var runSettings: [String: String] {
+        func absolute(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
+        var settings = ["--model": absolute(model)]
+        if let data {
+            settings["--data"] = absolute(data)
+            (settings["--seq"], settings["--batch"], settings["--seed"]) = (String(seq), String(batch), String(seed))
+        }
+        if let tokens { settings["--tokens"] = absolute(tokens) }
+        // How the base is stored changes the numbers a resumed run would compute.
+        (settings["--dtype"], settings["--quantize"]) = (load.dtype, load.quantize ?? "none")
+        return settings
     }
 
     /// The training batches and the eval sequences (with labels for JSONL), from --tokens, --data, --eval-data and
@@ -209,19 +243,28 @@ struct TrainCommand: ParsableCommand {
 struct TrainingRun {
     let command: TrainCommand
     let trainer: Trainer
+    /// The command line that started this run; a run stopped by a signal prints it with `--resume` added.
+    var commandLine = CommandLine.arguments
 
     var checkpointPath: String { command.out + "/checkpoint.safetensors" }
     var metricsPath: String { command.metrics ?? command.out + "/metrics.jsonl" }
 
-    /// Runs the training; returns the median tokens/s and the trained and total parameter counts.
+    /// Runs the training; returns the median tokens/s and the trained and total parameter counts. SIGINT or SIGTERM
+    /// stops it after the step in flight: the checkpoint and the adapter are written, the way to resume printed,
+    /// and it throws `ExitCode` 130 or 143.
     @discardableResult
     func execute() throws -> (tokensPerSecond: Double, trained: Int, total: Int) {
-        try FileManager.default.createDirectory(atPath: command.out, withIntermediateDirectories: true)
+        do {
+            try FileManager.default.createDirectory(atPath: command.out, withIntermediateDirectories: true)
+        } catch {
+            throw ValidationError("--out \(command.out): the folder cannot be created (\(error.localizedDescription))")
+        }
         var history = try prepareMetrics()
         // A resumed run picks up early stopping and the best eval loss where the metrics left them.
         for record in history { if let loss = record.evalLoss { trainer.noteEvaluation(loss, step: record.step) } }
         let options = trainer.options
         let counts = (trained: trainer.model.trainableParameters.reduce(0) { $0 + $1.value.count }, total: totalParameters())
+        if trainer.step >= options.steps { return try nothingToDo(counts: counts) }
         if let notice = trainer.optimizer.notice {
             if command.json { FileHandle.standardError.write(Data((notice + "\n").utf8)) } else { print(notice) }
         }
@@ -233,8 +276,14 @@ struct TrainingRun {
         defer { try? metrics.close() }
         let progress = command.json ? nil : Progress(total: options.steps)
         var speeds: [Double] = []
+        let stop = StopSignals { signal in
+            FileHandle.standardError.write(Data(("\n\(StopSignals.name(signal)): stopping after the step in flight, then writing the "
+                + "checkpoint and the adapter (send it again to quit at once)\n").utf8))
+        }
+        defer { stop.cancel() }
+        let end: Trainer.RunEnd
         do {
-            try trainer.run(checkpointPath: checkpointPath) { record in
+            end = try trainer.run(checkpointPath: checkpointPath, shouldStop: { stop.signal != nil }) { record in
                 speeds.append(record.tokensPerSecond)
                 try write(record, to: metrics)
                 history.append(record)
@@ -247,18 +296,56 @@ struct TrainingRun {
             throw ValidationError("\(error)\(saved)")
         }
         progress?.finish()
+        try writeWeights()
+        let plot = command.out + "/loss.svg"
+        try AtomicFile.write(Data(LossPlot.svg(train: history.map { ($0.step, $0.loss) },
+                                               eval: history.compactMap { r in r.evalLoss.map { (r.step, $0) } },
+                                               title: "lora train: \(command.model)").utf8), to: plot)
+        let stoppedBy = end == .stopped ? stop.signal : nil
+        try summarize(history: history, speeds: speeds, counts: counts, plot: plot, stoppedBy: stoppedBy)
+        if let stoppedBy {
+            let note = "stopped by \(StopSignals.name(stoppedBy)) after step \(trainer.step) of \(options.steps); checkpoint: \(checkpointPath)\n"
+                + "resume with: \(resumeCommand())\n"
+            if command.json { FileHandle.standardError.write(Data(note.utf8)) } else { print(note, terminator: "") }
+            throw ExitCode(StopSignals.exitStatus(stoppedBy))
+        }
+        return (speeds.isEmpty ? 0 : speeds.sorted()[speeds.count / 2], counts.trained, counts.total)
+    }
+
+    /// The run's command line with `--resume` added (when it is not there), quoted for a POSIX shell.
+    func resumeCommand() -> String {
+        var arguments = commandLine
+        if !arguments.contains("--resume") { arguments.append("--resume") }
+        return arguments.map { argument in
+            let plain = !argument.isEmpty && argument.unicodeScalars.allSatisfy {
+                CharacterSet.alphanumerics.contains($0) && $0.isASCII || "-_./=:,+@%".unicodeScalars.contains($0)
+            }
+            return plain ? argument : "'" + argument.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
+        }.joined(separator: " ")
+    }
+
+    /// A resumed run whose checkpoint is already at (or past) the last step: says so, and writes the checkpoint's
+    /// adapter (or model), in case the run that wrote it was killed before it did.
+    func nothingToDo(counts: (trained: Int, total: Int)) throws -> (tokensPerSecond: Double, trained: Int, total: Int) {
+        try writeWeights()
+        let message = "nothing to do: \(checkpointPath) is at step \(trainer.step) and this run ends at step \(trainer.options.steps); "
+            + "\(command.full ? "the model" : "the adapter") in \(command.out) is step \(trainer.step)'s. Give a larger --steps (or --epochs) to train further."
+        if command.json {
+            print(#"{"steps": \#(trainer.step), "nothing_to_do": true, "message": \#(JSONValue.quote(message)), "out": \#(JSONValue.quote(command.out))}"#)
+        } else {
+            print(message)
+        }
+        return (0, counts.trained, counts.total)
+    }
+
+    /// The adapter (or, in full fine-tuning, the model folder with its tokenizer) into --out.
+    func writeWeights() throws {
         if command.full {
             try trainer.model.save(folder: command.out)
             _ = try copyTokenizerFiles(from: command.model, to: command.out)
         } else {
             try trainer.model.saveAdapter(folder: command.out)
         }
-        let plot = command.out + "/loss.svg"
-        try AtomicFile.write(Data(LossPlot.svg(train: history.map { ($0.step, $0.loss) },
-                                               eval: history.compactMap { r in r.evalLoss.map { (r.step, $0) } },
-                                               title: "lora train: \(command.model)").utf8), to: plot)
-        try summarize(history: history, speeds: speeds, counts: counts, plot: plot)
-        return (speeds.isEmpty ? 0 : speeds.sorted()[speeds.count / 2], counts.trained, counts.total)
     }
 
     var bestPath: String { command.out + "/best" }
@@ -298,7 +385,11 @@ struct TrainingRun {
         guard FileManager.default.fileExists(atPath: checkpointPath) else {
             throw ValidationError("--resume: there is no \(checkpointPath) to continue from")
         }
-        try trainer.loadCheckpoint(from: checkpointPath)
+        do {
+            try trainer.loadCheckpoint(from: checkpointPath)
+        } catch let error as TrainingError {
+            throw ValidationError("--resume: \(error)")
+        }
         let text = (try? String(contentsOfFile: metricsPath, encoding: .utf8)) ?? ""
         var kept: [String] = [], history: [StepRecord] = []
         for line in text.split(separator: "\n") {
@@ -329,7 +420,8 @@ struct TrainingRun {
         try handle.write(contentsOf: Data((line + "}\n").utf8))
     }
 
-    func summarize(history: [StepRecord], speeds: [Double], counts: (trained: Int, total: Int), plot: String) throws {
+    func summarize(history: [StepRecord], speeds: [Double], counts: (trained: Int, total: Int), plot: String,
+                   stoppedBy: Int32? = nil) throws {
         let median = speeds.isEmpty ? 0 : speeds.sorted()[speeds.count / 2]
         let first = history.first?.loss ?? .nan, last = history.last?.loss ?? .nan
         let evalLoss = history.last?.evalLoss
@@ -345,9 +437,11 @@ struct TrainingRun {
             }
             if trainer.stoppedEarly { fields.append(#""stopped_early": true"#) }
             if command.saveBest { fields.append(#""best": \#(JSONValue.quote(bestPath))"#) }
+            if let stoppedBy { fields.append(#""stopped_by": "\#(StopSignals.name(stoppedBy))", "checkpoint": \#(JSONValue.quote(checkpointPath))"#) }
             print("{" + fields.joined(separator: ", ") + "}")
         } else {
-            print(String(format: "loss %.4f → %.4f over %d steps, %.0f tokens/s (median)", first, last, trainer.step, median)
+            print(String(format: "loss %.4f → %.4f over %d steps", first, last, trainer.step)
+                + (speeds.isEmpty ? "" : String(format: ", %.0f tokens/s (median)", median))
                 + (evalLoss.map { String(format: ", eval loss %.4f", $0) } ?? ""))
             let written = command.full ? "model: \(command.out)/config.json + model.safetensors" : "adapter: \(command.out)/adapter_config.json + adapter_model.safetensors"
             print("\(written); metrics: \(metricsPath); plot: \(plot)")

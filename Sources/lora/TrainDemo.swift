@@ -37,15 +37,16 @@ struct TrainDemo {
         try AtomicFile.write(Data(train.map { "\($0)>\(String($0.reversed()))\n" }.joined().utf8), to: dataPath)
 
         print("built-in demo: LoRA teaches \(base) (trained by this project to copy words, \"abcd=abcd\") to reverse them, \"abcd>dcba\"")
-        let command = try TrainCommand.parse(["--model", base, "--data", dataPath, "--seq", "9", "--batch", "32", "--steps", "400",
-                                              "--lr", "5e-3", "--rank", "8", "--alpha", "16", "--seed", "3",
-                                              "--targets", "attn.c_attn,attn.c_proj", "--out", out]
-                                             + (options.device.device.map { ["--device", $0] } ?? []))
+        let arguments = ["--model", base, "--data", dataPath, "--seq", "9", "--batch", "32", "--steps", "400",
+                         "--lr", "5e-3", "--rank", "8", "--alpha", "16", "--seed", "3",
+                         "--targets", "attn.c_attn,attn.c_proj", "--out", out] + (options.device.device.map { ["--device", $0] } ?? [])
+        let command = try TrainCommand.parse(arguments)
         let trainer = try command.prepare()
         let tokenizer = try loadTokenizer(folder: base)
         let before = try accuracy(trainer.model, tokenizer, heldOut)
         print(String(format: "held-out accuracy before: %.1f%% of %d words reversed exactly", 100 * before, heldOut.count))
-        let run = try TrainingRun(command: command, trainer: trainer).execute()
+        // Stopped by Ctrl-C, it prints the explicit command that resumes it (a bare `lora train` would start over).
+        let run = try TrainingRun(command: command, trainer: trainer, commandLine: [CommandLine.arguments[0], "train"] + arguments).execute()
         let after = try accuracy(trainer.model, tokenizer, heldOut)
         print(String(format: "held-out accuracy after:  %.1f%% (was %.1f%%); %d of %d parameters trained (%.2f%%), %.0f tokens/s",
                      100 * after, 100 * before, run.trained, run.total, 100 * Double(run.trained) / Double(run.total), run.tokensPerSecond))

@@ -70,6 +70,9 @@ struct TrainerTests {
         let other = try GPT2Model(folder: fixtures, backend: CPUBackend.shared)
         try other.applyLoRA(LoRAConfig(rank: 2, alpha: 8))
         let mismatched = try Trainer(model: other, data: TrainingData(stream: stream, seq: 15, batch: 4, seed: 9), options: TrainingOptions(steps: 30))
-        #expect(throws: FormatError.self) { try mismatched.loadCheckpoint(from: path) }
+        #expect(throws: TrainingError.checkpointMismatch(path: path, [.init(setting: "--rank", run: "2", checkpoint: "4"),
+                                                                      .init(setting: "--dropout", run: "0", checkpoint: "0.2")])) {
+            try mismatched.loadCheckpoint(from: path)
+        }
     }
 }
