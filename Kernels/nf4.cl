@@ -7,6 +7,8 @@
 // before the add. Both must be bit-exact with the CPU: FP_CONTRACT is off in this file (no a·b+c fused behind our
 // back), and the absmax product also passes through `opaque` (a runtime 0 OR-ed into its bits), so a driver that
 // ignored the pragma still has to round it. map[q]·absmax is a lone multiply (rounded once wherever it runs).
+// ROUND_TYPE (common.cl's dtype code) rounds each dequantized element to bfloat16 or float16 and widens it back, as
+// bitsandbytes' dequantize_4bit does for a weight of that quant_state dtype; 0 (float32) compiles to nothing.
 //
 // nf4_gemm: C[m, n] = alpha·A·op(W) + beta·C (+ bias[n]), A row-major [m, k]. TRANS_W: op(W) = Wᵀ with W [n, k]
 // (a linear layer's forward); else W is [k, n] (its input gradient). A work-group computes a TM×TN tile of C, each
@@ -26,6 +28,9 @@
 #endif
 #ifndef DOUBLE_QUANT
 #define DOUBLE_QUANT 1  // 1: absmax stored as 8-bit codes (double quantization); 0: float32
+#endif
+#ifndef ROUND_TYPE
+#define ROUND_TYPE 0    // dtype dequantized elements are rounded to: 0 float32 (none), 1 bfloat16, 2 float16
 #endif
 #ifndef TM
 #define TM 64           // rows of C per work-group
@@ -66,6 +71,20 @@ float nf4_absmax(const int b, __global const float* absmax, __global const uchar
     return as_float(as_uint(scaled) | opaque) + offset;
 #else
     return absmax[b];
+#endif
+}
+
+// v rounded to ROUND_TYPE (to nearest even, as common.cl's TYPED_STORE) and widened back (exact).
+float nf4_round(const float v)
+{
+#if ROUND_TYPE == 1
+    return bf16_to_float(float_to_bf16(v));
+#elif ROUND_TYPE == 2
+    ushort bits;
+    vstore_half_rte(v, 0, (__private half*)&bits);
+    return vload_half(0, (__private const half*)&bits);
+#else
+    return v;
 #endif
 }
 
@@ -139,7 +158,7 @@ void nf4_gemm(const int m, const int n, const int k, const float alpha, const fl
             const long start = nf4_line_start(l, p0, j0, n, k, &length), e = start + along;
             const uchar byte = lQ[l][(e >> 1) - (start >> 1)];
             const float scale = lS[l][(e >> BLOCK_SHIFT) - (start >> BLOCK_SHIFT)];
-            lB[p][j] = along < length ? lMap[(e & 1) ? (byte & 15) : (byte >> 4)] * scale : 0.0f;
+            lB[p][j] = along < length ? nf4_round(lMap[(e & 1) ? (byte & 15) : (byte >> 4)] * scale) : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
 
@@ -187,7 +206,7 @@ void nf4_decode_run(const long first, const int count, __local float* dst, const
         for (; i < stop; i++) {
             const long e = first + i;
             const uchar byte = codes[e >> 1];
-            dst[i * stride] = lMap[(e & 1) ? (byte & 15) : (byte >> 4)] * scale;
+            dst[i * stride] = nf4_round(lMap[(e & 1) ? (byte & 15) : (byte >> 4)] * scale);
         }
     }
 }
@@ -270,5 +289,5 @@ __kernel void nf4_dequantize(const long count, __global const uchar* codes, __gl
     if (e >= count) return;
     const uchar byte = codes[e >> 1];
     const float scale = nf4_absmax((int)(e >> BLOCK_SHIFT), absmax, absmaxCodes, nestedMap, offset, nestedBlocksize, opaque);
-    dst[e] = map[(e & 1) ? (byte & 15) : (byte >> 4)] * scale;
+    dst[e] = nf4_round(map[(e & 1) ? (byte & 15) : (byte >> 4)] * scale);
 }

@@ -28,12 +28,13 @@ public struct NF4Options: Sendable, Equatable {
     }
 
     /// Quantizes a float weight `[out, in]` (row-major) into a 4-bit base on `backend`.
-    /// - Parameter dtype: the weight's dtype before quantization (recorded as bitsandbytes' quant_state `dtype`).
+    /// - Parameter dtype: the weight's dtype before quantization (recorded as bitsandbytes' quant_state `dtype`,
+    ///   which its dequantized elements round to).
     public func linear(_ values: [Float], out: Int, in inFeatures: Int, bias: Tensor?, dtype: DType, name: String,
                        backend: any Backend) throws -> NF4Linear {
         let host = try NF4HostWeight.quantize(values, rows: out, columns: inFeatures, blocksize: blocksize,
                                               doubleQuantization: doubleQuantization, dtype: dtype, name: name)
-        return try NF4Linear(weight: host.upload(to: backend), bias: bias, originalDType: dtype)
+        return try NF4Linear(weight: host.upload(to: backend), bias: bias)
     }
 }
 
@@ -46,7 +47,7 @@ extension SafeTensorsCheckpoint {
             throw FormatError.invalid(path: path(of: module + ".weight"),
                                       reason: "\(module): the 4-bit weight is [\(host.rows), \(host.columns)], but config.json implies [\(out), \(inFeatures)]")
         }
-        return try NF4Linear(weight: host.upload(to: backend), bias: bias, originalDType: host.dtype)
+        return try NF4Linear(weight: host.upload(to: backend), bias: bias)
     }
 
     /// Checks that the 4-bit modules are exactly some of `linears` (the modules a family can hold in 4 bits) and
@@ -88,8 +89,7 @@ extension LanguageModel {
     /// `namedWeights`).
     public func quantizedItems() throws -> [SafeTensorsWriter.Item] {
         try quantizedModules.flatMap { module in
-            let nf4 = module.nf4!
-            return try NF4HostWeight(downloading: nf4.weight, dtype: nf4.originalDType).safeTensorsItems(module: module.name)
+            try NF4HostWeight(downloading: module.nf4!.weight).safeTensorsItems(module: module.name)
         }
     }
 }

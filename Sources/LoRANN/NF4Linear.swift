@@ -10,28 +10,31 @@ public final class NF4Linear: FrozenLinear {
     public let weight: NF4Weight
     public let bias: Tensor?
     /// The dtype of the weight before quantization (bitsandbytes' quant_state `dtype`): what dequantizing gives back.
-    public let originalDType: DType
+    public var originalDType: DType { weight.dtype }
     public var inFeatures: Int { weight.columns }
     public var outFeatures: Int { weight.rows }
     public var backend: any Backend { weight.backend }
 
-    public init(weight: NF4Weight, bias: Tensor? = nil, originalDType: DType = .float32) throws {
+    public init(weight: NF4Weight, bias: Tensor? = nil) throws {
         if let bias, bias.shape != [weight.rows] {
             throw LoRAError.shapeMismatch("nf4 linear layer: bias is \(describe(bias.shape)) but the layer has \(weight.rows) outputs")
         }
         try weight.backend.requireOwned("nf4 linear layer", bias)
-        guard originalDType.isFloatingPoint else {
-            throw LoRAError.unsupportedDType("nf4 linear layer: a weight cannot have been \(originalDType)")
-        }
-        (self.weight, self.bias, self.originalDType) = (weight, bias, originalDType)
+        (self.weight, self.bias) = (weight, bias)
     }
 
+    /// `y = x·Wᵀ (+ bias)` with W's elements in float32 (the compute dtype), not rounded to a bfloat16/float16
+    /// weight's dtype: bitsandbytes 0.50's `Linear4bit` forward (`gemm_4bit`) dequantizes straight to the input's dtype.
     public func forward(_ x: Tensor, into y: Tensor) throws {
-        try backend.quantizedGEMM(QuantizedGEMM(a: x, weight: weight, c: y, transposeW: true, bias: bias))
+        try backend.quantizedGEMM(QuantizedGEMM(a: x, weight: weight, c: y, transposeW: true, bias: bias,
+                                                elementDType: .float32))
     }
 
+    /// `dx = dy·W` with W's elements rounded to its dtype: bitsandbytes 0.50's `MatMul4Bit.backward` multiplies by
+    /// `dequantize_4bit(W).to(dy.dtype)`. (For a float32 weight both directions are the same.)
     public func inputGradient(_ dy: Tensor, into dx: Tensor, accumulate: Bool) throws {
-        try backend.quantizedGEMM(QuantizedGEMM(a: dy, weight: weight, c: dx, transposeW: false, beta: accumulate ? 1 : 0))
+        try backend.quantizedGEMM(QuantizedGEMM(a: dy, weight: weight, c: dx, transposeW: false, beta: accumulate ? 1 : 0,
+                                                elementDType: weight.dtype))
     }
 
     public func addLowRank(a: Tensor, b: Tensor, scale: Float) throws {
@@ -39,7 +42,8 @@ public final class NF4Linear: FrozenLinear {
             + "merge into its dequantized copy instead")
     }
 
-    /// The weight dequantized into a dense layer stored as `dtype` (float32 math, rounded once), `[out, in]` or,
+    /// The weight dequantized into a dense layer stored as `dtype` (bitsandbytes' `dequantize_4bit`: float32 math,
+    /// each element rounded to the weight's own dtype, then stored as `dtype`), `[out, in]` or,
     /// for a family that keeps `[in, out]` (GPT-2's Conv1D), transposed on the host.
     public func dequantized(dtype: DType, layout: DenseLinear.Layout = .outIn) throws -> DenseLinear {
         var values = try backend.empty([weight.rows, weight.columns])

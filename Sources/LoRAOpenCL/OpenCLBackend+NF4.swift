@@ -1,5 +1,5 @@
 // OpenCL NF4: Kernels/nf4.cl's GEMM, which dequantizes W tile by tile in local memory (no float copy of W), and
-// its full dequantization. One program per (transposeW, blocksize, absmax form, tiling). Layout: NF4.swift.
+// its full dequantization. One program per (transposeW, blocksize, absmax form, element rounding, tiling). Layout: NF4.swift.
 // Two GEMM kernels: work-group tiles with barriers for GPUs, one-item strips for CPU devices (on PoCL the tiled
 // kernel ran at ~5 GFLOP/s where the float GEMM runs at ~80); the device kind picks, tests run both.
 import LoRARuntime
@@ -30,9 +30,10 @@ extension OpenCLBackend {
         var options: String { "-D TM=\(tm) -D TN=\(tn) -D TK=\(tk) -D RM=\(rm) -D RN=\(rn)" }
     }
 
-    /// The -D options and kernel arguments (after the kernel's own) that describe an NF4 weight.
-    private func nf4Description(_ w: NF4Weight) -> (options: String, arguments: [KernelArgument]) {
-        var options = "-D BLOCK_SHIFT=\(w.blocksize.trailingZeroBitCount)"
+    /// The -D options and kernel arguments (after the kernel's own) that describe an NF4 weight whose elements
+    /// round to `rounding`.
+    private func nf4Description(_ w: NF4Weight, rounding: DType) -> (options: String, arguments: [KernelArgument]) {
+        var options = "-D BLOCK_SHIFT=\(w.blocksize.trailingZeroBitCount) -D ROUND_TYPE=\(rounding.kernelCode)"
         let arguments: [KernelArgument]
         switch w.absmax {
         case .float32(let absmax):
@@ -55,7 +56,7 @@ extension OpenCLBackend {
         try requireOwned(op)
         if which == .strips { return try quantizedGEMMStrips(op) }
         let tiling = NF4Tiling(kind: device.kind)
-        let w = nf4Description(op.weight)
+        let w = nf4Description(op.weight, rounding: op.elementDType)
         let options = "-D TRANS_W=\(op.transposeW ? 1 : 0) \(w.options) \(tiling.options)"
         let (itemsN, itemsM) = (tiling.tn / tiling.rn, tiling.tm / tiling.rm)
         try launch(try kernel("nf4_gemm", file: "nf4", options: options),
@@ -70,7 +71,7 @@ extension OpenCLBackend {
     /// nf4_gemm_strips: rows are split only as far as needed for about four items per compute unit, at least
     /// 48 rows each (dequantization repeats once per row range).
     private func quantizedGEMMStrips(_ op: QuantizedGEMM) throws {
-        let w = nf4Description(op.weight)
+        let w = nf4Description(op.weight, rounding: op.elementDType)
         let options = "-D TRANS_W=\(op.transposeW ? 1 : 0) \(w.options)"
         let strips = (op.n + 31) / 32
         let rowItems = max(1, min((4 * device.computeUnits + strips - 1) / strips, op.m / 48))
@@ -85,7 +86,7 @@ extension OpenCLBackend {
 
     public func dequantizeNF4(_ op: NF4Dequantize) throws {
         try requireOwned(op)
-        let w = nf4Description(op.weight)
+        let w = nf4Description(op.weight, rounding: op.weight.dtype)
         try launch(try kernel("nf4_dequantize", file: "nf4", options: w.options), global: [op.weight.count],
                    [.long(op.weight.count), .tensor(op.weight.codes), .tensor(op.weight.map)]
                    + w.arguments + [.uint(0), .tensor(op.destination)])

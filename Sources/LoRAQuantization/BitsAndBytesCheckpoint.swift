@@ -213,7 +213,7 @@ extension NF4TensorSource {
                                             scales: try backend.upload(s, shape: [s.count]), offset: offset, blocksize: nested)
         }
         return try NF4Weight(rows: v.rows, columns: v.columns, blocksize: v.state.blocksize, codes: codes,
-                             map: try backend.upload(v.map, shape: [16]), absmax: deviceAbsmax)
+                             map: try backend.upload(v.map, shape: [16]), absmax: deviceAbsmax, dtype: v.dtype)
     }
 
     /// Checks that every statistic or quant-state tensor belongs to a module with a valid NF4 weight.

@@ -48,7 +48,7 @@ public struct NF4HostWeight: Sendable, Equatable {
     public let map: [Float]
     public let absmax: Absmax
     /// The dtype the weight had when it was quantized (quant_state `dtype`): float32, bfloat16 or float16.
-    /// bitsandbytes dequantizes to it; `dequantize()` and the device ops work in float32 whatever it is.
+    /// bitsandbytes dequantizes to it: `dequantize()` and the device weight round each element to it.
     public let dtype: DType
 
     public var count: Int { rows * columns }
@@ -234,16 +234,22 @@ public struct NF4HostWeight: Sendable, Equatable {
         }
     }
 
-    /// The weight in float32, `[rows, columns]` row-major: element e is `map[code(e)] · absmax(e / blocksize)`,
-    /// exactly as bitsandbytes' flat-block dequantization (`_dequantize_4bit_compute`) computes it.
+    /// The weight `[rows, columns]` row-major, as float32 values: element e is `map[code(e)] · absmax(e / blocksize)`
+    /// in float32, rounded to `dtype` (to nearest even; float32: not rounded), exactly as bitsandbytes' flat-block
+    /// dequantization (`_dequantize_4bit_compute`: the float32 product, then `.to(dtype)`) computes it.
     public func dequantize() -> [Float] {
         let scales = blockAbsmax()
         let n = count
+        let round: (Float) -> Float = switch dtype {
+        case .bfloat16: { Convert.float(bfloat16: Convert.bfloat16($0)) }
+        case .float16: { Convert.float(float16: Convert.float16($0)) }
+        default: { $0 }
+        }
         return [Float](unsafeUninitializedCapacity: n) { out, initialized in
             for e in 0..<n {
                 let byte = codes[e >> 1]
                 let q = e & 1 == 0 ? byte >> 4 : byte & 0xF
-                out[e] = map[Int(q)] * scales[e / blocksize]
+                out[e] = round(map[Int(q)] * scales[e / blocksize])
             }
             initialized = n
         }
@@ -253,7 +259,7 @@ public struct NF4HostWeight: Sendable, Equatable {
 
     /// Uploads the packed weight and its statistics to `backend`: codes uint8 `[(n+1)/2]`, map float32 `[16]`,
     /// absmax float32 `[blocks]` or (double quantization) codes uint8 `[blocks]`, map float32 `[256]`, scales
-    /// float32 `[nestedBlocks]`. No float copy of the weight is made.
+    /// float32 `[nestedBlocks]`; `dtype` goes with it. No float copy of the weight is made.
     public func upload(to backend: any Backend) throws -> NF4Weight {
         func bytes(_ values: [UInt8]) throws -> Tensor {
             try values.withUnsafeBytes { try backend.upload(bytes: $0, dtype: .uint8, shape: [values.count]) }
@@ -266,12 +272,11 @@ public struct NF4HostWeight: Sendable, Equatable {
                                             scales: try backend.upload(s, shape: [s.count]), offset: offset, blocksize: nested)
         }
         return try NF4Weight(rows: rows, columns: columns, blocksize: blocksize, codes: try bytes(codes),
-                             map: try backend.upload(map, shape: [16]), absmax: deviceAbsmax)
+                             map: try backend.upload(map, shape: [16]), absmax: deviceAbsmax, dtype: dtype)
     }
 
-    /// Downloads a device weight (the inverse of `upload`), e.g. to write it to a file.
-    /// - Parameter dtype: the quant_state `dtype` to record (the device weight does not carry it).
-    public init(downloading weight: NF4Weight, dtype: DType = .float32) throws {
+    /// Downloads a device weight (the inverse of `upload`, its `dtype` included), e.g. to write it to a file.
+    public init(downloading weight: NF4Weight) throws {
         let backend = weight.backend
         let absmax: Absmax
         switch weight.absmax {
@@ -282,6 +287,6 @@ public struct NF4HostWeight: Sendable, Equatable {
         }
         try self.init(rows: weight.rows, columns: weight.columns, blocksize: weight.blocksize,
                       codes: try backend.downloadBytes(weight.codes), map: try backend.download(weight.map),
-                      absmax: absmax, dtype: dtype)
+                      absmax: absmax, dtype: weight.dtype)
     }
 }

@@ -8,6 +8,11 @@
 // With double quantization each block's absmax is itself an 8-bit code c, read as
 // `nestedMap[c] · nestedAbsmax[block / nestedBlocksize] + offset` in float32 (the multiply rounded, then the add).
 // The maps come from the file (16 and 256 float32 values), never from constants here.
+// A weight quantized from a bfloat16 or float16 tensor records that `dtype` (bitsandbytes' quant_state `dtype`), and
+// bitsandbytes' `dequantize_4bit` returns that dtype: the float32 product above rounded to nearest even (the
+// absmax, double quantization's included, stays float32; only the final element is rounded). The ops below round
+// each element so (LoRARuntime's `Convert` rules) and widen it back exactly before using it, unless a GEMM asks
+// for float32 elements (`QuantizedGEMM.elementDType`).
 
 /// A 4-bit NormalFloat weight `[rows, columns]` on one backend.
 public struct NF4Weight: Sendable {
@@ -29,6 +34,9 @@ public struct NF4Weight: Sendable {
     /// float32 `[16]`: the code book (`quant_map`).
     public let map: Tensor
     public let absmax: Absmax
+    /// The dtype bitsandbytes dequantizes to (quant_state `dtype`: the source weight's): float32, bfloat16 or
+    /// float16. Dequantized elements are rounded to it.
+    public let dtype: DType
 
     public var backend: any Backend { codes.backend }
     public var count: Int { rows * columns }
@@ -42,16 +50,21 @@ public struct NF4Weight: Sendable {
         }
     }
 
-    /// Checks every tensor's dtype, size and backend against the shape and block sizes.
-    public init(rows: Int, columns: Int, blocksize: Int, codes: Tensor, map: Tensor, absmax: Absmax) throws {
+    /// Checks every tensor's dtype, size and backend against the shape and block sizes, and that `dtype` is a float
+    /// type.
+    public init(rows: Int, columns: Int, blocksize: Int, codes: Tensor, map: Tensor, absmax: Absmax,
+                dtype: DType = .float32) throws {
         guard rows >= 1, columns >= 1 else {
             throw LoRAError.shapeMismatch("nf4 weight: shape [\(rows), \(columns)] must be positive")
         }
         guard blocksize >= 1, blocksize & (blocksize - 1) == 0 else {
             throw LoRAError.invalidArgument("nf4 weight: blocksize \(blocksize) is not a power of two")
         }
-        (self.rows, self.columns, self.blocksize, self.codes, self.map, self.absmax) =
-            (rows, columns, blocksize, codes, map, absmax)
+        guard DType.floatingPoint.contains(dtype) else {
+            throw LoRAError.unsupportedDType("nf4 weight: dequantizes to float32, bfloat16 or float16, not \(dtype)")
+        }
+        (self.rows, self.columns, self.blocksize, self.codes, self.map, self.absmax, self.dtype) =
+            (rows, columns, blocksize, codes, map, absmax, dtype)
         let backend = codes.backend
         func check(_ name: String, _ t: Tensor, _ dtype: DType, _ count: Int) throws {
             try backend.requireOwned("nf4 weight", t)
@@ -79,18 +92,25 @@ public struct NF4Weight: Sendable {
 ///
 /// A float32 `[m, k]` (any shape whose last axis is k), C float32 `[m, n]` (same leading shape), bias float32 `[n]`.
 /// `transposeW`: op(W) = Wᵀ with W `[n, k]` (a linear layer's forward, `y = x·Wᵀ`); otherwise W is `[k, n]` (its
-/// input gradient, `dx = dy·W`). Math in float32; the dequantized value of each W element is exactly
-/// `NF4Weight`'s formula.
+/// input gradient, `dx = dy·W`). Math in float32; each W element is exactly `NF4Weight`'s formula, rounded to
+/// `elementDType` and widened back.
+///
+/// `elementDType` (float32, bfloat16 or float16; nil: the weight's `dtype`): bitsandbytes 0.50 differs by direction
+/// for a weight whose quant_state dtype is not the compute dtype: `Linear4bit`'s forward (`gemm_4bit`) dequantizes
+/// straight to the input's dtype (float32 elements), while `MatMul4Bit.backward` multiplies by
+/// `dequantize_4bit(W).to(dy.dtype)` (elements rounded to the weight's dtype). Callers say which they reproduce.
 public struct QuantizedGEMM: BackendOp {
     public var owner: any Backend { c.backend }
     public let a: Tensor, weight: NF4Weight, c: Tensor
     public let transposeW: Bool
+    /// The dtype each dequantized W element is rounded to before it is used (float32: not rounded).
+    public let elementDType: DType
     public let alpha: Float, beta: Float
     public let bias: Tensor?
     public let m: Int, n: Int, k: Int
 
     public init(a: Tensor, weight: NF4Weight, c: Tensor, transposeW: Bool, alpha: Float = 1, beta: Float = 0,
-                bias: Tensor? = nil) throws {
+                bias: Tensor? = nil, elementDType: DType? = nil) throws {
         try c.backend.requireOwned("quantized gemm", a, c, bias, weight.codes)
         try requireFloat32("quantized gemm", ("A", a), ("C", c), ("bias", bias))
         (k, n) = transposeW ? (weight.columns, weight.rows) : (weight.rows, weight.columns)
@@ -107,12 +127,17 @@ public struct QuantizedGEMM: BackendOp {
         guard alpha.isFinite, beta.isFinite else {
             throw LoRAError.invalidArgument("quantized gemm: alpha=\(alpha) beta=\(beta) must be finite")
         }
-        (self.a, self.weight, self.c, self.transposeW, self.alpha, self.beta, self.bias) =
-            (a, weight, c, transposeW, alpha, beta, bias)
+        let elements = elementDType ?? weight.dtype
+        guard DType.floatingPoint.contains(elements) else {
+            throw LoRAError.unsupportedDType("quantized gemm: W's elements round to float32, bfloat16 or float16, not \(elements)")
+        }
+        (self.a, self.weight, self.c, self.transposeW, self.alpha, self.beta, self.bias, self.elementDType) =
+            (a, weight, c, transposeW, alpha, beta, bias, elements)
     }
 }
 
-/// `destination = W` dequantized: float32 `[rows, columns]` (any shape with that many elements).
+/// `destination = W` dequantized as bitsandbytes' `dequantize_4bit`: each element rounded to the weight's `dtype`,
+/// stored widened in float32 `[rows, columns]` (any shape with that many elements).
 public struct NF4Dequantize: BackendOp {
     public var owner: any Backend { destination.backend }
     public let weight: NF4Weight, destination: Tensor

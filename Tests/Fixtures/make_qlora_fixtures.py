@@ -2,7 +2,8 @@
 PyTorch or bitsandbytes): what bitsandbytes 0.50 computes on the CPU and what transformers + PEFT compute on the
 4-bit models it saves.
 
-    venv/bin/python Tests/Fixtures/make_qlora_fixtures.py             # rewrites nf4/, llama-tiny-nf4/, gpt2-tiny-nf4/
+    venv/bin/python Tests/Fixtures/make_qlora_fixtures.py             # rewrites nf4/, llama-tiny-nf4/, gpt2-tiny-nf4/,
+                                                                      # llama-tiny-bf16-nf4/
     venv/bin/python Tests/Fixtures/make_qlora_fixtures.py --check DIR # a 4-bit folder swift-lora wrote -> transformers
                                                                       # (or a `lora merge` of the fixture adapter)
 
@@ -12,8 +13,14 @@ Two traps of bitsandbytes' CPU path are avoided here (the format's definition is
 - its native CPU `dequantize_4bit` indexes absmax per row, which is wrong when a row's length is not a multiple of
   the blocksize: the generic `backends.default.ops._dequantize_4bit_compute` (flat blocks, what quantization uses)
   is registered for CPU instead.
+A weight quantized from bfloat16 (llama-tiny-bf16-nf4) records quant_state dtype bfloat16, and bitsandbytes 0.50.2
+then differs by direction: `dequantize_4bit` rounds the float32 products to bfloat16, and so does
+`MatMul4Bit.backward` (dx = dy·dequantize_4bit(W).to(dy.dtype)), but the forward (`gemm_4bit`) dequantizes straight
+to the input's dtype (float32 here), unrounded. The script asserts both, so a bitsandbytes that changes either fails
+here rather than in the Swift tests.
 Tests/Fixtures/README.md lists every file and tensor.
 """
+import copy
 import argparse, json, os, shutil, sys, warnings
 import numpy as np
 import torch
@@ -143,6 +150,22 @@ def fnv1a64(data):
     return f"{h:016x}"
 
 
+# Cases whose dequantization is also stored as bitsandbytes returns it for a quant_state dtype of bfloat16 and
+# float16 (`<case>.dequantized_bfloat16`, `_float16`): ties, subnormal and huge absmax (float16 overflows to inf).
+DTYPE_CASES = ["span_odd_bs64_dq", "bs32_tail1", "zero_block_dq", "zero_tail", "midpoints", "extremes",
+               "extremes_dq", "subnormal_tail", "tiny", "one"]
+
+
+def dequantize_as(packed, state, dtype):
+    """bitsandbytes' dequantize_4bit of a weight whose quant_state dtype is `dtype` (the bytes are the same)."""
+    import bitsandbytes.functional as F
+    state = copy.copy(state)
+    state.dtype = dtype
+    out = F.dequantize_4bit(packed, state)
+    assert out.dtype == dtype
+    return out
+
+
 def make_nf4_cases():
     bnb = setup_bitsandbytes()
     F = bnb.functional
@@ -160,8 +183,12 @@ def make_nf4_cases():
         tensors[f"{name}.input"] = w
         tensors[f"{name}.absmax_float32"] = raw_absmax  # the blocks' absmax before double quantization
         tensors[f"{name}.dequantized"] = dequantized
+        if name in DTYPE_CASES:
+            for dtype, key in ((torch.bfloat16, "bfloat16"), (torch.float16, "float16")):
+                tensors[f"{name}.dequantized_{key}"] = rounded = dequantize_as(packed, state, dtype)
+                assert torch.equal(rounded, dequantized.to(dtype)), name  # the float32 product, rounded once
         index.append({"name": name, "rows": x.shape[0], "columns": x.shape[1], "blocksize": blocksize,
-                      "double_quant": double, "what": what})
+                      "double_quant": double, "dtypes": name in DTYPE_CASES, "what": what})
     # The big case: > 32768 blocks, where torch's mean (the nested offset) splits the sum over threads.
     rows, columns, blocksize = 1024, 1040, 32
     w = torch.from_numpy(big_case_input(rows, columns))
@@ -196,13 +223,22 @@ def bnb_config():
                               bnb_4bit_compute_dtype=torch.float32)
 
 
-def load_4bit(folder, quantize=False):
+def load_4bit(folder, quantize=False, dtype=torch.float32):
     """A model folder loaded by transformers in 4 bits: quantized while loading (`quantize`, from a float
-    folder) or as saved (a 4-bit folder, whose config.json carries quantization_config)."""
+    folder: the linears are quantized from `dtype`, which their quant_state records) or as saved (a 4-bit folder,
+    whose config.json carries quantization_config)."""
     from transformers import AutoModelForCausalLM
     kwargs = dict(quantization_config=bnb_config()) if quantize else {}
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, device_map="cpu", **kwargs).eval()
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map="cpu", **kwargs).eval()
     check_no_repacking(model)
+    if not quantize:
+        # A saved folder computes in float32: transformers keeps the dtype a 4-bit folder's unquantized tensors are
+        # stored in (bfloat16 for llama-tiny-bf16-nf4) whatever `dtype` says, so they are widened here (exactly).
+        import bitsandbytes as bnb
+        with torch.no_grad():
+            for p in model.parameters():
+                if not isinstance(p, bnb.nn.Params4bit) and p.is_floating_point() and p.dtype != torch.float32:
+                    p.data = p.data.float()
     return model
 
 
@@ -234,11 +270,16 @@ def gpt2_source(folder):
 
 
 SPECS = {
-    # name: float source folder (relative to HERE), LoRA targets, PEFT's fan_in_fan_out, seed
+    # name: float source folder (relative to HERE), LoRA targets, seed, tokenizer files, and the dtype the source
+    # is loaded in for quantization (quant_state dtype; the references always compute in float32)
     "llama-tiny-nf4": dict(source="llama-tiny", targets=["q_proj", "k_proj", "v_proj", "o_proj"], seed=70,
                            tokenizer=("tokenizer.json", "tokenizer_config.json")),
     "gpt2-tiny-nf4": dict(source="gpt2-tiny-nf4/float", targets=["c_attn", "c_proj"], seed=80,
                           tokenizer=("vocab.json", "merges.txt")),
+    # llama-tiny-bf16's bfloat16 weights loaded as bfloat16 and quantized: quant_state dtype bfloat16, embeddings
+    # and norms saved in bfloat16; the references load the saved folder with dtype=float32 (float32 compute).
+    "llama-tiny-bf16-nf4": dict(source="llama-tiny-bf16", targets=["q_proj", "k_proj", "v_proj", "o_proj"], seed=90,
+                                tokenizer=("tokenizer.json", "tokenizer_config.json"), dtype=torch.bfloat16),
 }
 
 
@@ -254,7 +295,8 @@ def build(name):
     import bitsandbytes.functional as F
     from transformers import AutoModelForCausalLM
     float_model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
-    quantized = load_4bit(source, quantize=True)
+    dtype = spec.get("dtype", torch.float32)
+    quantized = load_4bit(source, quantize=True, dtype=dtype)
     quantized.save_pretrained(out, safe_serialization=True)
     for f in spec["tokenizer"]:
         shutil.copy(os.path.join(source, f), out)
@@ -262,7 +304,7 @@ def build(name):
     layers = quantized_linears(model)
     float_params = dict(float_model.named_parameters())
     saved = load_file(os.path.join(out, "model.safetensors"))
-    tensors = {}
+    tensors, unrounded = {}, {}
     spans = partial = 0
     for module, layer in layers.items():
         state = layer.weight.quant_state
@@ -271,12 +313,16 @@ def build(name):
         if is_conv1d(float_model, module):  # GPT-2's Conv1D [in, out]: transformers quantizes its transpose
             source_weight = source_weight.t()
         assert source_weight.shape == (rows, columns), (module, source_weight.shape)
-        # The saved bytes are bitsandbytes' quantize_4bit of the float weight in [out, in] form.
-        packed, reference = F.quantize_4bit(source_weight.contiguous(), blocksize=64, quant_type="nf4",
+        # The saved bytes are bitsandbytes' quantize_4bit of the weight in [out, in] form, in the dtype it was
+        # loaded in (which only the quant_state JSON records: bitsandbytes quantizes its exact float32 values).
+        assert state.dtype == dtype, (module, state.dtype)
+        packed, reference = F.quantize_4bit(source_weight.to(dtype).contiguous(), blocksize=64, quant_type="nf4",
                                             compress_statistics=True)
         for k, v in state_dict_of(packed, reference).items():
             assert torch.equal(saved[f"{module}.{k}"], v), (module, k)
+        # dequantize_4bit returns the quant_state dtype (float32 products rounded); the forward uses them unrounded.
         tensors[f"dequantized.{module}.weight"] = F.dequantize_4bit(layer.weight.data, state)
+        unrounded[module] = dequantize_as(layer.weight.data, state, torch.float32)
         spans += columns % 64 != 0
         partial += (rows * columns) % 64 != 0
     assert spans, f"{name}: no quantized weight has rows that blocks straddle"
@@ -286,11 +332,18 @@ def build(name):
     tokens = torch.randint(0, vocab, (2, 9), generator=g)
     with torch.no_grad():
         tensors["base_logits"] = model(tokens).logits.reshape(-1, vocab)
-        # The same model computed in float32 from the dequantized weights: what an implementation that
-        # dequantizes exactly must reproduce (and a check that bitsandbytes' 4-bit matmul is just that).
-        dense = dense_model(float_model, tensors, layers)
+        # The same model computed in float32 from the dequantized weights, unrounded (gemm_4bit dequantizes to the
+        # input's dtype): what an implementation that dequantizes exactly must reproduce (and a check that
+        # bitsandbytes' 4-bit matmul is just that).
+        scale = tensors["base_logits"].abs().max().item()
+        dense = dense_model(float_model, unrounded, layers)
         gap = (dense(tokens).logits.reshape(-1, vocab) - tensors["base_logits"]).abs().max().item()
-        assert gap < 1e-5 * tensors["base_logits"].abs().max().item(), f"{name}: 4-bit vs dequantized {gap}"
+        assert gap < 1e-5 * scale, f"{name}: 4-bit vs dequantized {gap}"
+        if dtype != torch.float32:  # the forward really is unrounded: the rounded weights give other logits
+            rounded = dense_model(float_model, dequantized_weights(tensors), layers)
+            gap = (rounded(tokens).logits.reshape(-1, vocab) - tensors["base_logits"]).abs().max().item()
+            assert gap > 1e-4 * scale, f"{name}: the forward matches {dtype}-rounded weights ({gap})"
+            print(f"{name}: forward vs {dtype}-rounded dequantized weights: max relative logit gap {gap / scale:.3g}")
 
     from peft import LoraConfig, PeftModel, get_peft_model
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=spec["targets"], lora_dropout=0.0, bias="none",
@@ -305,12 +358,14 @@ def build(name):
     save_adapter(peft_model, adapter_dir)
     result = peft_model(tokens, labels=tokens)
     result.loss.backward()
+    if dtype != torch.float32:
+        check_rounded_backward(layers, dtype)
     tensors.update({n.replace(".default", "") + ".grad": p.grad.detach().clone()
                     for n, p in peft_model.named_parameters() if p.requires_grad})
     tensors["lora_logits"] = result.logits.detach().reshape(-1, vocab)
     tensors["loss"] = result.loss.detach().reshape(1)
     with torch.no_grad():  # lora merge's definition on an NF4 base: dequantize, add the delta, keep it dense
-        merged = dense_model(float_model, tensors, layers)
+        merged = dense_model(float_model, dequantized_weights(tensors), layers)
         for n, m in peft_model.named_modules():
             if hasattr(m, "get_delta_weight") and hasattr(m, "base_layer"):
                 key = n.replace("base_model.model.", "", 1) + ".weight"
@@ -337,17 +392,38 @@ def is_conv1d(model, module):
     return isinstance(model.get_submodule(module), Conv1D)
 
 
-def dense_model(float_model, tensors, layers):
-    """A float32 copy of `float_model` whose quantized linears hold their dequantized weights."""
-    import copy
+def dequantized_weights(tensors):
+    """module -> bitsandbytes' dequantize_4bit of its weight (in the quant_state dtype), from the expected tensors."""
+    return {k[len("dequantized."):-len(".weight")]: v for k, v in tensors.items() if k.startswith("dequantized.")}
+
+
+def dense_model(float_model, weights, layers):
+    """A float32 copy of `float_model` whose quantized linears hold `weights[module]` (widened to float32)."""
     model = copy.deepcopy(float_model).eval()
     params = dict(model.named_parameters())
     with torch.no_grad():
         for module in layers:
-            w = tensors[f"dequantized.{module}.weight"]
+            w = weights[module].float()
             target = params[module + ".weight"]
             target.copy_(w.t() if is_conv1d(float_model, module) else w)
     return model
+
+
+def check_rounded_backward(layers, dtype):
+    """bitsandbytes' input gradient of a Linear4bit with quant_state `dtype` multiplies by the rounded
+    dequantization (`MatMul4Bit.backward`), its forward by the unrounded one (`gemm_4bit`): checked on one layer."""
+    import bitsandbytes as bnb
+    layer = next(iter(layers.values()))
+    state = layer.weight.quant_state
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(7, state.shape[1], generator=g, requires_grad=True)
+    dy = torch.randn(7, state.shape[0], generator=g)
+    y = bnb.matmul_4bit(x, layer.weight.t(), quant_state=state)
+    y.backward(dy)
+    rounded = bnb.functional.dequantize_4bit(layer.weight.data, state).float()
+    unrounded = dequantize_as(layer.weight.data, state, torch.float32)
+    assert torch.equal(y, x @ unrounded.t()) and not torch.equal(y, x @ rounded.t()), "forward"
+    assert torch.equal(x.grad, dy @ rounded) and not torch.equal(x.grad, dy @ unrounded), "backward"
 
 
 def save_adapter(peft_model, folder):
@@ -422,10 +498,11 @@ def check_merged(folder, name, tol):
     sys.exit(0 if gap < tol else 1)
 
 
-def main():
+def main(only):
     setup_bitsandbytes()
-    make_nf4_cases()
-    for name in SPECS:
+    if not only:
+        make_nf4_cases()
+    for name in only or SPECS:
         build(name)
 
 
@@ -434,8 +511,9 @@ if __name__ == "__main__":
     parser.add_argument("--check", metavar="DIR", help="a 4-bit model folder swift-lora wrote: transformers' logits")
     parser.add_argument("--model", choices=list(SPECS), help="the fixture the folder belongs to (else by model_type)")
     parser.add_argument("--tol", type=float, default=1e-5, help="largest max relative logit gap that passes")
+    parser.add_argument("--only", nargs="+", choices=list(SPECS), help="rewrite only these model folders")
     args = parser.parse_args()
     if args.check:
         check(args.check, args.model, args.tol)
     else:
-        main()
+        main(args.only)

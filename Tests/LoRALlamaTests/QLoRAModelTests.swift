@@ -1,5 +1,6 @@
-// QLoRA models against transformers + PEFT + bitsandbytes (Tests/Fixtures/{llama-tiny-nf4, gpt2-tiny-nf4}, written
-// by make_qlora_fixtures.py with BitsAndBytesConfig(nf4, double quantization, float32 compute)): the 4-bit folders
+// QLoRA models against transformers + PEFT + bitsandbytes (Tests/Fixtures/{llama-tiny-nf4, gpt2-tiny-nf4,
+// llama-tiny-bf16-nf4}, written by make_qlora_fixtures.py with BitsAndBytesConfig(nf4, double quantization, float32
+// compute); llama-tiny-bf16-nf4 quantized from bfloat16, so its quant_state dtype is bfloat16): the 4-bit folders
 // load packed, their weights dequantize to bitsandbytes' values bit for bit, logits/loss/LoRA gradients and 10
 // AdamW steps match PEFT on the 4-bit model, quantizing the float model at load gives the same bytes as
 // bitsandbytes, a 4-bit model written here is transformers' folder byte for byte, and merging dequantizes.
@@ -15,13 +16,19 @@ struct QLoRAFixture {
     let folder: String
     /// The float model bitsandbytes quantized.
     let floatFolder: String
+    /// The quant_state dtype of its weights (the float model's dtype).
+    let dtype: DType
     let file: SafeTensorsFile
     let tokens: [[Int]]
 
     init(_ name: String) throws {
         self.name = name
         folder = fixtureRoot + "/" + name
-        floatFolder = name == "gpt2-tiny-nf4" ? folder + "/float" : fixtureRoot + "/llama-tiny"
+        (floatFolder, dtype) = switch name {
+        case "gpt2-tiny-nf4": (folder + "/float", .float32)
+        case "llama-tiny-bf16-nf4": (fixtureRoot + "/llama-tiny-bf16", .bfloat16)
+        default: (fixtureRoot + "/llama-tiny", .float32)
+        }
         file = try SafeTensorsFile(path: folder + "/expected.safetensors")
         let flat = try file.integers("tokens"), shape = try file.entry("tokens").shape
         tokens = (0..<shape[0]).map { Array(flat[$0 * shape[1]..<($0 + 1) * shape[1]]) }
@@ -32,7 +39,7 @@ struct QLoRAFixture {
         try ModelRegistry.standard.load(folder: folder, backend: testBackend(device), options: options)
     }
 
-    static let names = ["llama-tiny-nf4", "gpt2-tiny-nf4"]
+    static let names = ["llama-tiny-nf4", "gpt2-tiny-nf4", "llama-tiny-bf16-nf4"]
     static var cases: [(String, String)] { names.flatMap { name in TestDevices.names.map { (name, $0) } } }
 }
 
@@ -46,6 +53,7 @@ struct QLoRAModelTests {
         #expect(model.quantizedModules.count == model.linearModules.count)
         #expect(model.quantization == NF4Options(blocksize: 64, doubleQuantization: true, computeDType: .float32))
         for module in model.linearModules {
+            #expect(module.nf4!.weight.dtype == fixture.dtype, "\(module.name)")
             let dense = try module.nf4!.dequantized(dtype: .float32)
             #expect(try dense.weight.toArray() == fixture.values("dequantized.\(module.name).weight"), "\(module.name)")
         }
@@ -110,6 +118,7 @@ struct QLoRAModelTests {
         let checkpoint = try SafeTensorsCheckpoint(folder: fixture.folder)
         #expect(quantized.quantizedModules.count == quantized.linearModules.count)
         for module in quantized.linearModules {
+            #expect(module.nf4!.weight.dtype == fixture.dtype, "\(module.name)")
             let ours = try NF4HostWeight(downloading: module.nf4!.weight)
             #expect(ours == (try checkpoint.readNF4(module: module.name)), "\(module.name)")
         }
@@ -129,6 +138,12 @@ struct QLoRAModelTests {
         #expect(ours.names == theirs.names)
         for tensor in theirs.names {
             #expect(try ours.entry(tensor).shape == theirs.entry(tensor).shape, "\(tensor)")
+            // RMSNorm weights are kept (and written) in float32 whatever the file's dtype: the same values in a
+            // bfloat16 folder. Everything else, the 4-bit tensors and their quant_state dtype included, is byte-equal.
+            if tensor.hasSuffix("norm.weight"), try ours.entry(tensor).dtype == .f32, try theirs.entry(tensor).dtype == .bf16 {
+                #expect(try ours.floats(tensor) == theirs.floats(tensor), "\(tensor)")
+                continue
+            }
             let same = try ours.withBytes(tensor) { a in try theirs.withBytes(tensor) { b in a.elementsEqual(b) } }
             #expect(same, "\(tensor)")
         }

@@ -12,13 +12,18 @@ enum NF4Fixtures {
         .appendingPathComponent("Fixtures").path
     static func path(_ relative: String) -> String { folder + "/" + relative }
 
-    struct Case { let name: String; let rows: Int; let columns: Int; let blocksize: Int; let doubleQuant: Bool }
+    struct Case {
+        let name: String; let rows: Int; let columns: Int; let blocksize: Int; let doubleQuant: Bool
+        /// Whether bitsandbytes' bfloat16 and float16 dequantizations are stored too.
+        let dtypes: Bool
+    }
 
     static let index: [String: JSONValue] = try! JSONValue.readObject(path: path("nf4/cases.json"))
     static let cases: [Case] = index["cases"]!.arrayValue!.map { c in
         let o = c.objectValue!
         return Case(name: o["name"]!.stringValue!, rows: o["rows"]!.intValue!, columns: o["columns"]!.intValue!,
-                    blocksize: o["blocksize"]!.intValue!, doubleQuant: o["double_quant"]!.boolValue!)
+                    blocksize: o["blocksize"]!.intValue!, doubleQuant: o["double_quant"]!.boolValue!,
+                    dtypes: o["dtypes"]?.boolValue ?? false)
     }
     static let file: SafeTensorsFile = try! SafeTensorsFile(path: path("nf4/cases.safetensors"))
 
@@ -53,6 +58,7 @@ struct NF4QuantizationTests {
         #expect(cases.contains { ($0.rows * $0.columns) % 2 == 1 }, "an odd element count")
         #expect(cases.contains { ($0.rows * $0.columns) % $0.blocksize != 0 }, "a partial last block")
         #expect(cases.contains { $0.doubleQuant && ($0.rows * $0.columns + $0.blocksize - 1) / $0.blocksize > 512 }, "> 2 nested blocks")
+        #expect(cases.filter(\.dtypes).count >= 8 && cases.contains { $0.dtypes && $0.name == "extremes" }, "bf16/f16 references")
     }
 
     @Test("quantize == bitsandbytes' quantize_4bit for every case, byte for byte", arguments: NF4Fixtures.cases.map(\.name))
@@ -92,6 +98,18 @@ struct NF4QuantizationTests {
         let weight = try NF4Fixtures.file.readNF4(module: name)
         let expected = try NF4Fixtures.file.floats(name + ".dequantized")
         #expect(NF4Fixtures.bits(weight.dequantize()) == NF4Fixtures.bits(expected))
+    }
+
+    @Test("host dequantize of a bfloat16/float16 weight == bitsandbytes' dequantize_4bit to that dtype, bit for bit",
+          arguments: NF4Fixtures.cases.filter(\.dtypes).map(\.name))
+    func dequantizeToDType(name: String) throws {
+        let stored = try NF4Fixtures.file.readNF4(module: name)
+        for dtype in [DType.bfloat16, .float16] {
+            let weight = try NF4HostWeight(rows: stored.rows, columns: stored.columns, blocksize: stored.blocksize,
+                                           codes: stored.codes, map: stored.map, absmax: stored.absmax, dtype: dtype)
+            let expected = try NF4Fixtures.file.floats("\(name).dequantized_\(dtype.rawValue)")
+            #expect(NF4Fixtures.bits(weight.dequantize()) == NF4Fixtures.bits(expected), "\(dtype)")
+        }
     }
 
     @Test("edge cases: zero blocks, the 1e-38 clamp of a short block, midpoint ties take the lower code")

@@ -1,6 +1,8 @@
 // NF4 test data: a random 4-bit NormalFloat weight (random codes, random absmax in either form, the padding nibble
 // of an odd count random too) on any backend, its per-element reference dequantization written straight from
-// NF4.swift's formula, and quantized GEMM problems with a Double reference.
+// NF4.swift's formula (rounded to the weight's dtype with Convert's scalar rules), and quantized GEMM problems with a
+// Double reference; and bitsandbytes' own bfloat16/float16 dequantizations of the nf4 fixture cases.
+import Foundation
 import SwiftLoRA
 
 /// bitsandbytes' NF4 code book (`quant_map` of an nf4 quant state).
@@ -16,13 +18,18 @@ public struct NF4Case: Sendable, CustomStringConvertible {
     /// Double quantization with groups of `nestedBlocksize` absmax codes; nil: float32 absmax.
     public var nestedBlocksize: Int?
     public var seed: UInt64
+    /// The weight's quant_state dtype: what its elements dequantize to.
+    public var dtype: DType
 
-    public init(rows: Int, columns: Int, blocksize: Int = 64, nestedBlocksize: Int? = 256, seed: UInt64 = 1) {
+    public init(rows: Int, columns: Int, blocksize: Int = 64, nestedBlocksize: Int? = 256, seed: UInt64 = 1,
+                dtype: DType = .float32) {
         (self.rows, self.columns, self.blocksize, self.nestedBlocksize, self.seed) = (rows, columns, blocksize, nestedBlocksize, seed)
+        self.dtype = dtype
     }
 
     public var description: String {
         "[\(rows), \(columns)] blocksize \(blocksize) " + (nestedBlocksize.map { "double-quantized by \($0)" } ?? "float32 absmax")
+            + (dtype == .float32 ? "" : " \(dtype)")
     }
 
     public var count: Int { rows * columns }
@@ -59,12 +66,15 @@ public struct NF4Case: Sendable, CustomStringConvertible {
             .float32(try backend.upload(s.absmax, shape: [blockCount]))
         }
         return try NF4Weight(rows: rows, columns: columns, blocksize: blocksize, codes: try bytes(s.codes),
-                             map: try backend.upload(nf4CodeBook, shape: [16]), absmax: absmax)
+                             map: try backend.upload(nf4CodeBook, shape: [16]), absmax: absmax, dtype: dtype)
     }
 
     /// Every element dequantized on the host, one at a time, as NF4.swift's header states it: `map[q]·absmax` in
-    /// float32, absmax `nestedMap[c]·scale` rounded and then `+ offset` rounded.
-    public var reference: [Float] {
+    /// float32, absmax `nestedMap[c]·scale` rounded and then `+ offset` rounded; then rounded to the weight's dtype.
+    public var reference: [Float] { reference(rounding: dtype) }
+
+    /// `reference` with each element rounded to `rounding` (float32: not rounded) and widened back.
+    public func reference(rounding: DType) -> [Float] {
         let s = stored
         return (0..<count).map { e in
             let byte = s.codes[e / 2]
@@ -75,7 +85,12 @@ public struct NF4Case: Sendable, CustomStringConvertible {
                 let scaled: Float = s.nestedMap[Int(s.absmaxCodes[block])] * s.scales[block / nested]
                 absmax = scaled + s.offset
             }
-            return nf4CodeBook[Int(q)] * absmax
+            let value = nf4CodeBook[Int(q)] * absmax
+            switch rounding {
+            case .bfloat16: return Convert.float(bfloat16: Convert.bfloat16(value))
+            case .float16: return Convert.float(float16: Convert.float16(value))
+            default: return value
+            }
         }
     }
 }
@@ -89,22 +104,29 @@ public struct QuantizedGEMMCase: Sendable, CustomStringConvertible {
     public var bias = false
     public var blocksize = 64
     public var nestedBlocksize: Int? = 256
+    /// The weight's dtype, and the dtype the GEMM rounds its elements to (`QuantizedGEMM.elementDType`; nil: dtype).
+    public var dtype: DType = .float32
+    public var elementDType: DType?
 
     public init(m: Int, n: Int, k: Int, transposeW: Bool, alpha: Float = 1, beta: Float = 0, bias: Bool = false,
-                blocksize: Int = 64, nestedBlocksize: Int? = 256) {
+                blocksize: Int = 64, nestedBlocksize: Int? = 256, dtype: DType = .float32, elementDType: DType? = nil) {
         (self.m, self.n, self.k, self.transposeW, self.alpha, self.beta, self.bias) = (m, n, k, transposeW, alpha, beta, bias)
-        (self.blocksize, self.nestedBlocksize) = (blocksize, nestedBlocksize)
+        (self.blocksize, self.nestedBlocksize, self.dtype, self.elementDType) = (blocksize, nestedBlocksize, dtype, elementDType)
     }
 
     public var description: String {
         "\(m)x\(n)x\(k) \(transposeW ? "x·Wᵀ" : "dy·W") alpha \(alpha) beta \(beta)\(bias ? " bias" : "") "
             + "blocksize \(blocksize) " + (nestedBlocksize.map { "nested \($0)" } ?? "float32 absmax")
+            + (dtype == .float32 ? "" : " \(dtype) weight") + (elementDType.map { " \($0) elements" } ?? "")
     }
 
     public var weight: NF4Case {
         NF4Case(rows: transposeW ? n : k, columns: transposeW ? k : n, blocksize: blocksize,
-                nestedBlocksize: nestedBlocksize, seed: UInt64(m * 31 + n * 7 + k))
+                nestedBlocksize: nestedBlocksize, seed: UInt64(m * 31 + n * 7 + k), dtype: dtype)
     }
+
+    /// The dequantized weight the GEMM must multiply by: each element rounded to its element dtype.
+    public var dequantizedWeight: [Float] { weight.reference(rounding: elementDType ?? dtype) }
 
     public var a: [Float] { randomValues(m * k, seed: 3) }
     public var c0: [Float] { randomValues(m * n, seed: 4) }
@@ -115,7 +137,7 @@ public struct QuantizedGEMMCase: Sendable, CustomStringConvertible {
         let c = try backend.upload(c0, shape: [m, n])
         let op = try QuantizedGEMM(
             a: try backend.upload(a, shape: [m, k]), weight: try weight.weight(on: backend), c: c, transposeW: transposeW,
-            alpha: alpha, beta: beta, bias: bias ? try backend.upload(biasValues, shape: [n]) : nil)
+            alpha: alpha, beta: beta, bias: bias ? try backend.upload(biasValues, shape: [n]) : nil, elementDType: elementDType)
         if let kernel, let cl = backend as? OpenCLBackend { try cl.quantizedGEMM(op, kernel: kernel) } else { try backend.quantizedGEMM(op) }
         return try backend.download(c)
     }
@@ -123,7 +145,7 @@ public struct QuantizedGEMMCase: Sendable, CustomStringConvertible {
     /// C after the float GEMM on `backend` with the reference dequantized weight as a float32 tensor.
     public func runDense(on backend: any Backend) throws -> [Float] {
         let c = try backend.upload(c0, shape: [m, n])
-        let w = try backend.upload(weight.reference, shape: transposeW ? [n, k] : [k, n])
+        let w = try backend.upload(dequantizedWeight, shape: transposeW ? [n, k] : [k, n])
         try backend.gemm(GEMM(a: try backend.upload(a, shape: [m, k]), b: w, c: c, transposeB: transposeW,
                               alpha: alpha, beta: beta, bias: bias ? try backend.upload(biasValues, shape: [n]) : nil))
         return try backend.download(c)
@@ -131,7 +153,7 @@ public struct QuantizedGEMMCase: Sendable, CustomStringConvertible {
 
     /// The naive triple loop in Double over the reference dequantized weight.
     public var reference: [Double] {
-        let (a, w, c0, bias) = (self.a, weight.reference, self.c0, biasValues)
+        let (a, w, c0, bias) = (self.a, dequantizedWeight, self.c0, biasValues)
         var out = [Double](repeating: 0, count: m * n)
         for i in 0..<m {
             for j in 0..<n {
@@ -169,4 +191,57 @@ public struct QuantizedGEMMCase: Sendable, CustomStringConvertible {
         }
         return cases
     }()
+
+    /// Weights quantized from bfloat16 and float16 (elements rounded to them), over the same edges: tile and panel
+    /// edges, the narrow kernel, several blocks of k, both absmax forms; and a bfloat16 weight read unrounded (the
+    /// forward of bitsandbytes 0.50).
+    public static let dtypeEdges: [QuantizedGEMMCase] = {
+        var cases: [QuantizedGEMMCase] = []
+        for transposeW in [true, false] {
+            for dtype in [DType.bfloat16, .float16] {
+                cases.append(.init(m: 7, n: 33, k: 65, transposeW: transposeW, alpha: 0.5, beta: 2, dtype: dtype))
+                cases.append(.init(m: 33, n: 7, k: 130, transposeW: transposeW, nestedBlocksize: nil, dtype: dtype))
+                cases.append(.init(m: 65, n: 130, k: 33, transposeW: transposeW, bias: true, blocksize: 32, nestedBlocksize: 3, dtype: dtype))
+                cases.append(.init(m: 70, n: 100, k: 801, transposeW: transposeW, alpha: 0.5, beta: 0.5, bias: true,
+                                   nestedBlocksize: 5, dtype: dtype))
+                cases.append(.init(m: 40, n: 9, k: 800, transposeW: transposeW, beta: 1, blocksize: 256, nestedBlocksize: nil, dtype: dtype))
+            }
+            cases.append(.init(m: 65, n: 130, k: 33, transposeW: transposeW, bias: true, blocksize: 32, nestedBlocksize: 3,
+                               dtype: .bfloat16, elementDType: .float32))
+            cases.append(.init(m: 40, n: 9, k: 800, transposeW: transposeW, dtype: .float16, elementDType: .float32))
+        }
+        return cases
+    }()
+}
+
+/// bitsandbytes' `dequantize_4bit` of the nf4 fixture cases (Tests/Fixtures/nf4, make_qlora_fixtures.py) whose
+/// cases.json entry has `dtypes`: the same packed weight with quant_state dtype bfloat16 and float16
+/// (`<case>.dequantized_bfloat16`, `_float16`: the float32 products rounded, overflowing to inf in float16).
+public enum NF4DTypeFixture {
+    static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/nf4").path
+
+    /// (case, dtype) for every stored rounding.
+    public static let cases: [(String, DType)] = {
+        guard let index = try? JSONValue.readObject(path: folder + "/cases.json"),
+              let list = index["cases"]?.arrayValue else { return [] }
+        let names = list.compactMap { c -> String? in
+            c.objectValue?["dtypes"]?.boolValue == true ? c.objectValue?["name"]?.stringValue : nil
+        }
+        return names.flatMap { name in [DType.bfloat16, .float16].map { (name, $0) } }
+    }()
+
+    static let file = Result { try SafeTensorsFile(path: folder + "/cases.safetensors") }
+
+    /// The case's weight as the fixture stores it, with quant_state dtype `dtype`.
+    public static func weight(_ name: String, dtype: DType) throws -> NF4HostWeight {
+        let w = try file.get().readNF4(module: name)
+        return try NF4HostWeight(rows: w.rows, columns: w.columns, blocksize: w.blocksize, codes: w.codes, map: w.map,
+                                 absmax: w.absmax, dtype: dtype)
+    }
+
+    /// bitsandbytes' dequantization to `dtype`, widened to float32 (exact).
+    public static func expected(_ name: String, dtype: DType) throws -> [Float] {
+        try file.get().floats("\(name).dequantized_\(dtype.rawValue)")
+    }
 }

@@ -10,7 +10,8 @@
 // Dequantization: a table of 256 pairs gives a byte's two code-book values in one 8-byte load; each block's stretch
 // is then multiplied by its absmax, 16 lanes at a time (each product rounded once: exactly `map[q]·absmax`). A
 // double-quantized absmax is `nestedMap[c]·scale` rounded, then `+ offset` rounded: two statements (Swift never
-// contracts them into an FMA).
+// contracts them into an FMA). Elements of a bfloat16 or float16 weight are then rounded to it and widened back,
+// a second pass over the decoded stretch (Convert's rules); float32 elements skip it (one test per stretch).
 
 /// Raw pointers into an `NF4Weight` on the CPU, and its decoding.
 struct NF4Source {
@@ -25,9 +26,12 @@ struct NF4Source {
     /// when a power of two, else -1).
     let absmaxCodes: UnsafePointer<UInt8>?, nestedMap: UnsafePointer<Float>?, scales: UnsafePointer<Float>?
     let offset: Float, nestedBlocksize: Int, nestedShift: Int
+    /// The dtype decoded elements are rounded to (float32: none).
+    let rounding: DType
 
     /// `pairs` must hold 256 values and outlive the source.
-    init(_ weight: NF4Weight, on backend: CPUBackend, pairs: UnsafeMutablePointer<UInt64>) {
+    init(_ weight: NF4Weight, rounding: DType, on backend: CPUBackend, pairs: UnsafeMutablePointer<UInt64>) {
+        self.rounding = rounding
         codes = UnsafePointer(backend.bytes(weight.codes).assumingMemoryBound(to: UInt8.self))
         let map = backend.elements(weight.map)
         for byte in 0..<256 {
@@ -48,10 +52,10 @@ struct NF4Source {
         }
     }
 
-    /// Runs `body` with the source of `weight` (its pair table on the stack).
-    static func with<R>(_ weight: NF4Weight, on backend: CPUBackend, _ body: (NF4Source) -> R) -> R {
+    /// Runs `body` with the source of `weight` whose elements round to `rounding` (its pair table on the stack).
+    static func with<R>(_ weight: NF4Weight, rounding: DType, on backend: CPUBackend, _ body: (NF4Source) -> R) -> R {
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 256) { pairs in
-            body(NF4Source(weight, on: backend, pairs: pairs.baseAddress!))
+            body(NF4Source(weight, rounding: rounding, on: backend, pairs: pairs.baseAddress!))
         }
     }
 
@@ -97,6 +101,18 @@ struct NF4Source {
                 i += 1
             }
             s = stop
+        }
+        if rounding != .float32 { round(dst, count: count) }
+    }
+
+    /// `p[0..<count]` rounded to `rounding` (bfloat16 or float16) and widened back: what bitsandbytes'
+    /// `dequantize_4bit(...).to(float32)` gives for such a weight.
+    @inline(never)
+    func round(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        if rounding == .bfloat16 {
+            for i in 0..<count { p[i] = Convert.float(bfloat16: Convert.bfloat16(p[i])) }
+        } else {
+            for i in 0..<count { p[i] = Convert.float(float16: Convert.float16(p[i])) }
         }
     }
 }
@@ -205,7 +221,7 @@ extension CPUBackend {
         let a = StridedMatrix(base: elements(op.a), rowStride: op.k, colStride: 1)
         let c = StridedMatrix(base: elements(op.c), rowStride: op.n, colStride: 1)
         let bias = op.bias.map { UnsafePointer(elements($0)) }
-        NF4Source.with(op.weight, on: self) { w in
+        NF4Source.with(op.weight, rounding: op.elementDType, on: self) { w in
             PackedGEMM.multiplyNF4(m: op.m, n: op.n, k: op.k, alpha: op.alpha, a: a, w: w, transposeW: op.transposeW,
                                    beta: op.beta, c: c, bias: bias, pool: pool)
         }
@@ -217,7 +233,7 @@ extension CPUBackend {
         // Contiguous shares of whole blocks.
         let blocks = op.weight.blockCount, blocksize = op.weight.blocksize
         let parts = min(pool.threadCount, max(1, count >> 16), blocks)
-        NF4Source.with(op.weight, on: self) { w in
+        NF4Source.with(op.weight, rounding: op.weight.dtype, on: self) { w in
             runParts(parts, pool) { t in
                 let range = share(t, of: parts, count: blocks)
                 let first = range.lowerBound * blocksize, last = min(count, range.upperBound * blocksize)
