@@ -67,8 +67,8 @@ struct GPT2Weights {
         var expected = expectedShapes(config)
         expected["lm_head.weight"] = [config.vocabSize, config.width]
         let projections = projections(config)
-        let quantized = try checkpoint.checkQuantizedModules(linears: Set(projections + projections.map { "transformer." + $0 }),
-                                                             config: raw, configPath: configPath)
+        let (quantized, found) = try checkpoint.checkQuantizedModules(linears: Set(projections + projections.map { "transformer." + $0 }),
+                                                                      config: raw, configPath: configPath)
         var names: [String: String] = [:]
         for name in checkpoint.names {
             let path = checkpoint.path(of: name)
@@ -103,12 +103,7 @@ struct GPT2Weights {
         for module in quantized {
             weights.quantizedInFile[module.hasPrefix("transformer.") ? String(module.dropFirst("transformer.".count)) : module] = module
         }
-        weights.quantization = try options.quantization ?? quantized.sorted().first.map { module in
-            let weight = try checkpoint.readNF4(module: module)
-            let declared = try BitsAndBytesQuantizationConfig(config: raw, path: configPath)
-            return NF4Options(blocksize: weight.blocksize, doubleQuantization: weight.isDoubleQuantized,
-                              computeDType: declared?.computeDType ?? .float32)
-        }
+        weights.quantization = options.quantization ?? found
         return weights
     }
 

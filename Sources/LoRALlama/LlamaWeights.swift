@@ -77,8 +77,8 @@ struct LlamaWeights {
         let config = try LlamaConfig(contentsOf: configPath)
         let checkpoint = try SafeTensorsCheckpoint(folder: folder)
         let expected = expectedShapes(config)
-        let quantized = try checkpoint.checkQuantizedModules(linears: Set(linearModules(config)), config: config.rawJSON ?? [:],
-                                                             configPath: configPath)
+        let (quantized, found) = try checkpoint.checkQuantizedModules(linears: Set(linearModules(config)),
+                                                                      config: config.rawJSON ?? [:], configPath: configPath)
         for name in checkpoint.names {
             if name.hasSuffix(".rotary_emb.inv_freq") { continue }  // a buffer older transformers saved; recomputed here
             // A 4-bit weight's tensors were checked against its quant state, and its shape is checked as it loads.
@@ -100,12 +100,7 @@ struct LlamaWeights {
         }
         var weights = LlamaWeights(config: config, backend: backend, source: .checkpoint(checkpoint), options: options)
         weights.quantizedInFile = quantized
-        weights.quantization = try options.quantization ?? quantized.sorted().first.map { module in
-            let weight = try checkpoint.readNF4(module: module)
-            let declared = try BitsAndBytesQuantizationConfig(config: config.rawJSON ?? [:], path: configPath)
-            return NF4Options(blocksize: weight.blocksize, doubleQuantization: weight.isDoubleQuantized,
-                              computeDType: declared?.computeDType ?? .float32)
-        }
+        weights.quantization = options.quantization ?? found
         return weights
     }
 

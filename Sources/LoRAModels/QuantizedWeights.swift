@@ -51,18 +51,24 @@ extension SafeTensorsCheckpoint {
     }
 
     /// Checks that the 4-bit modules are exactly some of `linears` (the modules a family can hold in 4 bits) and
-    /// that config.json says the folder is quantized; returns them. A 4-bit tensor anywhere else is refused.
-    public func checkQuantizedModules(linears: Set<String>, config: [String: JSONValue], configPath: String) throws -> Set<String> {
+    /// that config.json says the folder is quantized; returns them and how they were quantized (the first one's
+    /// blocksize and double quantization, config.json's compute dtype; nil when none is). A 4-bit tensor anywhere
+    /// else is refused.
+    public func checkQuantizedModules(linears: Set<String>, config: [String: JSONValue],
+                                      configPath: String) throws -> (modules: Set<String>, options: NF4Options?) {
         let modules = try validateQuantizedModules()
         if let stray = modules.first(where: { !linears.contains($0) }) {
             throw FormatError.unsupported(path: path(of: stray + ".weight"),
                                           reason: "'\(stray)' is stored 4-bit, but only the decoder's linear layers can be quantized")
         }
         let declared = try BitsAndBytesQuantizationConfig(config: config, path: configPath)
-        if !modules.isEmpty, declared == nil {
+        guard let first = modules.sorted().first else { return ([], nil) }
+        guard let declared else {
             throw FormatError.invalid(path: configPath, reason: "the weights are 4-bit (bitsandbytes) but config.json has no quantization_config")
         }
-        return Set(modules)
+        let weight = try readNF4(module: first)
+        return (Set(modules), NF4Options(blocksize: weight.blocksize, doubleQuantization: weight.isDoubleQuantized,
+                                         computeDType: declared.computeDType))
     }
 }
 
