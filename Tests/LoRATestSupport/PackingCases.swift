@@ -1,6 +1,6 @@
 // Packed rows against their examples run one at a time, for any backend: attention with segment starts, and RoPE
 // with per-row positions. Both sides come back in the packed layout, so a test compares them element for element.
-import LoRARuntime
+import SwiftLoRA
 
 extension TrainingOpRunner {
     /// Probabilities `[B, H, T, T]`, context, dq, dk and dv of one attention forward and backward.
@@ -81,5 +81,64 @@ extension TrainingOpRunner {
             results.append(try y.toArray())
         }
         return (results[0], results[1])
+    }
+}
+
+// MARK: - Models
+
+/// The first logit where packed rows differ from their examples run alone: the examples packed into windows of
+/// `length` (Packing.pack), one packed forward, then each example's own forward; nil when all agree.
+public func packedLogitsMismatch(_ model: any LanguageModel, examples: [[Int]], length: Int,
+                                 atol: Float = 1e-5, rtol: Float = 1e-4) throws -> String? {
+    let windows = try Packing.pack(examples, labels: examples, length: length)
+    let batch = LabeledBatch.packed(windows, padID: 0)
+    let t = batch.tokens[0].count, v = model.vocabularySize
+    let packed = try model.forward(batch.tokens, segments: batch.segments!).toArray()
+    // Windows hold examples longest first; find each example's rows by its ids.
+    var used = Set<Int>()
+    for (row, window) in windows.enumerated() {
+        var first = 0
+        for length in window.lengths {
+            let ids = Array(window.tokens[first..<first + length])
+            guard let index = examples.indices.first(where: { !used.contains($0) && examples[$0] == ids }) else {
+                return "window \(row) holds ids that are no example's"
+            }
+            used.insert(index)
+            let alone = try model.forward([ids]).toArray()
+            let rows = Array(packed[(row * t + first) * v..<(row * t + first + length) * v])
+            if let mismatch = firstMismatch(rows, alone, atol: atol, rtol: rtol) { return "example \(index): \(mismatch)" }
+            first += length
+        }
+    }
+    return used.count == examples.count ? nil : "\(examples.count - used.count) examples were not packed"
+}
+
+/// Every trainable gradient of `model` (zeroed first) after one backward of `run`'s loss.
+public func trainableGradients(of model: any LanguageModel, _ run: () throws -> Void) throws -> [[Float]] {
+    try model.zeroGradients()
+    try run()
+    return try model.trainableParameters.map { try $0.gradient.toArray() }
+}
+
+/// The gradients of the packed batch of `examples` (windows of `length`, one batch) against the sum over examples of
+/// each example's own gradient (of its mean loss) scaled by its share of the trained targets; returns the parameters
+/// whose gradients differ beyond atol + rtol·|reference|.
+public func packedGradientMismatches(_ model: any LanguageModel, examples: [[Int]], labels: [[Int]], length: Int,
+                                     atol: Float = 1e-5, rtol: Float = 1e-3) throws -> [String] {
+    let batch = LabeledBatch.packed(try Packing.pack(examples, labels: labels, length: length), padID: 0)
+    var predictions = 0
+    let packed = try trainableGradients(of: model) {
+        predictions = try model.loss(batch.tokens, labels: batch.labels, segments: batch.segments, gradients: true).predictions
+    }
+    var summed = packed.map { [Float](repeating: 0, count: $0.count) }
+    for (ids, exampleLabels) in zip(examples, labels) where exampleLabels.dropFirst().contains(where: { $0 != -100 }) {
+        var count = 0
+        let own = try trainableGradients(of: model) { count = try model.loss([ids], labels: [exampleLabels], gradients: true).predictions }
+        let share = Float(count) / Float(predictions)
+        for p in summed.indices { for i in summed[p].indices { summed[p][i] += share * own[p][i] } }
+    }
+    let names = model.trainableParameters.map(\.name)
+    return names.indices.compactMap { p in
+        firstMismatch(packed[p], summed[p], atol: atol, rtol: rtol).map { "\(names[p]): \($0)" }
     }
 }
