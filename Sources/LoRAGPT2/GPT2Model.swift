@@ -1,6 +1,7 @@
 // GPT-2 (the language model: transformer + tied LM head) on any backend, built from the runtime's ops, with
 // LoRA adapters on the modules a LoRAConfig selects. Forward saves what backward needs; backward gives
-// gradients to the LoRA parameters only (frozen weights pass dx through and get none).
+// gradients to the LoRA parameters only (frozen weights pass dx through and get none). Packed rows
+// (`forward(_:segments:)`) look up each token's position within its example and attend only within it.
 //
 // Shapes: B sequences of T tokens, N = B·T rows, C = width, H heads of D = C/H, V = vocab.
 // Dtypes: wte, wpe, lm_head and the projection weights as loaded (float32, bfloat16 or float16: the embedding

@@ -2,7 +2,8 @@
 // embeddings, then per layer x + o(attn(rope(q), rope(k), v)) over RMSNorm(x) and x + down(silu(gate)·up) over
 // RMSNorm(x), a final RMSNorm and the LM head. Grouped-query attention (kv heads shared by groups of query heads),
 // Mistral's sliding window, Qwen2's q/k/v bias and Qwen3's per-head q/k RMSNorm before RoPE are options of the one
-// model. Forward saves what backward needs (LlamaModel+Backward.swift).
+// model. Forward saves what backward needs (LlamaModel+Backward.swift). Packed rows (`forward(_:segments:)`) rotate
+// each token by its position within its example and attend only within it (PackedSegments.swift).
 //
 // Shapes: B sequences of T tokens, N = B·T rows, C = hidden size, H query heads and KV kv heads of D = head dim,
 // I = intermediate size, V = vocab.
