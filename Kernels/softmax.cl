@@ -1,7 +1,8 @@
 // Softmax over the last axis of x [rows, cols], with a scale and an optional causal mask, and its gradient.
 // One work-item per row: rows are many (batch·heads·T) and no local memory or barriers are needed.
 // Causal: x is [..., Tq, Tk]; row r sees keys j <= r % Tq + (Tk - Tq), and with a window W > 0 only the last W of
-// those (a sliding window; window 0: none). Masked entries of y are 0.
+// those (a sliding window; window 0: none). With segment starts (packed rows: hasStarts 1), row r sees keys from
+// starts[(r / Tq / blocksPerSequence)·Tq + r % Tq] on as well (block-diagonal causal). Masked entries of y are 0.
 
 // Keys row r sees without the window: all cols when not causal, else j <= r % queryLength + (cols - queryLength).
 // The OpenCL C copy of Softmax.visibleCount in Sources/LoRARuntime/Softmax.swift (the rule's home; keep them alike).
@@ -10,19 +11,25 @@ int visible_count(const int r, const int cols, const int causal, const int query
     return causal ? clamp(r % queryLength + (cols - queryLength) + 1, 0, cols) : cols;
 }
 
-// The first key row r sees: 0, or the start of its window (Softmax.visibleKeys).
-int first_visible(const int visible, const int window)
+// The first key row r sees: 0, or the start of its window (Softmax.visibleKeys), or its segment's start when later
+// (SegmentStarts.keys: a start past the visible keys leaves none).
+int first_visible(const int r, const int visible, const int window, __global const int* starts, const int hasStarts,
+                  const int queryLength, const int blocksPerSequence)
 {
-    return window > 0 ? max(0, visible - window) : 0;
+    const int first = window > 0 ? max(0, visible - window) : 0;
+    if (!hasStarts) return first;
+    const int start = starts[(r / queryLength / blocksPerSequence) * queryLength + r % queryLength];
+    return max(first, min(start, visible));
 }
 
 __kernel void softmax_forward(__global const float* x, __global float* y, const int rows, const int cols,
-                              const float scale, const int causal, const int queryLength, const int window)
+                              const float scale, const int causal, const int queryLength, const int window,
+                              __global const int* starts, const int hasStarts, const int blocksPerSequence)
 {
     const int r = get_global_id(0);
     if (r >= rows) return;
     const int visible = visible_count(r, cols, causal, queryLength);
-    const int first = first_visible(visible, window);
+    const int first = first_visible(r, visible, window, starts, hasStarts, queryLength, blocksPerSequence);
     __global const float* xr = x + (long)r * cols;
     __global float* yr = y + (long)r * cols;
 
@@ -44,12 +51,13 @@ __kernel void softmax_forward(__global const float* x, __global float* y, const 
 // never read. dx may alias dy.
 __kernel void softmax_backward(__global const float* y, __global const float* dy, __global float* dx,
                                const int rows, const int cols, const float scale, const int causal,
-                               const int queryLength, const int window)
+                               const int queryLength, const int window, __global const int* starts,
+                               const int hasStarts, const int blocksPerSequence)
 {
     const int r = get_global_id(0);
     if (r >= rows) return;
     const int visible = visible_count(r, cols, causal, queryLength);
-    const int first = first_visible(visible, window);
+    const int first = first_visible(r, visible, window, starts, hasStarts, queryLength, blocksPerSequence);
     const long base = (long)r * cols;
     float dot = 0.0f;
     for (int j = first; j < visible; j++) dot += dy[base + j] * y[base + j];

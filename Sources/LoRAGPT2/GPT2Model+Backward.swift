@@ -23,10 +23,10 @@ extension GPT2Model {
                 activations = saved.layers[index]
             } else {  // gradient checkpointing: this block's activations again, its dropout masks replayed
                 activations = try saved.checkpoints[index].replay(modules: block.projections) {
-                    try forward(block, $0, batch: saved.batch, length: saved.length, cache: nil).1
+                    try forward(block, $0, batch: saved.batch, length: saved.length, cache: nil, segmentStarts: saved.segmentStarts).1
                 }
             }
-            try backward(block, activations, dx: dx, batch: saved.batch, length: saved.length,
+            try backward(block, activations, dx: dx, batch: saved.batch, length: saved.length, segmentStarts: saved.segmentStarts,
                          norms: full?.norms[index], needsInput: index > 0 || full != nil)
             if !saved.checkpoints.isEmpty { block.projections.forEach { $0.releaseSavedActivations() } }
         }
@@ -37,7 +37,7 @@ extension GPT2Model {
     }
 
     /// Turns dx (the gradient at the block's output) into the gradient at its input, in place.
-    private func backward(_ block: Block, _ a: LayerActivations, dx: Tensor, batch: Int, length: Int,
+    private func backward(_ block: Block, _ a: LayerActivations, dx: Tensor, batch: Int, length: Int, segmentStarts: Tensor?,
                           norms: (ln1: (gamma: Tensor, beta: Tensor), ln2: (gamma: Tensor, beta: Tensor))?, needsInput: Bool) throws {
         // MLP branch: out = middle + mlpOut(gelu(fc(ln_2(middle)))).
         let dActivated = try block.mlpOut.backward(dx)
@@ -48,7 +48,7 @@ extension GPT2Model {
                                                         accumulate: true))
         // Attention branch: middle = input + attentionOut(attention(ln_1(input))).
         let dContext = try block.attentionOut.backward(dx)
-        let dqkv = try attentionBackward(a, dContext: dContext, batch: batch, length: length)
+        let dqkv = try attentionBackward(a, dContext: dContext, batch: batch, length: length, segmentStarts: segmentStarts)
         guard needsInput else { return try block.attention.accumulateGradients(dqkv) }
         let dh1 = try block.attention.backward(dqkv)
         try backend.layerNormBackward(LayerNormBackward(x: a.input, gamma: block.ln1.gamma, mean: a.mean1, rstd: a.rstd1,
@@ -57,13 +57,14 @@ extension GPT2Model {
     }
 
     /// dqkv `[N, 3C]` from the context's gradient `[N, C]` (the `AttentionBackward` op).
-    private func attentionBackward(_ a: LayerActivations, dContext: Tensor, batch: Int, length t: Int) throws -> Tensor {
+    private func attentionBackward(_ a: LayerActivations, dContext: Tensor, batch: Int, length t: Int,
+                                   segmentStarts: Tensor?) throws -> Tensor {
         let dqkv = try backend.empty(a.qkv.shape)
         let (q, k, v) = (qkvHeads(a.qkv, part: 0, length: t), qkvHeads(a.qkv, part: 1, length: t), qkvHeads(a.qkv, part: 2, length: t))
         try backend.attentionBackward(AttentionBackward(
             try attentionShape(batch: batch, length: t, keys: t), query: q, key: k, value: v, probabilities: a.probabilities,
             dContext: contextHeads(dContext, length: t), dQuery: qkvHeads(dqkv, part: 0, length: t),
-            dKey: qkvHeads(dqkv, part: 1, length: t), dValue: qkvHeads(dqkv, part: 2, length: t)))
+            dKey: qkvHeads(dqkv, part: 1, length: t), dValue: qkvHeads(dqkv, part: 2, length: t), segmentStarts: segmentStarts))
         return dqkv
     }
 }

@@ -1,6 +1,7 @@
 // GPT-2 (the language model: transformer + tied LM head) on any backend, built from the runtime's ops, with
 // LoRA adapters on the modules a LoRAConfig selects. Forward saves what backward needs; backward gives
-// gradients to the LoRA parameters only (frozen weights pass dx through and get none).
+// gradients to the LoRA parameters only (frozen weights pass dx through and get none). Packed rows
+// (`forward(_:segments:)`) look up each token's position within its example and attend only within it.
 //
 // Shapes: B sequences of T tokens, N = B·T rows, C = width, H heads of D = C/H, V = vocab.
 // Dtypes: wte, wpe, lm_head and the projection weights as loaded (float32, bfloat16 or float16: the embedding
@@ -69,6 +70,8 @@ public final class GPT2Model: LanguageModel {
     struct Saved {
         let batch: Int, length: Int
         let ids: Tensor, positions: Tensor
+        /// Packed rows' segment starts `[B, T]` (nil: unpacked).
+        let segmentStarts: Tensor?
         /// Every block's activations, or with gradient checkpointing none of them: `checkpoints` instead.
         var layers: [LayerActivations] = []
         /// With gradient checkpointing: every block's input, from which backward recomputes its activations.
@@ -110,21 +113,33 @@ public final class GPT2Model: LanguageModel {
     /// The forward pass; with a cache, the tokens continue the cached ones (positions follow them), their keys and
     /// values are appended, and attention runs over everything cached.
     public func forward(_ tokens: [[Int]], cache: KVCache?) throws -> Tensor {
+        try forward(tokens, cache: cache, segments: nil)
+    }
+
+    /// Packed rows: position ids restart at each example, whose tokens attend only within it.
+    public func forward(_ tokens: [[Int]], segments: PackedSegments) throws -> Tensor {
+        let (batch, length) = try checkTokens(tokens)
+        try segments.check(batch: batch, length: length, model: modelType)
+        return try forward(tokens, cache: nil, segments: segments.upload(to: backend, batch: batch, length: length))
+    }
+
+    private func forward(_ tokens: [[Int]], cache: KVCache?, segments: DeviceSegments?) throws -> Tensor {
         let (batch, length) = try checkTokens(tokens, start: cache?.length ?? 0)
         let n = batch * length
         let start = cache?.length ?? 0
         let ids = try uploadTokenIDs(tokens.joined(), backend: backend)
-        let positions = try uploadTokenIDs((0..<n).map { start + $0 % length }, backend: backend)
+        let positions = try segments?.positions ?? uploadTokenIDs((0..<n).map { start + $0 % length }, backend: backend)
         var x = try backend.empty([n, config.width])
         try backend.embedding(EmbeddingLookup(table: wte, indices: ids, output: x))
         try backend.embedding(EmbeddingLookup(table: wpe, indices: positions, output: x, accumulate: true))
         // The last step's activations go before this step's are made: held to the end, they would double the peak.
         self.saved = nil
-        var saved = Saved(batch: batch, length: length, ids: ids, positions: positions)
+        var saved = Saved(batch: batch, length: length, ids: ids, positions: positions, segmentStarts: segments?.starts)
         let checkpointing = gradientCheckpointing && cache == nil
         for (index, block) in blocks.enumerated() {
             if checkpointing { saved.checkpoints.append(BlockCheckpoint(input: x, modules: block.projections)) }
-            let (next, layer) = try forward(block, x, batch: batch, length: length, cache: cache.map { ($0, index) })
+            let (next, layer) = try forward(block, x, batch: batch, length: length, cache: cache.map { ($0, index) },
+                                            segmentStarts: segments?.starts)
             if checkpointing {
                 block.projections.forEach { $0.releaseSavedActivations() }  // `layer` goes now; backward recomputes it
             } else {
@@ -148,12 +163,12 @@ public final class GPT2Model: LanguageModel {
         return (y, mean, rstd)
     }
 
-    /// x + attn(ln_1(x)), then + mlp(ln_2(·)).
+    /// x + attn(ln_1(x)), then + mlp(ln_2(·)); packed rows' tokens attend from their `segmentStarts` on.
     func forward(_ block: Block, _ x: Tensor, batch: Int, length: Int,
-                         cache: (KVCache, Int)?) throws -> (Tensor, LayerActivations) {
+                 cache: (KVCache, Int)?, segmentStarts: Tensor?) throws -> (Tensor, LayerActivations) {
         let (h1, mean1, rstd1) = try layerNorm(x, block.ln1)
         let qkv = try block.attention.forward(h1)
-        let (probabilities, context) = try attention(qkv, batch: batch, length: length, cache: cache)
+        let (probabilities, context) = try attention(qkv, batch: batch, length: length, cache: cache, segmentStarts: segmentStarts)
         let middle = try residual(x, try block.attentionOut.forward(context))
         let (h2, mean2, rstd2) = try layerNorm(middle, block.ln2)
         let preActivation = try block.fc.forward(h2)
@@ -176,7 +191,8 @@ public final class GPT2Model: LanguageModel {
     /// probabilities `[B, H, T, Tk]` and the context `[N, C]` (heads side by side). Without a cache Tk = T and the
     /// keys and values are qkv's; with one, this step's keys and values are appended to the layer's cache first and
     /// Tk counts every cached position (the mask lets query i see keys up to its own position).
-    private func attention(_ qkv: Tensor, batch: Int, length t: Int, cache: (KVCache, Int)?) throws -> (Tensor, Tensor) {
+    private func attention(_ qkv: Tensor, batch: Int, length t: Int, cache: (KVCache, Int)?,
+                           segmentStarts: Tensor?) throws -> (Tensor, Tensor) {
         let c = config.width
         var (keys, values) = (qkvHeads(qkv, part: 1, length: t), qkvHeads(qkv, part: 2, length: t))
         var tk = t
@@ -193,7 +209,8 @@ public final class GPT2Model: LanguageModel {
         let probabilities = try backend.empty(shape.probabilityShape)
         let context = try backend.empty([batch * t, c])
         try backend.attention(Attention(shape, query: qkvHeads(qkv, part: 0, length: t), key: keys, value: values,
-                                        probabilities: probabilities, context: contextHeads(context, length: t)))
+                                        probabilities: probabilities, context: contextHeads(context, length: t),
+                                        segmentStarts: segmentStarts))
         return (probabilities, context)
     }
 

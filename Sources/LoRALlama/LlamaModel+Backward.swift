@@ -22,10 +22,10 @@ extension LlamaModel {
                 activations = saved.layers[index]
             } else {  // gradient checkpointing: this layer's activations again, its dropout masks replayed
                 activations = try saved.checkpoints[index].replay(modules: layer.modules) {
-                    try forward(layer, $0, batch: saved.batch, length: saved.length, cache: nil).1
+                    try forward(layer, $0, batch: saved.batch, length: saved.length, cache: nil, segments: saved.segments).1
                 }
             }
-            try backward(layer, activations, dx: dx, batch: saved.batch, length: saved.length,
+            try backward(layer, activations, dx: dx, batch: saved.batch, length: saved.length, segments: saved.segments,
                          norms: full?.norms[index], needsInput: index > 0 || full != nil)
             if !saved.checkpoints.isEmpty { layer.modules.forEach { $0.releaseSavedActivations() } }
         }
@@ -35,7 +35,7 @@ extension LlamaModel {
     /// Turns dx (the gradient at the layer's output) into the gradient at its input, in place. `norms`: the layer's
     /// norm-weight gradients in full fine-tuning, in `Layer.norms` order.
     private func backward(_ layer: Layer, _ a: LayerActivations, dx: Tensor, batch: Int, length t: Int,
-                          norms: [Tensor]?, needsInput: Bool) throws {
+                          segments: DeviceSegments?, norms: [Tensor]?, needsInput: Bool) throws {
         let (d, heads, kvHeads) = (config.headDim, config.heads, config.kvHeads)
         let n = batch * t
         // MLP branch: out = middle + down(silu(gate(h2))·up(h2)), h2 = RMSNorm(middle).
@@ -52,9 +52,10 @@ extension LlamaModel {
         try backend.attentionBackward(AttentionBackward(
             try attentionShape(batch: batch, length: t, keys: t, layer: layer.index), query: headView(a.q, length: t), key: headView(a.k, length: t),
             value: headView(a.v, length: t), probabilities: a.probabilities, dContext: headView(dContext, length: t),
-            dQuery: headView(dq, length: t), dKey: headView(dk, length: t), dValue: headView(dv, length: t)))
-        try rope(dq, heads: heads, length: t, start: 0, inverse: true)
-        try rope(dk, heads: kvHeads, length: t, start: 0, inverse: true)
+            dQuery: headView(dq, length: t), dKey: headView(dk, length: t), dValue: headView(dv, length: t),
+            segmentStarts: segments?.starts))
+        try rope(dq, heads: heads, length: t, start: 0, positions: segments?.positions, inverse: true)
+        try rope(dk, heads: kvHeads, length: t, start: 0, positions: segments?.positions, inverse: true)
         var (dqPre, dkPre) = (dq, dk)
         if let qNorm = layer.qNorm, let kNorm = layer.kNorm, let qPre = a.qPre, let kPre = a.kPre, let qRstd = a.qRstd, let kRstd = a.kRstd {
             (dqPre, dkPre) = (try backend.empty(dq.shape), try backend.empty(dk.shape))

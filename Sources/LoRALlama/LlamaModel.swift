@@ -2,7 +2,8 @@
 // embeddings, then per layer x + o(attn(rope(q), rope(k), v)) over RMSNorm(x) and x + down(silu(gate)·up) over
 // RMSNorm(x), a final RMSNorm and the LM head. Grouped-query attention (kv heads shared by groups of query heads),
 // Mistral's sliding window, Qwen2's q/k/v bias and Qwen3's per-head q/k RMSNorm before RoPE are options of the one
-// model. Forward saves what backward needs (LlamaModel+Backward.swift).
+// model. Forward saves what backward needs (LlamaModel+Backward.swift). Packed rows (`forward(_:segments:)`) rotate
+// each token by its position within its example and attend only within it (PackedSegments.swift).
 //
 // Shapes: B sequences of T tokens, N = B·T rows, C = hidden size, H query heads and KV kv heads of D = head dim,
 // I = intermediate size, V = vocab.
@@ -72,6 +73,8 @@ public final class LlamaModel: LanguageModel {
     struct Saved {
         let batch: Int, length: Int
         let ids: Tensor
+        /// Packed rows' segment starts and positions (nil: unpacked).
+        let segments: DeviceSegments?
         /// Every layer's activations, or with gradient checkpointing none of them: `checkpoints` instead.
         var layers: [LayerActivations] = []
         /// With gradient checkpointing: every layer's input, from which backward recomputes its activations.
@@ -125,6 +128,16 @@ public final class LlamaModel: LanguageModel {
     // MARK: - Forward
 
     public func forward(_ tokens: [[Int]], cache: KVCache?) throws -> Tensor {
+        try forward(tokens, cache: cache, segments: nil)
+    }
+
+    public func forward(_ tokens: [[Int]], segments: PackedSegments) throws -> Tensor {
+        let (batch, length) = try checkTokens(tokens)
+        try segments.check(batch: batch, length: length, model: modelType)
+        return try forward(tokens, cache: nil, segments: segments.upload(to: backend, batch: batch, length: length))
+    }
+
+    private func forward(_ tokens: [[Int]], cache: KVCache?, segments: DeviceSegments?) throws -> Tensor {
         let (batch, length) = try checkTokens(tokens, start: cache?.length ?? 0)
         guard !training || config.attentionDropout == 0 else {
             throw LoRAError.invalidArgument("\(modelType): config.json's attention_dropout \(config.attentionDropout) would drop attention "
@@ -136,11 +149,11 @@ public final class LlamaModel: LanguageModel {
         try backend.embedding(EmbeddingLookup(table: embedTokens, indices: ids, output: x))
         // The last step's activations go before this step's are made: held to the end, they would double the peak.
         self.saved = nil
-        var saved = Saved(batch: batch, length: length, ids: ids)
+        var saved = Saved(batch: batch, length: length, ids: ids, segments: segments)
         let checkpointing = gradientCheckpointing && cache == nil
         for layer in layers {
             if checkpointing { saved.checkpoints.append(BlockCheckpoint(input: x, modules: layer.modules)) }
-            let (next, activations) = try forward(layer, x, batch: batch, length: length, cache: cache)
+            let (next, activations) = try forward(layer, x, batch: batch, length: length, cache: cache, segments: segments)
             if checkpointing {
                 layer.modules.forEach { $0.releaseSavedActivations() }  // `activations` go now; backward recomputes them
             } else {
@@ -163,9 +176,10 @@ public final class LlamaModel: LanguageModel {
         return (y, rstd)
     }
 
-    /// x + attention(RMSNorm(x)), then + mlp(RMSNorm(·)).
+    /// x + attention(RMSNorm(x)), then + mlp(RMSNorm(·)); packed rows (`segments`) attend within their examples at
+    /// their own positions.
     func forward(_ layer: Layer, _ x: Tensor, batch: Int, length t: Int,
-                         cache: KVCache?) throws -> (Tensor, LayerActivations) {
+                 cache: KVCache?, segments: DeviceSegments?) throws -> (Tensor, LayerActivations) {
         let index = layer.index
         let (d, heads, kvHeads) = (config.headDim, config.heads, config.kvHeads)
         let n = batch * t
@@ -180,8 +194,8 @@ public final class LlamaModel: LanguageModel {
             let (kn, kr) = try rmsNorm(k.reshaped([n * kvHeads, d]), kNorm)
             (q, k, qRstd, kRstd) = (try qn.reshaped([n, heads * d]), try kn.reshaped([n, kvHeads * d]), qr, kr)
         }
-        try rope(q, heads: heads, length: t, start: start, inverse: false)
-        try rope(k, heads: kvHeads, length: t, start: start, inverse: false)
+        try rope(q, heads: heads, length: t, start: start, positions: segments?.positions, inverse: false)
+        try rope(k, heads: kvHeads, length: t, start: start, positions: segments?.positions, inverse: false)
         var keys = HeadOperand(k, ld: kvHeads * d, sequenceStride: t * kvHeads * d, headStride: d)
         var values = HeadOperand(v, ld: kvHeads * d, sequenceStride: t * kvHeads * d, headStride: d)
         var tk = t
@@ -198,7 +212,8 @@ public final class LlamaModel: LanguageModel {
         let probabilities = try backend.empty(shape.probabilityShape)
         let context = try backend.empty([n, heads * d])
         try backend.attention(Attention(shape, query: headView(q, length: t), key: keys, value: values,
-                                        probabilities: probabilities, context: headView(context, length: t)))
+                                        probabilities: probabilities, context: headView(context, length: t),
+                                        segmentStarts: segments?.starts))
         let middle = try residual(x, try layer.o.forward(context))
         let (h2, rstd2) = try rmsNorm(middle, layer.postAttentionNorm)
         let (gate, up) = (try layer.gate.forward(h2), try layer.up.forward(h2))
@@ -210,10 +225,11 @@ public final class LlamaModel: LanguageModel {
                                          gate: gate, up: up))
     }
 
-    /// RoPE in place on `x` `[B·T, heads·D]` (inverse: the backward's rotation by −angle).
-    func rope(_ x: Tensor, heads: Int, length: Int, start: Int, inverse: Bool) throws {
+    /// RoPE in place on `x` `[B·T, heads·D]` at positions `start + r % T`, or `positions` (packed rows); inverse: the
+    /// backward's rotation by −angle.
+    func rope(_ x: Tensor, heads: Int, length: Int, start: Int, positions: Tensor?, inverse: Bool) throws {
         try backend.rope(RoPE(input: x, output: x, heads: heads, headDim: config.headDim, sequenceLength: length,
-                              start: start, cos: ropeCos, sin: ropeSin, inverse: inverse))
+                              start: start, cos: ropeCos, sin: ropeSin, inverse: inverse, positions: positions))
     }
 
     /// x + branch, written over the branch (a fresh projection output nothing else holds): one pass, no copy.

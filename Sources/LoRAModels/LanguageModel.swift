@@ -49,6 +49,10 @@ public protocol LanguageModel: AnyObject {
     /// Logits `[B·T, V]` for B equal-length sequences of ids. Without a cache, saves what `backward` needs; with
     /// one, the tokens continue the cached sequences (positions follow them) and their keys and values are appended.
     func forward(_ tokens: [[Int]], cache: KVCache?) throws -> Tensor
+    /// Logits `[B·T, V]` for packed rows, saving what `backward` needs: each row concatenates examples of
+    /// `segments` lengths, each attending only to its own tokens at positions restarting at 0 (PackedSegments.swift),
+    /// so every example's logits are those it gets alone.
+    func forward(_ tokens: [[Int]], segments: PackedSegments) throws -> Tensor
     /// Backward from the gradient of the loss with respect to the last forward's logits `[N, V]`; gradients accumulate.
     func backward(dlogits: Tensor) throws
     /// A generous estimate of the bytes one training step on B sequences of T tokens holds at its peak.
@@ -86,9 +90,12 @@ extension LanguageModel {
 
     /// Mean next-token cross-entropy of a batch, as transformers computes it from `labels`: the prediction at
     /// position t is scored against `labels[t + 1]`, labels of -100 are ignored, and the mean runs over the rest.
-    /// `labels` defaults to the tokens themselves (`labels = input_ids`). With `gradients`, also runs backward.
+    /// `labels` defaults to the tokens themselves (`labels = input_ids`). With `segments` the rows are packed
+    /// (`forward(_:segments:)`), and an example's last token is not scored against the next example's first label (so
+    /// the mean is that of the examples run alone). With `gradients`, also runs backward.
     /// Returns the mean and the number of scored predictions.
-    public func loss(_ tokens: [[Int]], labels: [[Int]]? = nil, gradients: Bool = false) throws -> (loss: Float, predictions: Int) {
+    public func loss(_ tokens: [[Int]], labels: [[Int]]? = nil, segments: PackedSegments? = nil,
+                     gradients: Bool = false) throws -> (loss: Float, predictions: Int) {
         let labels = labels ?? tokens
         guard labels.count == tokens.count, zip(labels, tokens).allSatisfy({ $0.count == $1.count }) else {
             throw LoRAError.shapeMismatch("\(modelType) loss: labels must have the tokens' shape")
@@ -98,10 +105,14 @@ extension LanguageModel {
         if let bad = labels.joined().first(where: { $0 != -100 && !(0..<vocabularySize).contains($0) }) {
             throw LoRAError.invalidArgument("\(modelType) loss: label \(bad) is neither -100 nor in the vocabulary 0..<\(vocabularySize)")
         }
-        let targets = labels.flatMap { row in (0..<length).map { $0 + 1 < length ? row[$0 + 1] : -100 } }
+        var targets = labels.flatMap { row in (0..<length).map { $0 + 1 < length ? row[$0 + 1] : -100 } }
+        if let segments {
+            try segments.check(batch: tokens.count, length: length, model: modelType)
+            for (n, ends) in segments.endsExample.enumerated() where ends { targets[n] = -100 }
+        }
         let predictions = targets.filter { $0 != -100 }.count
         guard predictions > 0 else { throw LoRAError.invalidArgument("\(modelType) loss: every label is ignored (-100)") }
-        let logits = try forward(tokens)
+        let logits = try segments.map { try forward(tokens, segments: $0) } ?? forward(tokens)
         let n = targets.count
         let losses = try backend.empty([n]), total = try backend.empty([1])
         try backend.crossEntropy(CrossEntropy(logits: logits, targets: uploadTokenIDs(targets, backend: backend),

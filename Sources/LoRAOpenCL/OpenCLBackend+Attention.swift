@@ -8,6 +8,8 @@
 // Products into query-side outputs take whichever needs fewest launches. dK and dV sum over a group's query heads:
 // they take one of the first two, the group's first member writing (beta 0) and the others adding (beta 1) in
 // queue order, so no two work-items ever add to one element at once.
+// Packed rows' segment starts reach only the softmax: it zeroes each row's probabilities (and score gradients) before
+// its segment start, so the products over the causal triangle add nothing across examples.
 import LoRARuntime
 
 extension OpenCLBackend {
@@ -20,7 +22,8 @@ extension OpenCLBackend {
             try gemm(GEMM(m: s.queries, n: s.keys, k: s.headDim, batch: run.batch, a: run.query(op.query),
                           b: run.kv(op.key), transposeB: true, c: run.query(p), triangle: .lowerC(offset: s.cached)))
         }
-        try softmax(Softmax(x: op.probabilities, y: op.probabilities, scale: s.scale, causal: true, window: s.window))
+        try softmax(Softmax(x: op.probabilities, y: op.probabilities, scale: s.scale, causal: true, window: s.window,
+                            segmentStarts: op.segmentStarts))
         for run in runs {
             try gemm(GEMM(m: s.queries, n: s.headDim, k: s.keys, batch: run.batch, a: run.query(p),
                           b: run.kv(op.value), c: run.query(op.context), triangle: .lowerA(offset: s.cached)))
@@ -44,7 +47,7 @@ extension OpenCLBackend {
                           beta: run.first ? 0 : 1, c: run.kv(op.dValue), triangle: .upperA(offset: s.cached)))
         }
         try softmaxBackward(SoftmaxBackward(y: op.probabilities, dy: scores, dx: scores, scale: s.scale, causal: true,
-                                            window: s.window))
+                                            window: s.window, segmentStarts: op.segmentStarts))
         for run in queryRuns {
             try gemm(GEMM(m: t, n: d, k: tk, batch: run.batch, a: run.query(ds), b: run.kv(op.key), c: run.query(op.dQuery),
                           triangle: .lowerA(offset: s.cached)))

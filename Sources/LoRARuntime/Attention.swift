@@ -9,6 +9,10 @@
 // (the CPU runs each head start to finish on one thread); as separate GEMM and softmax launches the scores made
 // three round trips through memory and attention took a quarter of a small model's training step.
 //
+// Packed rows (several examples concatenated in one sequence, as `--packing` trains) pass segment starts: an int32
+// `[B, T]` tensor holding each query's first visible key (its example's first token), so no example attends to
+// another (block-diagonal causal attention, combined with the window where there is one).
+//
 // Operands are strided views, so q, k and v are read where the QKV projection left them ([N, 3C], heads side by
 // side) and a KV cache's keys can be used in place.
 
@@ -97,6 +101,16 @@ public struct AttentionShape: Sendable, Equatable {
     /// The probabilities' shape `[B, H, T, Tk]`.
     public var probabilityShape: [Int] { [sequences, heads, queries, keys] }
 
+    /// Segment starts must be int32 `[B, T]` (any shape of B·T elements).
+    func check(_ op: String, segmentStarts: Tensor?) throws {
+        guard let segmentStarts else { return }
+        try segmentStarts.requireDType([.int32], op: op, operand: "segmentStarts")
+        guard segmentStarts.count == sequences * queries else {
+            throw LoRAError.shapeMismatch("\(op): segment starts \(describe(segmentStarts.shape)) must hold one start per query, "
+                + "\(sequences)×\(queries)")
+        }
+    }
+
     func check(probabilities p: Tensor) throws {
         guard p.shape == probabilityShape else {
             throw LoRAError.shapeMismatch("attention: probabilities are \(describe(p.shape)), expected \(describe(probabilityShape))")
@@ -111,11 +125,14 @@ public struct Attention: BackendOp {
     public let shape: AttentionShape
     /// `[T, D]`, `[Tk, D]`, `[Tk, D]` and `[T, D]` per sequence and head.
     public let query: HeadOperand, key: HeadOperand, value: HeadOperand, context: HeadOperand
-    /// `[B, H, T, Tk]`, contiguous; entries above the causal diagonal are 0.
+    /// `[B, H, T, Tk]`, contiguous; entries above the causal diagonal (and before a row's segment start) are 0.
     public let probabilities: Tensor
+    /// int32 `[B, T]`: query i of sequence b sees keys from `segmentStarts[b, i]` on (key coordinates, cached keys
+    /// counted); nil: from 0. See `SegmentStarts`.
+    public let segmentStarts: Tensor?
 
     public init(_ shape: AttentionShape, query: HeadOperand, key: HeadOperand, value: HeadOperand,
-                probabilities: Tensor, context: HeadOperand) throws {
+                probabilities: Tensor, context: HeadOperand, segmentStarts: Tensor? = nil) throws {
         let (b, h, hkv, d) = (shape.sequences, shape.heads, shape.kvHeads, shape.headDim)
         try query.check("query", sequences: b, heads: h, rows: shape.queries, cols: d)
         try key.check("key", sequences: b, heads: hkv, rows: shape.keys, cols: d)
@@ -123,11 +140,12 @@ public struct Attention: BackendOp {
         try context.check("context", sequences: b, heads: h, rows: shape.queries, cols: d)
         try context.checkDisjoint("context", sequences: b, heads: h, rows: shape.queries, cols: d)
         try shape.check(probabilities: probabilities)
-        try context.tensor.backend.requireOwned("attention", query.tensor, key.tensor, value.tensor, probabilities)
+        try context.tensor.backend.requireOwned("attention", query.tensor, key.tensor, value.tensor, probabilities, segmentStarts)
         try requireFloat32("attention", ("query", query.tensor), ("key", key.tensor), ("value", value.tensor),
                            ("probabilities", probabilities), ("context", context.tensor))
+        try shape.check("attention", segmentStarts: segmentStarts)
         (self.shape, self.query, self.key, self.value) = (shape, query, key, value)
-        (self.probabilities, self.context) = (probabilities, context)
+        (self.probabilities, self.context, self.segmentStarts) = (probabilities, context, segmentStarts)
     }
 }
 
@@ -140,9 +158,12 @@ public struct AttentionBackward: BackendOp {
     public let probabilities: Tensor
     public let dContext: HeadOperand
     public let dQuery: HeadOperand, dKey: HeadOperand, dValue: HeadOperand
+    /// The forward's segment starts.
+    public let segmentStarts: Tensor?
 
     public init(_ shape: AttentionShape, query: HeadOperand, key: HeadOperand, value: HeadOperand, probabilities: Tensor,
-                dContext: HeadOperand, dQuery: HeadOperand, dKey: HeadOperand, dValue: HeadOperand) throws {
+                dContext: HeadOperand, dQuery: HeadOperand, dKey: HeadOperand, dValue: HeadOperand,
+                segmentStarts: Tensor? = nil) throws {
         let (b, d) = (shape.sequences, shape.headDim)
         let (h, hkv) = (shape.heads, shape.kvHeads)
         for (name, x, heads, rows) in [("query", query, h, shape.queries), ("key", key, hkv, shape.keys),
@@ -156,11 +177,13 @@ public struct AttentionBackward: BackendOp {
         }
         try shape.check(probabilities: probabilities)
         try dQuery.tensor.backend.requireOwned("attentionBackward", query.tensor, key.tensor, value.tensor, probabilities,
-                                               dContext.tensor, dKey.tensor, dValue.tensor)
+                                               dContext.tensor, dKey.tensor, dValue.tensor, segmentStarts)
+        try shape.check("attentionBackward", segmentStarts: segmentStarts)
         try requireFloat32("attentionBackward", ("query", query.tensor), ("key", key.tensor), ("value", value.tensor),
                            ("probabilities", probabilities), ("dContext", dContext.tensor), ("dQuery", dQuery.tensor),
                            ("dKey", dKey.tensor), ("dValue", dValue.tensor))
         (self.shape, self.query, self.key, self.value, self.probabilities) = (shape, query, key, value, probabilities)
         (self.dContext, self.dQuery, self.dKey, self.dValue) = (dContext, dQuery, dKey, dValue)
+        self.segmentStarts = segmentStarts
     }
 }

@@ -1,7 +1,8 @@
 // Rotary position embedding (RoPE) in Hugging Face's rotate-half layout, as Llama, Mistral and Qwen apply it to
 // queries and keys: each head's vector splits into halves (x₁, x₂) = (x[..<D/2], x[D/2...]), and pair i turns by
 // the angle of its position: `y = x·cos + rotate_half(x)·sin` with `rotate_half(x) = (−x₂, x₁)`.
-// Layout: x [B·T, heads·headDim], row r is sequence r / T at position start + r % T; tables [positions, D/2].
+// Layout: x [B·T, heads·headDim], row r is sequence r / T at position start + r % T, or at positions[r] where an int32
+// tensor of positions is given (packed rows, whose positions restart at each example); tables [positions, D/2].
 
 /// Rotates every head of every row by its position's angles, from tables the caller builds (so any frequency
 /// schedule — plain, Llama 3's, linear or dynamic scaling — and any attention scaling folded into the tables works):
@@ -21,10 +22,15 @@ public struct RoPE: BackendOp {
     public let inverse: Bool
     /// `B·T`: rows of `heads·headDim`.
     public let rows: Int
+    /// int32 `[B·T]`: each row's position, instead of `start + r % T` (packed rows). A position outside the tables
+    /// writes NaN over the row's heads (checked on the device, as the embedding lookup does), never a read outside.
+    public let positions: Tensor?
+    /// Rows of the cos and sin tables.
+    public let tablePositions: Int
 
     public init(input: Tensor, output: Tensor, heads: Int, headDim: Int, sequenceLength: Int, start: Int,
-                cos: Tensor, sin: Tensor, inverse: Bool = false) throws {
-        try input.backend.requireOwned("rope", input, output, cos, sin)
+                cos: Tensor, sin: Tensor, inverse: Bool = false, positions: Tensor? = nil) throws {
+        try input.backend.requireOwned("rope", input, output, cos, sin, positions)
         try requireFloat32("rope", ("input", input), ("output", output), ("cos", cos), ("sin", sin))
         guard heads >= 1, headDim >= 2, headDim % 2 == 0, sequenceLength >= 1, start >= 0 else {
             throw LoRAError.invalidArgument("rope: heads \(heads), headDim \(headDim) (even, ≥ 2), sequenceLength "
@@ -43,18 +49,25 @@ public struct RoPE: BackendOp {
             throw LoRAError.shapeMismatch("rope: cos \(describe(cos.shape)) and sin \(describe(sin.shape)) must both be "
                 + "[positions, \(half)]")
         }
-        let positions = cos.count / half
-        guard start + sequenceLength <= positions else {
+        let tableRows = cos.count / half
+        guard start + sequenceLength <= tableRows else {
             throw LoRAError.shapeMismatch("rope: positions \(start)..<\(start + sequenceLength) need tables of at least "
-                + "\(start + sequenceLength) rows; cos and sin have \(positions)")
+                + "\(start + sequenceLength) rows; cos and sin have \(tableRows)")
+        }
+        if let positions {
+            try positions.requireDType([.int32], op: "rope", operand: "positions")
+            guard positions.count == input.count / width else {
+                throw LoRAError.shapeMismatch("rope: \(positions.count) positions for \(input.count / width) rows")
+            }
         }
         // output may be input; it may not be a table.
-        try requireDisjoint("rope", outputs: [("output", output)], inputs: [("cos", cos), ("sin", sin)])
+        try requireDisjoint("rope", outputs: [("output", output)], inputs: [("cos", cos), ("sin", sin), ("positions", positions)])
         (self.input, self.output, self.cos, self.sin, self.inverse) = (input, output, cos, sin, inverse)
         (self.heads, self.headDim, self.sequenceLength, self.start) = (heads, headDim, sequenceLength, start)
+        (self.positions, tablePositions) = (positions, tableRows)
         rows = input.count / width
     }
 
-    /// The position of row `r`.
+    /// The position of row `r` without a positions tensor.
     @inlinable public func position(row r: Int) -> Int { start + r % sequenceLength }
 }

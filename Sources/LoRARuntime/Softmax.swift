@@ -1,5 +1,7 @@
 // Softmax over the last axis, with an optional scale and causal mask (optionally a sliding window), and its gradient.
 // Layout: x is [..., cols], rows = count / cols. For attention, x is [batch, heads, Tq, Tk].
+// Packed rows (several examples in one sequence, no example attending to another): an int32 tensor of segment starts
+// gives each causal row the first key it may see, which makes the mask block-diagonal causal.
 
 /// `y = softmax(scale·x)` over the last axis.
 ///
@@ -19,9 +21,12 @@ public struct Softmax: BackendOp {
     public let queryLength: Int
     /// Keys a causal row sees, counting its own (nil: all earlier ones).
     public let window: Int?
+    /// Each causal row's first visible key, for packed rows (nil: key 0).
+    public let segmentStarts: SegmentStarts?
 
-    public init(x: Tensor, y: Tensor, scale: Float = 1, causal: Bool = false, window: Int? = nil) throws {
-        try x.backend.requireOwned("softmax", x, y)
+    public init(x: Tensor, y: Tensor, scale: Float = 1, causal: Bool = false, window: Int? = nil,
+                segmentStarts: Tensor? = nil) throws {
+        try x.backend.requireOwned("softmax", x, y, segmentStarts)
         try requireFloat32("softmax", ("x", x), ("y", y))
         try Softmax.check("softmax", window: window, causal: causal)
         guard x.shape == y.shape else {
@@ -35,6 +40,10 @@ public struct Softmax: BackendOp {
         cols = x.shape[x.rank - 1]
         rows = x.count / cols
         queryLength = causal ? x.shape[x.rank - 2] : 1
+        let (rows, queryLength) = (rows, queryLength)
+        self.segmentStarts = try segmentStarts.map {
+            try SegmentStarts("softmax", $0, causal: causal, rows: rows, queryLength: queryLength)
+        }
     }
 
     /// Keys visible to `row` (all of them when not causal) without the window: entries `0..<visibleCount`.
@@ -82,9 +91,12 @@ public struct SoftmaxBackward: BackendOp {
     public let queryLength: Int
     /// The forward's window.
     public let window: Int?
+    /// The forward's segment starts.
+    public let segmentStarts: SegmentStarts?
 
-    public init(y: Tensor, dy: Tensor, dx: Tensor, scale: Float = 1, causal: Bool = false, window: Int? = nil) throws {
-        try y.backend.requireOwned("softmaxBackward", y, dy, dx)
+    public init(y: Tensor, dy: Tensor, dx: Tensor, scale: Float = 1, causal: Bool = false, window: Int? = nil,
+                segmentStarts: Tensor? = nil) throws {
+        try y.backend.requireOwned("softmaxBackward", y, dy, dx, segmentStarts)
         try requireFloat32("softmaxBackward", ("y", y), ("dy", dy), ("dx", dx))
         try Softmax.check("softmaxBackward", window: window, causal: causal)
         guard y.shape == dy.shape, y.shape == dx.shape else {
@@ -99,6 +111,10 @@ public struct SoftmaxBackward: BackendOp {
         cols = y.shape[y.rank - 1]
         rows = y.count / cols
         queryLength = causal ? y.shape[y.rank - 2] : 1
+        let (rows, queryLength) = (rows, queryLength)
+        self.segmentStarts = try segmentStarts.map {
+            try SegmentStarts("softmaxBackward", $0, causal: causal, rows: rows, queryLength: queryLength)
+        }
     }
 
     /// Entries of `row` that the causal mask leaves visible, without the window: `0..<visibleCount`.
@@ -109,5 +125,38 @@ public struct SoftmaxBackward: BackendOp {
     /// Entries of `row` that the mask leaves visible, the window included.
     @inlinable public func visibleKeys(row: Int) -> Range<Int> {
         Softmax.visibleKeys(visibleCount: visibleCount(row: row), window: window)
+    }
+}
+
+/// Packed rows' segment starts for a causal softmax over `[..., Tq, Tk]` rows: an int32 tensor `[S, Tq]` holding, for
+/// query i of sequence s, the first key it may see (the first token of its example, in key coordinates). The rows'
+/// `blocks = rows / Tq` blocks of Tq split evenly over the S sequences: with x `[B, H, Tq, Tk]` and S = B, every head
+/// of sequence b reads row b. A row then sees keys `max(start, its causal/window range's start)...` up to its causal
+/// end: block-diagonal causal attention when each example's tokens share a start. Starts are data on the device and
+/// are not checked: one past the row's last visible key leaves it none (all 0), a negative one changes nothing.
+public struct SegmentStarts: Sendable {
+    public let tensor: Tensor
+    /// Tq, and the `[Tq, Tk]` blocks that share one sequence's starts (heads).
+    public let queryLength: Int, blocksPerSequence: Int
+
+    init(_ op: String, _ tensor: Tensor, causal: Bool, rows: Int, queryLength: Int) throws {
+        try tensor.requireDType([.int32], op: op, operand: "segmentStarts")
+        let blocks = rows / queryLength
+        guard causal, tensor.count % queryLength == 0, tensor.count > 0, blocks % (tensor.count / queryLength) == 0 else {
+            throw LoRAError.shapeMismatch("\(op): segment starts \(describe(tensor.shape)) need the causal mask and one row of "
+                + "\(queryLength) per sequence, the sequences dividing \(blocks) blocks")
+        }
+        (self.tensor, self.queryLength) = (tensor, queryLength)
+        blocksPerSequence = blocks / (tensor.count / queryLength)
+    }
+
+    /// Where softmax row r's start sits in `tensor`.
+    @inlinable public func index(row r: Int) -> Int {
+        (r / queryLength / blocksPerSequence) * queryLength + r % queryLength
+    }
+
+    /// `keys` starting no earlier than `start` (empty from its end when start lies past it).
+    @inlinable public static func keys(_ keys: Range<Int>, from start: Int) -> Range<Int> {
+        max(keys.lowerBound, min(start, keys.upperBound))..<keys.upperBound
     }
 }

@@ -68,7 +68,7 @@ extension Trainer {
             current.merge(runSettings, uniquingKeysWith: { adapter, _ in adapter })
         }
         let order = ["--model", "the model", "--full", "--rank", "--alpha", "--targets", "--dropout", "--rslora",
-                     "--data", "--tokens", "the training tokens", "--seq", "--batch", "--seed"]
+                     "--data", "--tokens", "the training tokens", "--seq", "--packing", "--batch", "--seed"]
         return current.keys.filter { recorded[$0] != nil && recorded[$0] != current[$0] }
             .sorted { (order.firstIndex(of: $0) ?? order.count, $0) < (order.firstIndex(of: $1) ?? order.count, $1) }
             .map { TrainingError.SettingMismatch(setting: $0, run: current[$0]!, checkpoint: recorded[$0]!) }

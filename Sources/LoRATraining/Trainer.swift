@@ -103,7 +103,7 @@ public final class Trainer {
         let batch = data.nextBatch()
         model.training = true
         try model.zeroGradients()
-        let loss = try model.loss(batch.tokens, labels: batch.labels, gradients: true).loss
+        let loss = try model.loss(batch.tokens, labels: batch.labels, segments: batch.segments, gradients: true).loss
         guard loss.isFinite else { throw TrainingError.nonFinite(step: step + 1, loss: loss) }
         let norm = try optimizer.gradientNorm()
         guard norm.isFinite else { throw TrainingError.nonFinite(step: step + 1, loss: norm) }
@@ -118,11 +118,12 @@ public final class Trainer {
     }
 
     /// The mean loss over the eval sequences (no dropout, no gradients), `data.batch` at a time: with labels, the
-    /// token-weighted mean over every trained target.
+    /// token-weighted mean over every trained target (packed as the training data is, which gives the same value).
     public func evaluate() throws -> Float? {
         guard let evalData, !evalData.isEmpty else { return nil }
         if let evalLabels {
-            return Float(try model.meanLoss(evalData, labels: evalLabels, batch: data.batch, padID: data.padID).loss)
+            return Float(try model.meanLoss(evalData, labels: evalLabels, batch: data.batch, padID: data.padID,
+                                            packing: data.packedLength).loss)
         }
         return Float(try model.meanLoss(evalData, batch: data.batch))
     }

@@ -2,14 +2,23 @@
 // into windows of seq + 1 tokens (seq predictions each), or labelled examples of any length (JSONL data: ids and
 // unshifted labels, -100 where there is no loss), shuffled per epoch by the seed, taken `batch` at a time.
 // Examples of different lengths in one batch are right-padded (pad id, labels -100): padding sits after every real
-// token, so causal attention keeps it out of their logits, and the loss ignores it.
+// token, so causal attention keeps it out of their logits, and the loss ignores it. Packed examples (Packing.swift)
+// are windows of several examples each, with the examples' lengths, which batches carry as segments.
+import LoRAModels
 import LoRARuntime
 
-/// One batch: rows of equal length, their labels (nil: the tokens themselves) and how many tokens are not padding.
+/// One batch: rows of equal length, their labels (nil: the tokens themselves), how many tokens are not padding, and
+/// for packed rows where their examples begin and end.
 public struct LabeledBatch: Sendable, Equatable {
     public var tokens: [[Int]]
     public var labels: [[Int]]?
     public var realTokens: Int
+    /// Packed rows' examples (nil: one example a row).
+    public var segments: PackedSegments? = nil
+
+    public init(tokens: [[Int]], labels: [[Int]]?, realTokens: Int, segments: PackedSegments? = nil) {
+        (self.tokens, self.labels, self.realTokens, self.segments) = (tokens, labels, realTokens, segments)
+    }
 
     /// Right-pads `tokens` with `padID` and `labels` with -100 to the longest row.
     public static func padded(_ tokens: [[Int]], labels: [[Int]], padID: Int) -> LabeledBatch {
@@ -30,6 +39,10 @@ public struct TrainingData: Sendable {
     public let labels: [[Int]]?
     /// What shorter examples are padded with (their labels there are -100).
     public let padID: Int
+    /// Packed windows: each window's examples' lengths (nil: unpacked).
+    public let segments: [[Int]]?
+    /// The window length examples were packed into (nil: unpacked).
+    public let packedLength: Int?
     /// Windows per batch.
     public let batch: Int
     /// A fixed batch repeats every step; otherwise windows are shuffled per epoch.
@@ -47,7 +60,7 @@ public struct TrainingData: Sendable {
             throw TrainingError.invalidSetup("training tokens must be equal-length sequences of at least 2 ids")
         }
         (windows, batch, fixed, seed) = (fixedBatch, fixedBatch.count, true, 0)
-        (labels, padID) = (nil, 0)
+        (labels, padID, segments, packedLength) = (nil, 0, nil, nil)
     }
 
     /// Labelled examples (ids and unshifted labels of the same length, each at least 2 tokens), shuffled per
@@ -59,6 +72,17 @@ public struct TrainingData: Sendable {
             throw TrainingError.invalidSetup("every example needs labels of its own length and at least 2 tokens")
         }
         (windows, self.labels, self.batch, fixed, self.seed, self.padID) = (examples, labels, batch, false, seed, padID)
+        (segments, packedLength) = (nil, nil)
+    }
+
+    /// Labelled examples packed into windows of at most `length` tokens (first-fit decreasing, `Packing.pack`);
+    /// the windows are shuffled per epoch by `seed`, and a batch's shorter rows right-padded with `padID`.
+    public init(packing examples: [[Int]], labels: [[Int]], length: Int, batch: Int, seed: UInt64, padID: Int) throws {
+        guard batch >= 1 else { throw TrainingError.invalidSetup("the batch size (\(batch)) must be at least 1") }
+        guard !examples.isEmpty else { throw TrainingError.invalidSetup("there are no training examples") }
+        let packed = try Packing.pack(examples, labels: labels, length: length)
+        (windows, self.labels, segments) = (packed.map(\.tokens), packed.map(\.labels), packed.map(\.lengths))
+        (self.batch, fixed, self.seed, self.padID, packedLength) = (batch, false, seed, padID, length)
     }
 
     /// A token stream cut into windows of `seq + 1` tokens (the tail that does not fill one is dropped).
@@ -69,7 +93,7 @@ public struct TrainingData: Sendable {
             throw TrainingError.invalidSetup("the data has \(stream.count) tokens, fewer than one window of \(seq) + 1")
         }
         (self.windows, self.batch, fixed, self.seed) = (windows, batch, false, seed)
-        (labels, padID) = (nil, 0)
+        (labels, padID, segments, packedLength) = (nil, 0, nil, nil)
     }
 
     /// Windows of one length (a stream's windows with some held out), shuffled per epoch by `seed`.
@@ -78,7 +102,7 @@ public struct TrainingData: Sendable {
             throw TrainingError.invalidSetup("training windows must be equal-length sequences of at least 2 ids, and the batch at least 1")
         }
         (self.windows, self.batch, fixed, self.seed) = (windows, batch, false, seed)
-        (labels, padID) = (nil, 0)
+        (labels, padID, segments, packedLength) = (nil, 0, nil, nil)
     }
 
     /// The windows' count, length and an FNV-1a hash of their ids: what a checkpoint records to tell the same data
@@ -90,8 +114,12 @@ public struct TrainingData: Sendable {
                 for byte in 0..<4 { hash = (hash ^ UInt64(UInt32(truncatingIfNeeded: id) >> (8 * byte) & 0xff)) &* 0x100_0000_01b3 }
             }
         }
+        let fnv = "(FNV-1a \(String(hash, radix: 16)))"
+        if let packedLength, let segments {
+            return "\(windows.count) windows of up to \(packedLength) tokens packing \(segments.joined().count) examples \(fnv)"
+        }
         let kind = fixed ? "a fixed batch of \(windows.count) sequences" : "\(windows.count) windows"
-        return "\(kind) of \(windows.first?.count ?? 0) tokens (FNV-1a \(String(hash, radix: 16)))"
+        return "\(kind) of \(windows.first?.count ?? 0) tokens \(fnv)"
     }
 
     /// Batches per epoch.
@@ -125,6 +153,9 @@ public struct TrainingData: Sendable {
         guard let labels else {
             let rows = picked.map { windows[$0] }
             return LabeledBatch(tokens: rows, labels: nil, realTokens: rows.reduce(0) { $0 + $1.count })
+        }
+        if let segments {
+            return .packed(picked.map { PackedWindow(tokens: windows[$0], labels: labels[$0], lengths: segments[$0]) }, padID: padID)
         }
         return .padded(picked.map { windows[$0] }, labels: picked.map { labels[$0] }, padID: padID)
     }

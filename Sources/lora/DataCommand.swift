@@ -1,6 +1,8 @@
 // `lora data`: what training will see of a JSONL file: each example's input ids and labels (unshifted, -100 where
 // there is no loss, HF's convention), built with the model folder's tokenizer and chat template, so a user can check
-// what the model will learn before spending a run on it.
+// what the model will learn before spending a run on it. With --packing, the windows `lora train --packing` trains on:
+// their ids, labels (each example's first -100) and position_ids (restarting at each example), as HF's
+// DataCollatorWithFlattening gives them.
 import ArgumentParser
 import Foundation
 import SwiftLoRA
@@ -23,16 +25,20 @@ struct DataCommand: ParsableCommand {
     @Option(help: "A Jinja chat template file to use instead of the model folder's.") var chatTemplate: String?
     @Flag(help: "Print one JSON object per example, {\"input_ids\": [...], \"labels\": [...]}, and the summary on stderr.")
     var json = false
+    @Flag(help: "Pack the examples into windows of up to --seq tokens as `lora train --packing` does; with --json, one object per window with its position_ids.")
+    var packing = false
 
     func validate() throws {
         guard Truncation(rawValue: truncate) != nil else { throw ValidationError("--truncate takes left, right or drop") }
         if let seq, seq < 2 { throw ValidationError("--seq must be at least 2") }
+        if packing && seq == nil { throw ValidationError("--packing needs --seq, the window length") }
     }
 
     func run() throws {
         let builder = try ExampleBuilder(modelFolder: model, chatTemplate: chatTemplate)
         let (examples, report) = try builder.examples(file: data, seq: seq, truncation: Truncation(rawValue: truncate)!)
         let summary = Self.summary(of: report, file: data, seq: seq, truncation: truncate)
+        if packing, let seq { return try printPacked(examples, summary: summary, seq: seq) }
         if json {
             var out = ""
             for e in examples {
@@ -46,6 +52,25 @@ struct DataCommand: ParsableCommand {
                 print("line \(e.line): \(e.inputIDs.count) tokens, \(e.trainedTargets) trained")
             }
             print(summary)
+        }
+    }
+
+    /// `--packing`: the windows, as JSON lines (input_ids, labels, position_ids) or one line each.
+    func printPacked(_ examples: [TokenizedExample], summary: String, seq: Int) throws {
+        let windows = try Packing.pack(examples.map(\.inputIDs), labels: examples.map(\.labels), length: seq)
+        let packedSummary = summary + "\npacked into \(windows.count) windows of up to \(seq) tokens"
+        func list(_ values: [Int]) -> String { "[" + values.map(String.init).joined(separator: ", ") + "]" }
+        if json {
+            let out = windows.map {
+                #"{"input_ids": \#(list($0.tokens)), "labels": \#(list($0.labels)), "position_ids": \#(list($0.positions))}"# + "\n"
+            }.joined()
+            FileHandle.standardOutput.write(Data(out.utf8))
+            FileHandle.standardError.write(Data((packedSummary + "\n").utf8))
+        } else {
+            for (index, w) in windows.enumerated() {
+                print("window \(index + 1): \(w.tokens.count) tokens, examples of \(w.lengths.map(String.init).joined(separator: " + "))")
+            }
+            print(packedSummary)
         }
     }
 

@@ -1,7 +1,8 @@
 // `lora eval`: the mean next-token cross-entropy and perplexity of a model (optionally with a PEFT adapter) on
 // token ids or on text, PyTorch's `labels = input_ids` loss: predictions at positions 0..T−2 against ids 1..T−1,
 // averaged over all of them. On JSONL examples (see `lora data`), the loss of their labels: the mean over every
-// trained target.
+// trained target; with --packing, packed into windows of --seq tokens as `lora train --packing` packs them (the
+// same mean: each example attends only within itself).
 import ArgumentParser
 import Foundation
 import SwiftLoRA
@@ -24,6 +25,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "A Jinja chat template file for {\"messages\"} data, instead of the model folder's.") var chatTemplate: String?
     @Option(help: "Sequences per forward pass.")
     var batch = 8
+    @Flag(help: "Pack .jsonl examples into windows of --seq tokens (each example attends only to itself, at its own positions): the same loss in fewer, fuller rows.")
+    var packing = false
     @OptionGroup var device: DeviceOptions
     @OptionGroup var load: LoadOptions
     @Flag(help: "Print one JSON object (loss, perplexity, tokens) and nothing else on stdout.")
@@ -34,6 +37,9 @@ struct EvalCommand: ParsableCommand {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         if let seq, seq < 2 { throw ValidationError("--seq must be at least 2 (a window of one token predicts nothing)") }
         guard Truncation(rawValue: truncate) != nil else { throw ValidationError("--truncate takes left, right or drop") }
+        if packing && data?.lowercased().hasSuffix(".jsonl") != true {
+            throw ValidationError("--packing packs .jsonl examples; text --data is already cut into full windows of --seq tokens, and --tokens is given as rows")
+        }
     }
 
     func run() throws {
@@ -64,11 +70,13 @@ struct EvalCommand: ParsableCommand {
         let (examples, report) = try builder.examples(file: path, seq: length, truncation: Truncation(rawValue: truncate)!)
         let summary = DataCommand.summary(of: report, file: path, seq: length, truncation: truncate)
         if json { FileHandle.standardError.write(Data((summary + "\n").utf8)) } else { print(summary) }
-        let batches = (examples.count + batch - 1) / batch
-        let progress = json ? nil : Progress(total: batches)
+        let rows = packing ? try Packing.pack(examples.map(\.inputIDs), labels: examples.map(\.labels), length: length).count
+            : examples.count
+        if packing && !json { print("packed \(examples.count) examples into \(rows) windows of up to \(length) tokens") }
+        let progress = json ? nil : Progress(total: (rows + batch - 1) / batch)
         let (loss, predictions) = try lm.meanLoss(examples.map(\.inputIDs), labels: examples.map(\.labels), batch: batch,
-                                                  padID: builder.padID) { done, _, loss in
-            progress?.update(step: min(done, batches), message: String(format: "loss %.4f", loss))
+                                                  padID: builder.padID, packing: packing ? length : nil) { done, total, loss in
+            progress?.update(step: min(done, total), message: String(format: "loss %.4f", loss))
         }
         progress?.finish()
         guard loss.isFinite else { throw ValidationError("the loss is \(loss): the model or its inputs hold NaN or inf") }

@@ -63,6 +63,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Where the metrics go (default: --out/metrics.jsonl).") var metrics: String?
     @Flag(help: "Keep only each transformer block's input in the forward and recompute the block in backward: the same losses and gradients, much less memory for activations, about a third more time per step.")
     var gradientCheckpointing = false
+    @Flag(help: "Pack .jsonl examples into windows of up to --seq tokens (first-fit decreasing; each example attends only to itself, positions restart at each, so the loss is unpacked training's); eval data is packed alike. Text data is already cut into full windows.")
+    var packing = false
     @Flag(help: "Print one JSON summary at the end (and no progress display).") var json = false
 
     /// No arguments at all: the built-in demo.
@@ -72,6 +74,9 @@ struct TrainCommand: ParsableCommand {
         if isDemo { return }
         guard modelFolder != nil else { throw ValidationError("--model is required (or give no arguments for the built-in demo)") }
         guard (data == nil) != (tokens == nil) else { throw ValidationError("give exactly one of --data and --tokens") }
+        if packing && !isJSONL(data) {
+            throw ValidationError("--packing packs .jsonl examples; text --data is already cut into full windows of --seq + 1 tokens, and --tokens is one fixed batch")
+        }
         guard TrainingOptions.Schedule(rawValue: lrSchedule) != nil else { throw ValidationError("--lr-schedule takes constant, linear or cosine") }
         do { _ = try Optimizer.Kind.named(optimizer) } catch LoRAError.invalidArgument(let message) { throw ValidationError("--optimizer: \(message)") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be positive") }
@@ -161,6 +166,7 @@ struct TrainCommand: ParsableCommand {
         if let data {
             settings["--data"] = absolute(data)
             (settings["--seq"], settings["--batch"], settings["--seed"]) = (String(seq), String(batch), String(seed))
+            settings["--packing"] = packing ? "on" : "off"  // packed windows are other batches: a resume must repeat it
         }
         if let tokens { settings["--tokens"] = absolute(tokens) }
         // How the base is stored changes the numbers a resumed run would compute.
@@ -189,8 +195,12 @@ struct TrainCommand: ParsableCommand {
                 train = kept
                 eval = (held.map(\.inputIDs), held.map(\.labels))
             }
-            training = try TrainingData(examples: train.map(\.inputIDs), labels: train.map(\.labels), batch: batch, seed: seed,
-                                        padID: builder!.padID)
+            training = packing
+                ? try TrainingData(packing: train.map(\.inputIDs), labels: train.map(\.labels), length: seq, batch: batch, seed: seed,
+                                   padID: builder!.padID)
+                : try TrainingData(examples: train.map(\.inputIDs), labels: train.map(\.labels), batch: batch, seed: seed,
+                                   padID: builder!.padID)
+            if packing { announce("packed \(train.count) examples into \(training.windows.count) windows of up to \(seq) tokens") }
         } else {
             var stream = try TrainingData(stream: try tokenize(path), seq: seq, batch: batch, seed: seed)
             if let valSplit {

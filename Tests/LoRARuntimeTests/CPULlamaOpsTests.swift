@@ -130,9 +130,14 @@ struct CPULlamaOpsTests {
         TrainingOpRunner.AttentionCase(b: 2, h: 4, kvHeads: 1, d: 17, t: 20, tk: 33, window: 5),  // window and cache
         TrainingOpRunner.AttentionCase(b: 1, h: 2, kvHeads: 2, d: 4, t: 9, tk: 12, window: 1),
         TrainingOpRunner.AttentionCase(b: 2, h: 2, kvHeads: 1, d: 4, t: 9, tk: 9, window: 40),  // wider than Tk
+        // Packed rows: block-diagonal causal attention from segment starts.
+        TrainingOpRunner.AttentionCase(b: 2, h: 4, kvHeads: 2, d: 5, t: 19, tk: 19, segments: [[5, 9, 5], [1, 17, 1]]),
+        TrainingOpRunner.AttentionCase(b: 1, h: 2, kvHeads: 1, d: 17, t: 40, tk: 40, segments: [[33, 7]]),  // whole vectors
+        TrainingOpRunner.AttentionCase(b: 2, h: 4, kvHeads: 2, d: 5, t: 37, tk: 37, window: 8, segments: [[20, 17], [3, 3, 31]]),
+        TrainingOpRunner.AttentionCase(b: 2, h: 6, kvHeads: 2, d: 4, t: 13, tk: 21, segments: [[6, 7], [13]]),  // and a cache
     ]
 
-    @Test("grouped-query attention (forward and backward, KV cache, sliding window) matches a naive Double reference",
+    @Test("grouped-query attention (forward and backward, KV cache, sliding window, packed rows) matches a naive Double reference",
           arguments: attentionCases)
     func groupedQueryAttention(_ c: TrainingOpRunner.AttentionCase) throws {
         let got = try run.attention(c)
@@ -362,7 +367,8 @@ struct ReferenceAttention {
             func pa(_ i: Int, _ j: Int) -> Int { ((b * c.h + h) * c.t + i) * c.tk + j }
             for i in 0..<c.t {
                 let position = c.tk - c.t + i  // absolute: after the cached keys
-                let keys = (0...position).filter { j in c.window.map { j > position - $0 } ?? true }
+                let first = c.segmentStarts?[b * c.t + i] ?? 0
+                let keys = (0...position).filter { j in j >= first && c.window.map { j > position - $0 } ?? true }
                 let s = keys.map { j in Double(c.scale) * (0..<c.d).reduce(0) { $0 + q[qa(i, $1)] * k[ka(j, $1)] } }
                 let e = s.map { Foundation.exp($0 - s.max()!) }, total = e.reduce(0, +)
                 for (n, j) in keys.enumerated() { p[pa(i, j)] = e[n] / total }

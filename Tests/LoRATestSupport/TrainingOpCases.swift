@@ -132,13 +132,31 @@ public struct TrainingOpRunner {
 
     /// The attention op's inputs for B sequences, H query heads and Hkv kv heads of width D, T queries after Tk − T
     /// cached keys, an optional window: q and the context in `[B·T, H·D]` tensors, k and v in `[B, Tk, Hkv·D]` ones
-    /// (a cache's layout), dContext like q.
+    /// (a cache's layout), dContext like q. With `segments` (per sequence, example lengths summing to T), the rows
+    /// are packed: query i sees keys from its example's start on (the first example's start is key 0, so it sees the
+    /// cached keys; a later one's is Tk − T + its first query).
     public struct AttentionCase: Sendable, CustomStringConvertible {
         public let b: Int, h: Int, kvHeads: Int, d: Int, t: Int, tk: Int
         public let window: Int?
+        public let segments: [[Int]]?
         public let scale: Float = 0.4
-        public init(b: Int, h: Int, kvHeads: Int? = nil, d: Int, t: Int, tk: Int, window: Int? = nil) {
+        public init(b: Int, h: Int, kvHeads: Int? = nil, d: Int, t: Int, tk: Int, window: Int? = nil, segments: [[Int]]? = nil) {
             (self.b, self.h, self.kvHeads, self.d, self.t, self.tk, self.window) = (b, h, kvHeads ?? h, d, t, tk, window)
+            precondition(segments.map { $0.count == b && $0.allSatisfy { $0.reduce(0, +) == t } } ?? true, "segments must fill each sequence")
+            self.segments = segments
+        }
+        /// `[B·T]`: each query's first visible key (nil without segments).
+        public var segmentStarts: [Int]? {
+            segments.map { rows in
+                rows.flatMap { lengths in
+                    var (starts, at) = ([Int](), 0)
+                    for length in lengths {
+                        starts += Array(repeating: at == 0 ? 0 : tk - t + at, count: length)
+                        at += length
+                    }
+                    return starts
+                }
+            }
         }
         public var q: [Float] { randomValues(b * t * h * d, seed: 41).map { 2 * $0 } }
         public var k: [Float] { randomValues(b * tk * kvHeads * d, seed: 42).map { 2 * $0 } }
@@ -146,6 +164,7 @@ public struct TrainingOpRunner {
         public var dContext: [Float] { randomValues(b * t * h * d, seed: 44) }
         public var description: String {
             "B\(b) H\(h)/\(kvHeads) D\(d) T\(t) Tk\(tk)" + (window.map { " W\($0)" } ?? "")
+                + (segments.map { " segments \($0)" } ?? "")
         }
     }
 
@@ -159,13 +178,14 @@ public struct TrainingOpRunner {
         let (q, k, v) = (try be.upload(c.q, shape: [c.b * c.t, w]), try be.upload(c.k, shape: [c.b * c.tk, wkv]),
                          try be.upload(c.v, shape: [c.b * c.tk, wkv]))
         let p = try be.empty(shape.probabilityShape), context = try be.empty([c.b * c.t, w])
+        let starts = try c.segmentStarts.map { try be.upload($0.map(Int32.init), shape: [c.b, c.t]) }
         try be.attention(Attention(shape, query: rows(q, c.t), key: kvRows(k), value: kvRows(v), probabilities: p,
-                                   context: rows(context, c.t)))
+                                   context: rows(context, c.t), segmentStarts: starts))
         let dctx = try be.upload(c.dContext, shape: [c.b * c.t, w])
         let (dq, dk, dv) = (try be.empty([c.b * c.t, w]), try be.empty([c.b * c.tk, wkv]), try be.empty([c.b * c.tk, wkv]))
         try be.attentionBackward(AttentionBackward(shape, query: rows(q, c.t), key: kvRows(k), value: kvRows(v),
                                                    probabilities: p, dContext: rows(dctx, c.t), dQuery: rows(dq, c.t),
-                                                   dKey: kvRows(dk), dValue: kvRows(dv)))
+                                                   dKey: kvRows(dk), dValue: kvRows(dv), segmentStarts: starts))
         return (try p.toArray(), try context.toArray(), try dq.toArray(), try dk.toArray(), try dv.toArray())
     }
 

@@ -1,4 +1,4 @@
-// CPU rotary position embedding: rows split over the pool, each head's two halves 16 pairs at a time.
+// CPU rotary position embedding (positions from start and T, or per row): rows split over the pool, each head's two halves 16 pairs at a time.
 // Each pair is read before it is written, so the op runs in place.
 
 extension CPUBackend {
@@ -7,9 +7,14 @@ extension CPUBackend {
         let (x, y, cos, sin) = (elements(op.input), elements(op.output), elements(op.cos), elements(op.sin))
         let (heads, d, half) = (op.heads, op.headDim, op.headDim / 2)
         let sign: Float = op.inverse ? -1 : 1
+        let positions = op.positions.map { int32s($0) }
         forEachRowRange(rows: op.rows, cols: heads * d) { rows in
             for r in rows {
-                let p = op.position(row: r)
+                let p = positions.map { Int($0[r]) } ?? op.position(row: r)
+                guard (0..<op.tablePositions).contains(p) else {  // a bad position: NaN, as the OpenCL kernel writes
+                    (y + r * heads * d).update(repeating: .nan, count: heads * d)
+                    continue
+                }
                 for h in 0..<heads {
                     let offset = (r * heads + h) * d
                     Self.rotate(x + offset, y + offset, cos + p * half, sin + p * half, half: half, sign: sign)

@@ -10,13 +10,21 @@ extension CPUBackend {
     public func softmax(_ op: Softmax) throws {
         try requireOwned(op)
         let (x, y, cols, scale) = (elements(op.x), elements(op.y), op.cols, op.scale)
+        let keys = visibleKeys(op.segmentStarts, op.visibleKeys(row:))
         forEachRowRange(rows: op.rows, cols: cols) { rows in
-            if op.window == nil {
+            if op.window == nil && op.segmentStarts == nil {
                 Self.softmaxRows(x, y, rows: rows, cols: cols, scale: scale, visibleCount: op.visibleCount(row:))
             } else {
-                for r in rows { Self.softmaxBandRow(x + r * cols, y + r * cols, keys: op.visibleKeys(row: r), cols: cols, scale: scale) }
+                for r in rows { Self.softmaxBandRow(x + r * cols, y + r * cols, keys: keys(r), cols: cols, scale: scale) }
             }
         }
+    }
+
+    /// Row r's visible keys: `causal(r)` cut to start at its segment start where there are starts.
+    func visibleKeys(_ starts: SegmentStarts?, _ causal: @escaping (Int) -> Range<Int>) -> (Int) -> Range<Int> {
+        guard let starts else { return causal }
+        let values = int32s(starts.tensor)
+        return { r in SegmentStarts.keys(causal(r), from: Int(values[starts.index(row: r)])) }
     }
 
     /// One row that sees only `keys` (a sliding window's band): the softmax of those entries, 0 elsewhere.
@@ -112,9 +120,10 @@ extension CPUBackend {
         try requireOwned(op)
         let (y, dy, dx, cols) = (elements(op.y), elements(op.dy), elements(op.dx), op.cols)
         let scale = op.scale
+        let keys = visibleKeys(op.segmentStarts, op.visibleKeys(row:))
         forEachRowRange(rows: op.rows, cols: cols) { rows in
             for r in rows {
-                Self.softmaxGradientBandRow(y + r * cols, dy + r * cols, dx + r * cols, keys: op.visibleKeys(row: r),
+                Self.softmaxGradientBandRow(y + r * cols, dy + r * cols, dx + r * cols, keys: keys(r),
                                             cols: cols, scale: scale)
             }
         }
