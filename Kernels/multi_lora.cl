@@ -1,0 +1,40 @@
+// Many LoRA adapters in one batch (Punica's BGMV), PEFT layout, a bank of S slots padded to rank R:
+//   x [N, in], y [N, out], A [S, R, in], B [S, out, R], index [N] (int32, -1: base only),
+//   rank [S] (int32, 0: the slot adds nothing here), scale [S], u [N, R] (scratch between the two kernels).
+//   shrink:  u[i, q] = x[i]·A[a][q]             for q < rank[a], a = index[i]
+//   expand:  y[i, o] += scale[a]·Σ_q u[i, q]·B[a][o][q]
+// One work-item per output element, no local memory and no barriers (slow on CPU devices such as PoCL). Each sum
+// runs over its terms in order, as the CPU's does. Rows whose adapter is -1 or of rank 0 are left untouched;
+// u's entries past a row's rank are never written nor read.
+
+__kernel void multi_lora_shrink(__global const float* x, __global const float* A, __global const int* index,
+                                __global const int* rank, __global float* u,
+                                const int count, const int in_features, const int max_rank)
+{
+    const int q = get_global_id(0), i = get_global_id(1);
+    if (q >= max_rank || i >= count) return;
+    const int a = index[i];
+    if (a < 0 || q >= rank[a]) return;
+    __global const float* xr = x + (long)i * in_features;
+    __global const float* aq = A + ((long)a * max_rank + q) * in_features;
+    float dot = 0.0f;
+    for (int k = 0; k < in_features; k++) dot = fma(xr[k], aq[k], dot);
+    u[(long)i * max_rank + q] = dot;
+}
+
+__kernel void multi_lora_expand(__global const float* u, __global const float* B, __global const int* index,
+                                __global const int* rank, __global const float* scale, __global float* y,
+                                const int count, const int out_features, const int max_rank)
+{
+    const int o = get_global_id(0), i = get_global_id(1);
+    if (o >= out_features || i >= count) return;
+    const int a = index[i];
+    if (a < 0) return;
+    const int r = rank[a];
+    if (r == 0) return;
+    __global const float* ur = u + (long)i * max_rank;
+    __global const float* bo = B + ((long)a * out_features + o) * max_rank;
+    float dot = 0.0f;
+    for (int q = 0; q < r; q++) dot = fma(ur[q], bo[q], dot);
+    y[(long)i * out_features + o] += scale[a] * dot;
+}
