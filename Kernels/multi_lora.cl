@@ -1,8 +1,9 @@
-// Many LoRA adapters in one batch (Punica's BGMV), PEFT layout, a bank of S slots padded to rank R:
-//   x [N, in], y [N, out], A [S, R, in], B [S, out, R], index [N] (int32, -1: base only),
-//   rank [S] (int32, 0: the slot adds nothing here), scale [S], u [N, R] (scratch between the two kernels).
+// Many LoRA adapters in one batch (Punica's BGMV), a bank of S slots padded to rank R:
+//   x [N, in], y [N, out], A [S, R, in] (PEFT's lora_A per slot), BT [S, R, out] (lora_B transposed per slot),
+//   index [N] (int32, -1: base only), rank [S] (int32, 0: the slot adds nothing here), scale [S],
+//   u [N, R] (scratch between the two kernels).
 //   shrink:  u[i, q] = x[i]·A[a][q]             for q < rank[a], a = index[i]
-//   expand:  y[i, o] += scale[a]·Σ_q u[i, q]·B[a][o][q]
+//   expand:  y[i, o] += scale[a]·Σ_q u[i, q]·BT[a][q][o]   (neighbouring work-items read neighbouring o)
 // One work-item per output element, no local memory and no barriers (slow on CPU devices such as PoCL). Each sum
 // runs over its terms in order, as the CPU's does. Rows whose adapter is -1 or of rank 0 are left untouched;
 // u's entries past a row's rank are never written nor read.
@@ -22,7 +23,7 @@ __kernel void multi_lora_shrink(__global const float* x, __global const float* A
     u[(long)i * max_rank + q] = dot;
 }
 
-__kernel void multi_lora_expand(__global const float* u, __global const float* B, __global const int* index,
+__kernel void multi_lora_expand(__global const float* u, __global const float* BT, __global const int* index,
                                 __global const int* rank, __global const float* scale, __global float* y,
                                 const int count, const int out_features, const int max_rank)
 {
@@ -33,8 +34,8 @@ __kernel void multi_lora_expand(__global const float* u, __global const float* B
     const int r = rank[a];
     if (r == 0) return;
     __global const float* ur = u + (long)i * max_rank;
-    __global const float* bo = B + ((long)a * out_features + o) * max_rank;
+    __global const float* bt = BT + (long)a * max_rank * out_features + o;
     float dot = 0.0f;
-    for (int q = 0; q < r; q++) dot = fma(ur[q], bo[q], dot);
+    for (int q = 0; q < r; q++) dot = fma(ur[q], bt[(long)q * out_features], dot);
     y[(long)i * out_features + o] += scale[a] * dot;
 }

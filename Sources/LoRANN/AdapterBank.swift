@@ -1,8 +1,9 @@
 // A bank of LoRA adapters on one linear module, kept unmerged so that every row of a batch can use its own
 // (MultiLoRA.swift: Punica's BGMV/SGMV). Slots are numbered model-wide: slot a is the same adapter in every module's
 // bank, and a slot whose adapter does not target this module has rank 0 here (it adds nothing).
-// Storage: A [S, R, in] and B [S, out, R], float32, zero-padded to the largest rank R seen; both grow (a copy on the
-// device) when a slot beyond S or a rank beyond R arrives. Inference only: the bank has no gradients.
+// Storage: A [S, R, in] and Bᵀ [S, R, out] (PEFT's lora_B transposed on the way in), float32, zero-padded to the
+// largest rank R seen; both grow (a copy on the device) when a slot beyond S or a rank beyond R arrives.
+// Inference only: the bank has no gradients.
 import LoRARuntime
 
 /// Adapters in numbered slots over one frozen linear layer.
@@ -11,8 +12,8 @@ public final class AdapterBank {
     public let inFeatures: Int, outFeatures: Int
     /// `[S, R, in]`: slot a's A `[r_a, in]` in its first r_a rows.
     public private(set) var a: Tensor
-    /// `[S, out, R]`: slot a's B `[out, r_a]` in the first r_a columns of each row.
-    public private(set) var b: Tensor
+    /// `[S, R, out]`: slot a's Bᵀ `[r_a, out]` in its first r_a rows.
+    public private(set) var bT: Tensor
     /// Each slot's rank (0: empty here) and scale, on the host and the device.
     public private(set) var slots: LoRASlotTable
 
@@ -31,7 +32,7 @@ public final class AdapterBank {
         }
         (self.backend, self.inFeatures, self.outFeatures) = (backend, inFeatures, outFeatures)
         a = try backend.zeros([capacity, maxRank, inFeatures])
-        b = try backend.zeros([capacity, outFeatures, maxRank])
+        bT = try backend.zeros([capacity, maxRank, outFeatures])
         slots = try LoRASlotTable(ranks: Array(repeating: 0, count: capacity), scales: Array(repeating: 0, count: capacity),
                                   backend: backend)
     }
@@ -49,11 +50,13 @@ public final class AdapterBank {
         try grow(capacity: slot + 1, maxRank: rank)
         let r = maxRank
         try clearStorage(slot: slot)
-        let (hostA, hostB) = (try backend.upload(aValues, shape: [rank, inFeatures]), try backend.upload(bValues, shape: [outFeatures, rank]))
-        try backend.blockCopy(BlockCopy(rows: rank, cols: inFeatures, from: GEMMOperand(hostA, ld: inFeatures),
-                                        to: GEMMOperand(a, offset: slot * r * inFeatures, ld: inFeatures)))
-        try backend.blockCopy(BlockCopy(rows: outFeatures, cols: rank, from: GEMMOperand(hostB, ld: rank),
-                                        to: GEMMOperand(b, offset: slot * outFeatures * r, ld: r)))
+        var transposed = [Float](repeating: 0, count: rank * outFeatures)
+        for o in 0..<outFeatures { for q in 0..<rank { transposed[q * outFeatures + o] = bValues[o * rank + q] } }
+        let (newA, newBT) = (try backend.upload(aValues, shape: [rank, inFeatures]), try backend.upload(transposed, shape: [rank, outFeatures]))
+        try backend.blockCopy(BlockCopy(rows: 1, cols: rank * inFeatures, from: GEMMOperand(newA, ld: rank * inFeatures),
+                                        to: GEMMOperand(a, offset: slot * r * inFeatures, ld: rank * inFeatures)))
+        try backend.blockCopy(BlockCopy(rows: 1, cols: rank * outFeatures, from: GEMMOperand(newBT, ld: rank * outFeatures),
+                                        to: GEMMOperand(bT, offset: slot * r * outFeatures, ld: rank * outFeatures)))
         try setSlot(slot, rank: rank, scale: scale)
     }
 
@@ -70,18 +73,18 @@ public final class AdapterBank {
     public func apply(_ x: Tensor, into y: Tensor, rows: AdapterRows) throws {
         guard rows.largestAdapter >= 0 else { return }
         try reserve(capacity: rows.largestAdapter + 1)
-        try backend.multiLoRA(MultiLoRA(x: x, a: a, b: b, slots: slots, rows: rows, y: y))
+        try backend.multiLoRA(MultiLoRA(x: x, a: a, bT: bT, slots: slots, rows: rows, y: y))
     }
 
     /// Zeros one slot's A and B, so that padding past a smaller rank set later holds zeros (the kernels never read
     /// it; a reader of the raw tensors would).
     private func clearStorage(slot: Int) throws {
-        let (r, aCount, bCount) = (maxRank, maxRank * inFeatures, outFeatures * maxRank)
+        let (aCount, bCount) = (maxRank * inFeatures, maxRank * outFeatures)
         let zeros = try backend.zeros([max(aCount, bCount)])
         try backend.blockCopy(BlockCopy(rows: 1, cols: aCount, from: GEMMOperand(zeros, ld: aCount),
-                                        to: GEMMOperand(a, offset: slot * r * inFeatures, ld: aCount)))
+                                        to: GEMMOperand(a, offset: slot * aCount, ld: aCount)))
         try backend.blockCopy(BlockCopy(rows: 1, cols: bCount, from: GEMMOperand(zeros, ld: bCount),
-                                        to: GEMMOperand(b, offset: slot * outFeatures * r, ld: bCount)))
+                                        to: GEMMOperand(bT, offset: slot * bCount, ld: bCount)))
     }
 
     /// Makes room for `capacity` slots (new ones empty), so that rows may name any of them.
@@ -99,14 +102,15 @@ public final class AdapterBank {
         let (oldS, oldR) = (capacity, maxRank)
         let newS = needed > oldS ? max(needed, 2 * oldS) : oldS
         let newR = max(oldR, neededRank)
-        let (newA, newB) = (try backend.zeros([newS, newR, inFeatures]), try backend.zeros([newS, outFeatures, newR]))
-        try backend.blockCopy(BlockCopy(rows: oldR, cols: inFeatures, batch: oldS,
-                                        from: GEMMOperand(a, ld: inFeatures, batchStride: oldR * inFeatures),
-                                        to: GEMMOperand(newA, ld: inFeatures, batchStride: newR * inFeatures)))
-        try backend.blockCopy(BlockCopy(rows: outFeatures, cols: oldR, batch: oldS,
-                                        from: GEMMOperand(b, ld: oldR, batchStride: outFeatures * oldR),
-                                        to: GEMMOperand(newB, ld: newR, batchStride: outFeatures * newR)))
-        (a, b) = (newA, newB)
+        let (newA, newBT) = (try backend.zeros([newS, newR, inFeatures]), try backend.zeros([newS, newR, outFeatures]))
+        // Slot by slot: each slot's R rows land at the start of its new R' rows.
+        try backend.blockCopy(BlockCopy(rows: 1, cols: oldR * inFeatures, batch: oldS,
+                                        from: GEMMOperand(a, ld: oldR * inFeatures, batchStride: oldR * inFeatures),
+                                        to: GEMMOperand(newA, ld: oldR * inFeatures, batchStride: newR * inFeatures)))
+        try backend.blockCopy(BlockCopy(rows: 1, cols: oldR * outFeatures, batch: oldS,
+                                        from: GEMMOperand(bT, ld: oldR * outFeatures, batchStride: oldR * outFeatures),
+                                        to: GEMMOperand(newBT, ld: oldR * outFeatures, batchStride: newR * outFeatures)))
+        (a, bT) = (newA, newBT)
         let pad = newS - oldS
         slots = try LoRASlotTable(ranks: slots.ranks + Array(repeating: 0, count: pad),
                                   scales: slots.scales + Array(repeating: 0, count: pad), backend: backend)

@@ -38,20 +38,20 @@ extension OpenCLBackend {
             ])
             let expand = try kernel("multi_lora_expand", file: "multi_lora")
             try launch(expand, global: [op.outFeatures, n], [
-                .tensor(u), .tensor(op.b), .tensor(op.rows.indices), .tensor(op.slots.rankTensor), .tensor(op.slots.scaleTensor),
+                .tensor(u), .tensor(op.bT), .tensor(op.rows.indices), .tensor(op.slots.rankTensor), .tensor(op.slots.scaleTensor),
                 .tensor(op.y), .int(n), .int(op.outFeatures), .int(r),
             ])
         case .segments:
             let (inF, outF) = (op.inFeatures, op.outFeatures)
             for segment in op.rows.segments where segment.adapter >= 0 && op.slots.ranks[segment.adapter] > 0 {
                 let (a, rank, rows) = (segment.adapter, op.slots.ranks[segment.adapter], segment.rows)
-                // u [rows, rank] (row stride R) = x[rows] · A_aᵀ;  y[rows] += s_a · u · B_aᵀ.
+                // u [rows, rank] (row stride R) = x[rows] · A_aᵀ;  y[rows] += s_a · u · B_aᵀ (Bᵀ stored [r, out]).
                 try gemm(GEMM(m: rows.count, n: rank, k: inF, a: GEMMOperand(op.x, offset: rows.lowerBound * inF, ld: inF),
                               b: GEMMOperand(op.a, offset: a * r * inF, ld: inF), transposeB: true,
                               c: GEMMOperand(u, offset: rows.lowerBound * r, ld: r)))
                 try gemm(GEMM(m: rows.count, n: outF, k: rank, alpha: op.slots.scales[a],
                               a: GEMMOperand(u, offset: rows.lowerBound * r, ld: r),
-                              b: GEMMOperand(op.b, offset: a * outF * r, ld: r), transposeB: true,
+                              b: GEMMOperand(op.bT, offset: a * r * outF, ld: outF),
                               beta: 1, c: GEMMOperand(op.y, offset: rows.lowerBound * outF, ld: outF)))
             }
         }

@@ -3,8 +3,9 @@
 //   y[i] += s_a · (x[i]·A_aᵀ)·B_aᵀ,   a = index[i]   (-1: the base model alone, nothing added)
 // shrink (u = x·Aᵀ, r_a values per row), then expand (y += s·u·Bᵀ).
 // Layouts: x [N, in], y [N, out]. The bank stacks its S slots, zero-padded to one rank R:
-//   A [S, R, in]   slot a's A_a [r_a, in] in its first r_a rows
-//   B [S, out, R]  slot a's B_a [out, r_a] in the first r_a columns of every row
+//   A  [S, R, in]   slot a's A_a [r_a, in] (PEFT's lora_A) in its first r_a rows
+//   Bᵀ [S, R, out]  slot a's B_aᵀ [r_a, out] (PEFT's lora_B [out, r_a], transposed) in its first r_a rows
+// B is kept transposed so that expanding one row is r_a contiguous axpys over out (and a GEMM reads it in place).
 // with a rank r_a per slot (0: an empty slot, or an adapter that does not target this module: nothing added) and
 // a scale s_a (alpha/r, or rsLoRA's alpha/√r). Only a slot's own r_a ranks are computed: padding costs memory only.
 // Rows name their adapters per row (BGMV: decode, one new token per sequence) or by segments, contiguous row
@@ -117,23 +118,26 @@ public struct LoRASlotTable: Sendable {
 /// `y[i] += s_a·(x[i]·A_aᵀ)·B_aᵀ` for every row i whose adapter a = index[i] is ≥ 0 and has rank r_a > 0.
 public struct MultiLoRA: BackendOp {
     public var owner: any Backend { y.backend }
-    /// x `[N, in]`, y `[N, out]`, A `[S, R, in]`, B `[S, out, R]`.
-    public let x: Tensor, y: Tensor, a: Tensor, b: Tensor
+    /// x `[N, in]`, y `[N, out]`, A `[S, R, in]`, Bᵀ `[S, R, out]`.
+    public let x: Tensor, y: Tensor, a: Tensor, bT: Tensor
     public let slots: LoRASlotTable
     public let rows: AdapterRows
     /// N, in, out, S, R.
     public let count: Int, inFeatures: Int, outFeatures: Int, slotCount: Int, maxRank: Int
 
-    public init(x: Tensor, a: Tensor, b: Tensor, slots: LoRASlotTable, rows: AdapterRows, y: Tensor) throws {
-        try y.backend.requireOwned("multiLoRA", x, a, b, y, slots.rankTensor, slots.scaleTensor, rows.indices)
-        try requireFloat32("multiLoRA", ("x", x), ("A", a), ("B", b), ("y", y))
-        guard a.rank == 3, b.rank == 3 else {
-            throw LoRAError.shapeMismatch("multiLoRA: A \(describe(a.shape)) ([S, R, in]) and B \(describe(b.shape)) ([S, out, R]) "
+    /// - Parameters:
+    ///   - a: `[S, R, in]`, slot a's A_a in its first r_a rows.
+    ///   - bT: `[S, R, out]`, slot a's B_aᵀ in its first r_a rows.
+    public init(x: Tensor, a: Tensor, bT: Tensor, slots: LoRASlotTable, rows: AdapterRows, y: Tensor) throws {
+        try y.backend.requireOwned("multiLoRA", x, a, bT, y, slots.rankTensor, slots.scaleTensor, rows.indices)
+        try requireFloat32("multiLoRA", ("x", x), ("A", a), ("Bᵀ", bT), ("y", y))
+        guard a.rank == 3, bT.rank == 3 else {
+            throw LoRAError.shapeMismatch("multiLoRA: A \(describe(a.shape)) ([S, R, in]) and Bᵀ \(describe(bT.shape)) ([S, R, out]) "
                 + "must have three axes")
         }
-        let (s, r, inF, outF) = (a.shape[0], a.shape[1], a.shape[2], b.shape[1])
-        guard b.shape[0] == s, b.shape[2] == r else {
-            throw LoRAError.shapeMismatch("multiLoRA: A is \(describe(a.shape)) ([S, R, in]) but B is \(describe(b.shape)) ([S, out, R])")
+        let (s, r, inF, outF) = (a.shape[0], a.shape[1], a.shape[2], bT.shape[2])
+        guard bT.shape[0] == s, bT.shape[1] == r else {
+            throw LoRAError.shapeMismatch("multiLoRA: A is \(describe(a.shape)) ([S, R, in]) but Bᵀ is \(describe(bT.shape)) ([S, R, out])")
         }
         guard slots.ranks.count == s else {
             throw LoRAError.shapeMismatch("multiLoRA: \(slots.ranks.count) slot ranks for a bank of \(s) slots")
@@ -151,7 +155,7 @@ public struct MultiLoRA: BackendOp {
         guard rows.largestAdapter < s else {
             throw LoRAError.invalidArgument("multiLoRA: a row names adapter slot \(rows.largestAdapter) but the bank has \(s) slots")
         }
-        (self.x, self.y, self.a, self.b, self.slots, self.rows) = (x, y, a, b, slots, rows)
+        (self.x, self.y, self.a, self.bT, self.slots, self.rows) = (x, y, a, bT, slots, rows)
         (count, inFeatures, outFeatures, slotCount, maxRank) = (n, inF, outF, s, r)
     }
 

@@ -1,6 +1,6 @@
 // `lora bench multi-lora`: the many-adapters LoRA path (MultiLoRA: BGMV per row, SGMV per segment) on a square layer,
 // next to the single-adapter LoRA path (LoRAProjection) on the same rows and rank, in the same run. Two layouts per
-// size: `rows` cycles the adapters row by row (decode: each sequence's one token, scattered), `segments` gives each
+// size: `bgmv` cycles the adapters row by row (decode: each sequence's one token, scattered), `sgmv` gives each
 // adapter one contiguous run of rows (prefill). ratio = single seconds / mixed seconds (1.0: mixing costs nothing).
 import ArgumentParser
 import Foundation
@@ -34,7 +34,7 @@ struct MultiLoRABench: ParsableCommand {
         let backend = context.backend
         let (x, _) = try context.random([tokens, width], seed: 4)
         let (a, _) = try context.random([adapters, rank, width], seed: 5)
-        let (b, _) = try context.random([adapters, width, rank], seed: 6)
+        let (bT, _) = try context.random([adapters, rank, width], seed: 6)
         let y = try backend.zeros([tokens, width])
         let slots = try LoRASlotTable(ranks: Array(repeating: rank, count: adapters),
                                       scales: Array(repeating: 0.5, count: adapters), backend: backend)
@@ -42,17 +42,17 @@ struct MultiLoRABench: ParsableCommand {
             ? try AdapterRows(indices: (0..<tokens).map { Int32($0 % adapters) }, backend: backend)
             : try AdapterRows(segmentStarts: (0...adapters).map { $0 * tokens / adapters },
                               adapters: (0..<adapters).map { Int32($0) }, backend: backend)
-        let mixed = try MultiLoRA(x: x, a: a, b: b, slots: slots, rows: rows, y: y)
-        // The single adapter: slot 0's A and B as their own tensors.
-        let single = try LoRAProjection(x: x, a: backend.upload(try a.toArray().prefix(rank * width).map { $0 }, shape: [rank, width]),
-                                        b: backend.upload(try b.toArray().prefix(width * rank).map { $0 }, shape: [width, rank]),
-                                        scale: 0.5, y: y)
+        let mixed = try MultiLoRA(x: x, a: a, bT: bT, slots: slots, rows: rows, y: y)
+        // The single adapter: an A and B of the same rank (PEFT's layout, which LoRAProjection takes).
+        let (singleA, _) = try context.random([rank, width], seed: 7)
+        let (singleB, _) = try context.random([width, rank], seed: 8)
+        let single = try LoRAProjection(x: x, a: singleA, b: singleB, scale: 0.5, y: y)
         let times = try context.medians([
             { try backend.multiLoRA(mixed); try backend.synchronize() },
             { try backend.loraProject(single); try backend.synchronize() },
         ])
         let flops = 4 * Double(tokens) * Double(width) * Double(rank)
-        return BenchResult(op: "multi_lora_" + layout, device: backend.name, rows: tokens, cols: width, rank: rank,
+        return BenchResult(op: layout == "rows" ? "bgmv" : "sgmv", device: backend.name, rows: tokens, cols: width, rank: rank,
                            seconds: times[0], gflops: flops / times[0] / 1e9, peer: "single_lora", peerSeconds: times[1],
                            peerGflops: flops / times[1] / 1e9, ratio: times[1] / times[0])
     }

@@ -41,22 +41,22 @@ struct CPUMultiLoRATests {
     @Test("multi-LoRA validation: slots beyond the bank, ranks beyond its padding, shapes that do not fit")
     func validation() throws {
         let x = try cpu.zeros([4, 6]), y = try cpu.zeros([4, 5])
-        let a = try cpu.zeros([2, 3, 6]), b = try cpu.zeros([2, 5, 3])
+        let a = try cpu.zeros([2, 3, 6]), b = try cpu.zeros([2, 3, 5])
         let table = try LoRASlotTable(ranks: [3, 1], scales: [1, 2], backend: cpu)
         let rows = try AdapterRows(indices: [0, 1, -1, 1], backend: cpu)
-        _ = try MultiLoRA(x: x, a: a, b: b, slots: table, rows: rows, y: y)
+        _ = try MultiLoRA(x: x, a: a, bT: b, slots: table, rows: rows, y: y)
         #expect(throws: LoRAError.self) {
-            try MultiLoRA(x: x, a: a, b: b, slots: table, rows: AdapterRows(indices: [0, 2, 0, 0], backend: cpu), y: y)
+            try MultiLoRA(x: x, a: a, bT: b, slots: table, rows: AdapterRows(indices: [0, 2, 0, 0], backend: cpu), y: y)
         }
         #expect(throws: LoRAError.self) {
-            try MultiLoRA(x: x, a: a, b: b, slots: LoRASlotTable(ranks: [4, 1], scales: [1, 1], backend: cpu), rows: rows, y: y)
+            try MultiLoRA(x: x, a: a, bT: b, slots: LoRASlotTable(ranks: [4, 1], scales: [1, 1], backend: cpu), rows: rows, y: y)
         }
         #expect(throws: LoRAError.self) {
-            try MultiLoRA(x: x, a: a, b: b, slots: LoRASlotTable(ranks: [1], scales: [1], backend: cpu), rows: rows, y: y)
+            try MultiLoRA(x: x, a: a, bT: b, slots: LoRASlotTable(ranks: [1], scales: [1], backend: cpu), rows: rows, y: y)
         }
-        #expect(throws: LoRAError.self) { try MultiLoRA(x: x, a: a, b: cpu.zeros([2, 5, 2]), slots: table, rows: rows, y: y) }
-        #expect(throws: LoRAError.self) { try MultiLoRA(x: cpu.zeros([4, 7]), a: a, b: b, slots: table, rows: rows, y: y) }
-        #expect(throws: LoRAError.self) { try MultiLoRA(x: x, a: a, b: b, slots: table, rows: rows, y: cpu.zeros([3, 5])) }
+        #expect(throws: LoRAError.self) { try MultiLoRA(x: x, a: a, bT: cpu.zeros([2, 2, 5]), slots: table, rows: rows, y: y) }
+        #expect(throws: LoRAError.self) { try MultiLoRA(x: cpu.zeros([4, 7]), a: a, bT: b, slots: table, rows: rows, y: y) }
+        #expect(throws: LoRAError.self) { try MultiLoRA(x: x, a: a, bT: b, slots: table, rows: rows, y: cpu.zeros([3, 5])) }
         #expect(throws: LoRAError.self) { try LoRASlotTable(ranks: [1], scales: [.nan], backend: cpu) }
         #expect(throws: LoRAError.self) { try LoRASlotTable(ranks: [-1], scales: [1], backend: cpu) }
     }

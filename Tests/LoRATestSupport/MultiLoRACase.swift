@@ -59,15 +59,15 @@ public struct MultiLoRACase: Sendable, CustomStringConvertible {
         return values.indices.map { i in (i / inFeatures) % paddedRank < ranks[i / (paddedRank * inFeatures)] ? values[i] : .nan }
     }
 
-    /// B `[S, out, R]`, its columns past each slot's rank NaN.
-    var b: [Float] {
-        let values = randomValues(slotCount * outFeatures * paddedRank, seed: seed + 3)
-        return values.indices.map { i in i % paddedRank < ranks[i / (outFeatures * paddedRank)] ? values[i] : .nan }
+    /// Bᵀ `[S, R, out]`, its rows past each slot's rank NaN.
+    var bT: [Float] {
+        let values = randomValues(slotCount * paddedRank * outFeatures, seed: seed + 3)
+        return values.indices.map { i in (i / outFeatures) % paddedRank < ranks[i / (paddedRank * outFeatures)] ? values[i] : .nan }
     }
 
     /// `y0[i] + s_a·(x[i]·A_aᵀ)·B_aᵀ` row by row, in Double.
     public func reference() -> [Double] {
-        let (x, y0, a, b, indices) = (self.x, self.y0, self.a, self.b, rowIndices)
+        let (x, y0, a, bT, indices) = (self.x, self.y0, self.a, self.bT, rowIndices)
         var y = y0.map(Double.init)
         for i in 0..<count {
             let slot = Int(indices[i])
@@ -76,7 +76,7 @@ public struct MultiLoRACase: Sendable, CustomStringConvertible {
                 (0..<inFeatures).reduce(0.0) { $0 + Double(x[i * inFeatures + $1]) * Double(a[(slot * paddedRank + q) * inFeatures + $1]) }
             }
             for o in 0..<outFeatures {
-                let dot = (0..<ranks[slot]).reduce(0.0) { $0 + u[$1] * Double(b[(slot * outFeatures + o) * paddedRank + $1]) }
+                let dot = (0..<ranks[slot]).reduce(0.0) { $0 + u[$1] * Double(bT[(slot * paddedRank + $1) * outFeatures + o]) }
                 y[i * outFeatures + o] += Double(scales[slot]) * dot
             }
         }
@@ -92,14 +92,15 @@ public struct MultiLoRACase: Sendable, CustomStringConvertible {
         let y = try backend.upload(y0, shape: [count, outFeatures])
         let op = try MultiLoRA(x: backend.upload(x, shape: [count, inFeatures]),
                                a: backend.upload(a, shape: [slotCount, paddedRank, inFeatures]),
-                               b: backend.upload(b, shape: [slotCount, outFeatures, paddedRank]),
+                               bT: backend.upload(bT, shape: [slotCount, paddedRank, outFeatures]),
                                slots: LoRASlotTable(ranks: ranks, scales: scales, backend: backend), rows: adapterRows, y: y)
         if let run { try run(op) } else { try backend.multiLoRA(op) }
         return try y.toArray()
     }
 
     /// Shapes worth covering: decode mixes, segments with empty ones, many adapters, ranks past the narrow kernel's
-    /// 16, large enough to split over threads, every row base only.
+    /// 16, large enough to split over threads, every row base only; on the CPU, groups below 8 rows (row by row),
+    /// contiguous groups and scattered ones (gathered) of 8 or more (GEMMs).
     public static let cases: [MultiLoRACase] = [
         MultiLoRACase("decode mix", in: 37, out: 29, ranks: [4, 0, 8, 1, 16, 3],
                       rows: .indices(randomIndices(16, slots: 6, seed: 7))),
@@ -113,6 +114,8 @@ public struct MultiLoRACase: Sendable, CustomStringConvertible {
                       rows: .segments(starts: [0, 90, 150, 300, 301], adapters: [1, -1, 0, 2])),
         MultiLoRACase("decode, 8 adapters, threaded", in: 512, out: 512, ranks: [8, 16, 8, 12, 8, 16, 4, 8],
                       rows: .indices((0..<64).map { Int32($0 % 9) - 1 })),
+        MultiLoRACase("scattered groups large enough for GEMMs", in: 256, out: 320, ranks: [8, 24, 4],
+                      rows: .indices((0..<128).map { Int32($0 % 4) - 1 })),
         MultiLoRACase("base only", in: 8, out: 8, ranks: [2], rows: .indices([-1, -1, -1])),
         MultiLoRACase("one row", in: 5, out: 3, ranks: [0, 1], rows: .indices([1])),
     ]
