@@ -4,9 +4,10 @@
 //   u [N, R] (scratch between the two kernels).
 //   shrink:  u[i, q] = x[i]·A[a][q]             for q < rank[a], a = index[i]
 //   expand:  y[i, o] += scale[a]·Σ_q u[i, q]·BT[a][q][o]   (neighbouring work-items read neighbouring o)
-// One work-item per output element, no local memory and no barriers (slow on CPU devices such as PoCL). Each sum
-// runs over its terms in order, as the CPU's does. Rows whose adapter is -1 or of rank 0 are left untouched;
-// u's entries past a row's rank are never written nor read.
+// One work-item per output element, no local memory and no barriers (slow on CPU devices such as PoCL). The shrink's
+// dot products over `in` read four floats at a time into four partial sums (on PoCL ~2× the scalar loop; eight
+// lanes measured no better). Rows whose adapter is -1 or of rank 0 are left untouched; u's entries past a row's rank
+// are never written nor read.
 
 __kernel void multi_lora_shrink(__global const float* x, __global const float* A, __global const int* index,
                                 __global const int* rank, __global float* u,
@@ -18,8 +19,11 @@ __kernel void multi_lora_shrink(__global const float* x, __global const float* A
     if (a < 0 || q >= rank[a]) return;
     __global const float* xr = x + (long)i * in_features;
     __global const float* aq = A + ((long)a * max_rank + q) * in_features;
-    float dot = 0.0f;
-    for (int k = 0; k < in_features; k++) dot = fma(xr[k], aq[k], dot);
+    float4 acc = (float4)(0.0f);
+    const int full = in_features & ~3;
+    for (int k = 0; k < full; k += 4) acc = fma(vload4(0, xr + k), vload4(0, aq + k), acc);
+    float dot = (acc.x + acc.y) + (acc.z + acc.w);
+    for (int k = full; k < in_features; k++) dot = fma(xr[k], aq[k], dot);
     u[(long)i * max_rank + q] = dot;
 }
 
