@@ -99,8 +99,8 @@ public struct MultiLoRACase: Sendable, CustomStringConvertible {
     }
 
     /// Shapes worth covering: decode mixes, segments with empty ones, many adapters, ranks past the narrow kernel's
-    /// 16, large enough to split over threads, every row base only; on the CPU, groups below 8 rows (row by row),
-    /// contiguous groups and scattered ones (gathered) of 8 or more (GEMMs).
+    /// 16, large enough to split over threads, every row base only; on the CPU, groups below 16 rows (row by row),
+    /// contiguous groups and scattered ones (gathered) of 16 or more (GEMMs).
     public static let cases: [MultiLoRACase] = [
         MultiLoRACase("decode mix", in: 37, out: 29, ranks: [4, 0, 8, 1, 16, 3],
                       rows: .indices(randomIndices(16, slots: 6, seed: 7))),
