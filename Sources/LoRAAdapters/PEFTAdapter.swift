@@ -139,26 +139,73 @@ public enum PEFTAdapter {
     @discardableResult
     public static func load(folder: String, into modules: [LinearModule]) throws -> LoRAConfig {
         let config = try readConfig(folder: folder)
-        let path = folder + "/adapter_model.safetensors"
-        let file = try SafeTensorsFile(path: path)
-        var expected = Set<String>()
+        let file = try AdapterFile(folder: folder)
         for module in try apply(config, to: modules) {
             let layer = module.lora!
             for (suffix, tensor) in [("lora_A.weight", layer.loraA), ("lora_B.weight", layer.loraB)] {
-                let key = key(module: module.name, suffix)
-                expected.insert(key)
-                guard let entry = file.entries[key] else { throw FormatError.invalid(path: path, reason: "missing '\(key)'") }
-                guard entry.shape == tensor.shape else {
-                    throw FormatError.invalid(path: path, reason: "'\(key)' is \(entry.shape), but r = \(config.rank) on \(module.name) needs \(tensor.shape)")
-                }
+                let values = try file.values(module: module, suffix, shape: tensor.shape, rank: config.rank)
                 let backend = tensor.backend
-                try backend.copy(backend.upload(try file.floats(key), shape: tensor.shape), to: tensor)
+                try backend.copy(backend.upload(values, shape: tensor.shape), to: tensor)
             }
         }
-        if let extra = file.entries.keys.sorted().first(where: { !expected.contains($0) }) {
-            throw FormatError.invalid(path: path, reason: "'\(extra)' belongs to no module the adapter's target_modules select")
-        }
+        try file.requireNoOtherKeys()
         return config
+    }
+
+    /// One module's adapter tensors as a PEFT folder holds them: A `[r, in]` and B `[out, r]`, row-major.
+    public struct ModuleWeights {
+        public let module: LinearModule
+        public let a: [Float], b: [Float]
+    }
+
+    /// Reads the adapter in `folder` for `modules` without putting a layer on any (an adapter bank's input): its
+    /// config selects the modules (at least one), each must have A `[r, in]` and B `[out, r]` for its shape, and no
+    /// other key may be present. Errors name the file, the key, the module and both shapes.
+    public static func readWeights(folder: String, modules: [LinearModule]) throws -> (config: LoRAConfig, weights: [ModuleWeights]) {
+        let config = try readConfig(folder: folder)
+        let matched = try modules.filter { try config.matches($0.name) }
+        guard !matched.isEmpty else {
+            throw LoRAConfigError("\(folder): target_modules \(describe(config.targets)) match no module of this model (its "
+                + "linear modules: \(moduleKinds(modules).joined(separator: ", ")), in every layer)")
+        }
+        let file = try AdapterFile(folder: folder)
+        let weights = try matched.map { module in
+            ModuleWeights(module: module,
+                          a: try file.values(module: module, "lora_A.weight", shape: [config.rank, module.inFeatures], rank: config.rank),
+                          b: try file.values(module: module, "lora_B.weight", shape: [module.outFeatures, config.rank], rank: config.rank))
+        }
+        try file.requireNoOtherKeys()
+        return (config, weights)
+    }
+
+    /// adapter_model.safetensors, read key by key with every key checked and the keys read remembered.
+    private final class AdapterFile {
+        let path: String
+        let file: SafeTensorsFile
+        var expected = Set<String>()
+
+        init(folder: String) throws {
+            path = folder + "/adapter_model.safetensors"
+            file = try SafeTensorsFile(path: path)
+        }
+
+        /// The values of `module`'s tensor `suffix`, which must have `shape`.
+        func values(module: LinearModule, _ suffix: String, shape: [Int], rank: Int) throws -> [Float] {
+            let key = PEFTAdapter.key(module: module.name, suffix)
+            expected.insert(key)
+            guard let entry = file.entries[key] else { throw FormatError.invalid(path: path, reason: "missing '\(key)'") }
+            guard entry.shape == shape else {
+                throw FormatError.invalid(path: path, reason: "'\(key)' is \(entry.shape), but r = \(rank) on \(module.name) "
+                    + "(in \(module.inFeatures), out \(module.outFeatures)) needs \(shape)")
+            }
+            return try file.floats(key)
+        }
+
+        func requireNoOtherKeys() throws {
+            if let extra = file.entries.keys.sorted().first(where: { !expected.contains($0) }) {
+                throw FormatError.invalid(path: path, reason: "'\(extra)' belongs to no module the adapter's target_modules select")
+            }
+        }
     }
 
     /// Writes the adapters on `modules` as a PEFT folder (each file through a temporary name and a rename).

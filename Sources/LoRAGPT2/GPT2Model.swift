@@ -24,6 +24,7 @@ public final class GPT2Model: LanguageModel {
     let lmHead: Tensor
     let blocks: [Block]
     public var loraConfig: LoRAConfig?
+    public let adapterSlots = AdapterSlots()
     public var training = false { didSet { propagateTraining() } }
     public var gradientCheckpointing = false
     var saved: Saved?

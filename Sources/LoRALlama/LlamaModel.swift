@@ -30,6 +30,7 @@ public final class LlamaModel: LanguageModel {
     /// RoPE tables `[maxPositions, D/2]`, attention scaling folded in.
     let ropeCos: Tensor, ropeSin: Tensor
     public var loraConfig: LoRAConfig?
+    public let adapterSlots = AdapterSlots()
     public var training = false { didSet { propagateTraining() } }
     public var gradientCheckpointing = false
     var saved: Saved?

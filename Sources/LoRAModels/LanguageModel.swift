@@ -27,6 +27,8 @@ public protocol LanguageModel: AnyObject {
     var linearModules: [LinearModule] { get }
     /// The adapters' settings, once adapters were applied or loaded.
     var loraConfig: LoRAConfig? { get set }
+    /// Adapters served unmerged by slot, each sequence of a batch choosing one (AdapterSlots.swift).
+    var adapterSlots: AdapterSlots { get }
     /// Whether every weight trains (`enableFullTraining`).
     var isFullTraining: Bool { get }
     /// Gives every weight a gradient. Adapters and full fine-tuning do not mix.
@@ -149,7 +151,7 @@ extension LanguageModel {
 
     /// Puts a fresh adapter (A initialized as PEFT does, B = 0) on every module `config` selects.
     public func applyLoRA(_ config: LoRAConfig, seed: UInt64 = 0) throws {
-        guard loraConfig == nil else { throw LoRAConfigError("this model already has adapters") }
+        guard loraConfig == nil, adapterSlots.isEmpty else { throw LoRAConfigError("this model already has adapters") }
         guard !isFullTraining else { throw LoRAConfigError("this model is set up for full fine-tuning; adapters do not mix with it") }
         for module in try PEFTAdapter.apply(config, to: linearModules, seed: seed) { module.lora?.training = training }
         loraConfig = config
@@ -157,7 +159,7 @@ extension LanguageModel {
 
     /// Puts the PEFT adapter in `folder` on this model.
     public func loadAdapter(folder: String) throws {
-        guard loraConfig == nil else { throw LoRAConfigError("this model already has adapters") }
+        guard loraConfig == nil, adapterSlots.isEmpty else { throw LoRAConfigError("this model already has adapters") }
         guard !isFullTraining else { throw LoRAConfigError("this model is set up for full fine-tuning; adapters do not mix with it") }
         loraConfig = try PEFTAdapter.load(folder: folder, into: linearModules)
         for (_, layer) in loraLayers { layer.training = training }

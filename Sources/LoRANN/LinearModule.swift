@@ -1,5 +1,6 @@
 // A model's named linear layer (PEFT's module name, e.g. `model.layers.0.self_attn.q_proj`): a frozen base,
-// optionally with a LoRA adapter, or, in full fine-tuning, a dense weight that gets its own gradients.
+// optionally with a LoRA adapter, or, in full fine-tuning, a dense weight that gets its own gradients, or, for
+// serving, a bank of unmerged adapters from which each row of a batch picks its own (AdapterBank.swift).
 // Models hold these for every linear an adapter can target; adapter matching, PEFT files, merging and the
 // trainable-parameter list work on them without knowing the model.
 import LoRARuntime
@@ -12,6 +13,12 @@ public final class LinearModule {
     public private(set) var base: any FrozenLinear
     /// The adapter, when this module is a LoRA target.
     public var lora: LoRALinear?
+    /// Adapters by slot, each row choosing one through `adapterRows` (inference only). Never beside `lora`.
+    public var adapters: AdapterBank?
+    /// Which slot of `adapters` each row of the next forwards uses (the model sets it for a batch); nil: none.
+    public var adapterRows: AdapterRows?
+    /// Whether the last forward added rows' adapters from the bank, which backward cannot follow.
+    private var bankInLastForward = false
     /// Gradients of the weight and bias in full fine-tuning (nil otherwise: frozen).
     public private(set) var gradients: (weight: Tensor, bias: Tensor?)?
     private var savedInput: Tensor?
@@ -55,11 +62,22 @@ public final class LinearModule {
     }
 
     /// y `[N, out]` for x `[N, in]`.
+    /// With a bank and `adapterRows`, row i gets slot `adapterRows[i]`'s update added: `y[i] += s_a·(x[i]·A_aᵀ)·B_aᵀ`.
     public func forward(_ x: Tensor) throws -> Tensor {
-        if let lora { return try lora.forward(x) }
+        bankInLastForward = false
+        if let lora {
+            guard adapters == nil || adapterRows == nil else {
+                throw LoRAError.invalidState("\(name): a LoRA adapter and an adapter bank cannot both apply")
+            }
+            return try lora.forward(x)
+        }
         if gradients != nil { savedInput = x }
         let y = try backend.empty([x.shape[0], outFeatures])
         try base.forward(x, into: y)
+        if let adapters, let adapterRows {
+            try adapters.apply(x, into: y, rows: adapterRows)
+            bankInLastForward = true
+        }
         return y
     }
 
@@ -80,6 +98,7 @@ public final class LinearModule {
 
     /// `backward` writing dx into `dx`, or adding it there with `accumulate` (an input that feeds several modules).
     public func backward(_ dy: Tensor, into dx: Tensor, accumulate: Bool) throws {
+        try requireNoBank()
         if let lora { return try lora.backward(dy, into: dx, accumulate: accumulate) }
         try accumulateWeightGradients(dy)
         try base.inputGradient(dy, into: dx, accumulate: accumulate)
@@ -87,8 +106,17 @@ public final class LinearModule {
 
     /// The gradients `backward` accumulates, without dx: for a layer whose input came from frozen weights alone.
     public func accumulateGradients(_ dy: Tensor) throws {
+        try requireNoBank()
         if let lora { return try lora.accumulateGradients(dy) }
         try accumulateWeightGradients(dy)
+    }
+
+    /// The bank serves inference: its adapters have no gradients, and dx would miss their part.
+    private func requireNoBank() throws {
+        guard !bankInLastForward else {
+            throw LoRAError.invalidState("\(name): backward through an adapter bank (banks serve inference; train one adapter "
+                + "at a time with a LoRA layer)")
+        }
     }
 
     /// In full fine-tuning: `dW += xᵀ·dy` (`[in, out]` layout) or `dyᵀ·x` (`[out, in]`), `db += Σ_rows dy`.

@@ -71,6 +71,8 @@ public protocol Backend: AnyObject, Sendable {
     func dropout(_ op: Dropout) throws
     /// The LoRA low-rank path `u = x·Aᵀ; y += s·u·Bᵀ`. See `LoRAProjection`.
     func loraProject(_ op: LoRAProjection) throws
+    /// The LoRA path of many adapters at once, each row with its own (BGMV/SGMV). See `MultiLoRA`.
+    func multiLoRA(_ op: MultiLoRA) throws
     /// Layer normalization over the last axis. See `LayerNorm`.
     func layerNorm(_ op: LayerNorm) throws
     /// Gradient of `layerNorm`. See `LayerNormBackward`.

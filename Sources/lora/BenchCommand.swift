@@ -1,4 +1,4 @@
-// `lora bench gemm|softmax|lora|ops|nf4|all`: per case, the median time and GFLOP/s (or GB/s for memory-bound ops), and
+// `lora bench gemm|softmax|lora|multi-lora|ops|nf4|all`: per case, the median time and GFLOP/s (or GB/s for memory-bound ops), and
 // with `--compare openblas` OpenBLAS's figure and the ratio ours/OpenBLAS for the same case in the same run
 // (`nf4`'s peer is always our float32 GEMM of the same shape).
 // Speed is reported here, never asserted in tests: machines are shared and noisy, so compare ratios.
@@ -9,7 +9,7 @@ import SwiftLoRA
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure the runtime's ops (median time, GFLOP/s or GB/s).",
-        subcommands: [GEMMBench.self, SoftmaxBench.self, LoRABench.self, OpsBench.self, NF4Bench.self, TrainBench.self,
+        subcommands: [GEMMBench.self, SoftmaxBench.self, LoRABench.self, MultiLoRABench.self, OpsBench.self, NF4Bench.self, TrainBench.self,
                       AllBench.self])
 }
 

@@ -148,10 +148,11 @@ private final class ThreadLocalFlag: @unchecked Sendable {
 /// thread asks for the same slot again.
 enum ThreadScratch {
     /// Slots: `.shared` for data a whole op shares (packed B), `.sharedA` for an A block all parts share,
-    /// `.part` for one part's own work (its packed A), `.scores` for one attention head's score gradients.
-    enum Slot { case shared, sharedA, part, scores }
+    /// `.part` for one part's own work (its packed A), `.scores` for one attention head's score gradients, `.rows`
+    /// for rows an op stages around its GEMMs (multi-LoRA's gathered rows of one adapter).
+    enum Slot { case shared, sharedA, part, scores, rows }
 
-    private static let keys = (makeKey(), makeKey(), makeKey(), makeKey())
+    private static let keys = (makeKey(), makeKey(), makeKey(), makeKey(), makeKey())
 
     private static func makeKey() -> pthread_key_t {
         var key = pthread_key_t()
@@ -172,6 +173,7 @@ enum ThreadScratch {
         case .sharedA: keys.1
         case .part: keys.2
         case .scores: keys.3
+        case .rows: keys.4
         }
         if let raw = pthread_getspecific(key) {
             let header = raw.assumingMemoryBound(to: Header.self)
