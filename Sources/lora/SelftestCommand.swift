@@ -71,16 +71,19 @@ struct SelftestCommand: ParsableCommand {
             throw ValidationError("--device \(spec): the selftest checks an OpenCL device against the CPU backend; "
                 + "give opencl or opencl:N")
         }
-        do {
-            guard let backend = try Devices.select(request.description).backend as? OpenCLBackend else {
-                throw ValidationError("--device \(spec) did not open an OpenCL device")
-            }
-            return backend
-        } catch let error as ValidationError {
-            throw error
-        } catch {
-            throw ValidationError("lora selftest needs an OpenCL device (\(spec)): \(error)")
+        let backend: any Backend
+        do { backend = try Devices.select(request.description).backend } catch {
+            throw SelftestError(description: "lora selftest needs an OpenCL device (\(spec)): \(error)")
         }
+        guard let device = backend as? OpenCLBackend else {
+            throw SelftestError(description: "--device \(spec) opened \(backend.name), not an OpenCL device")
+        }
+        return device
+    }
+
+    /// Why the selftest could not start (no OpenCL): printed as `Error: ...`, exit status 1.
+    struct SelftestError: Error, CustomStringConvertible {
+        let description: String
     }
 
     /// A line on stdout, flushed at once (a slow device shows progress; a killed run keeps what it printed).
