@@ -19,13 +19,15 @@
 #     lib/fallback/ on the path, then through the bundled glibc's loader (glibc/ld-linux-x86-64.so.2 --library-path).
 #     LORA_CHECK_START=built|fallback|glibc forces one of the three.
 #  4. The steps, each time-boxed with `timeout` (its own limit, and never past the overall budget; a step with under
-#     10 s left is skipped), stdout to OUT/<step>.jsonl (or .txt), stderr to OUT/<step>.log:
+#     10 s left is skipped; LORA_CHECK_SLOW=N multiplies every step's limit, for a dry run on a slow CPU device),
+#     stdout to OUT/<step>.jsonl (or .txt), stderr to OUT/<step>.log:
 #       devices           lora devices                                      (text)
 #       selftest          lora selftest --device D --json                   every op and kernel against the CPU
 #       tune              lora tune --device D --json                       skipped when this build has no tune command
 #       bench-all         lora bench all --device D --json --min-time 0.2   GEMM, softmax, LoRA, ops, NF4
-#       train-gpt2-small  lora bench train --config gpt2-small --device D --json
-#       train-smollm-135m lora bench train --config smollm-135m --device D --json
+#       train-gpt2-small  lora bench train --config gpt2-small --device D --steps 5 --json   (tokens/s: the median of
+#                         5 steps after 2 warm-up steps; $LORA_CHECK_TRAIN_STEPS changes the 5)
+#       train-smollm-135m lora bench train --config smollm-135m --device D --steps 5 --json
 #       train-smollm-135m-nf4   the same with --quantize nf4 (QLoRA)
 #       bench-gemm-large  lora bench gemm --device D --sizes 4096,8192 --json   (SGEMM against the GPU's fp32 peak;
 #                         sizes from $LORA_CHECK_GEMM_SIZES)
@@ -136,6 +138,7 @@ json_string() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'
 step() {
     local name=$1 limit=$2 suffix=$3; shift 3
     local now left rc=0 t0 t1 timed_out=false skipped=false
+    limit=$((limit * ${LORA_CHECK_SLOW:-1}))
     now=$(date +%s); left=$((deadline - now))
     [ "$left" -lt "$limit" ] && limit=$left
     if [ "$limit" -lt 10 ]; then
@@ -175,9 +178,10 @@ else
     skip tune "this build of lora has no tune command"
 fi
 step bench-all 100 jsonl bench all --device "$device" --json --min-time 0.2
-step train-gpt2-small 60 jsonl bench train --config gpt2-small --device "$device" --json
-step train-smollm-135m 60 jsonl bench train --config smollm-135m --device "$device" --json
-step train-smollm-135m-nf4 60 jsonl bench train --config smollm-135m --quantize nf4 --device "$device" --json
+train_steps=${LORA_CHECK_TRAIN_STEPS:-5}
+step train-gpt2-small 60 jsonl bench train --config gpt2-small --device "$device" --steps "$train_steps" --json
+step train-smollm-135m 60 jsonl bench train --config smollm-135m --device "$device" --steps "$train_steps" --json
+step train-smollm-135m-nf4 60 jsonl bench train --config smollm-135m --quantize nf4 --device "$device" --steps "$train_steps" --json
 step bench-gemm-large 45 jsonl bench gemm --device "$device" --sizes "${LORA_CHECK_GEMM_SIZES:-4096,8192}" --json --min-time 0.2
 step cpu-train-gpt2-small 45 jsonl bench train --config gpt2-small --device cpu --steps 3 --json
 step cpu-train-smollm-135m 45 jsonl bench train --config smollm-135m --device cpu --steps 3 --json
@@ -189,9 +193,14 @@ if [ -s "$out/selftest.jsonl" ]; then
     echo "selftest lines: $(wc -l < "$out/selftest.jsonl"), passed: $(grep -c '"pass": true' "$out/selftest.jsonl"), failed: $(grep -c '"pass": false' "$out/selftest.jsonl")"
     grep '"pass": false' "$out/selftest.jsonl" | head -5
 fi
+field() { grep -oE "\"$1\": ?[0-9.]+" <<< "$2" | head -1 | grep -oE '[0-9.]+$'; }
 for f in "$out"/train-*.jsonl "$out"/cpu-train-*.jsonl; do
-    [ -s "$f" ] && echo "$(basename "$f" .jsonl): $(grep -o '"tokens_per_s": [0-9.]*' "$f" | head -1)"
+    [ -s "$f" ] && echo "$(basename "$f" .jsonl): $(field tokens_per_s "$(cat "$f")") tokens/s"
 done
-[ -s "$out/bench-gemm-large.jsonl" ] && grep -o '"name": "[^"]*"\|"gflops": [0-9.]*' "$out/bench-gemm-large.jsonl" | paste -sd' ' | head -c 400 && echo
+if [ -s "$out/bench-gemm-large.jsonl" ]; then
+    while read -r line; do
+        echo "sgemm $(field m "$line")x$(field n "$line")x$(field k "$line"): $(field gflops "$line" | cut -d. -f1) GFLOP/s"
+    done < "$out/bench-gemm-large.jsonl"
+fi
 echo "steps: $(grep -c . "$out/steps.jsonl"), failed: $failures"
 [ "$failures" -eq 0 ]
