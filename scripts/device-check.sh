@@ -131,7 +131,10 @@ echo "device-check: lora starts $mode; device $device; budget ${budget} s; resul
     fi
 } > "$out/environment.txt"
 
-# 4. The steps.
+# 4. The steps. stdout goes to a file, where C stdio (Swift's print) buffers it: a step killed by `timeout` would lose
+# every result it had printed. stdbuf -oL (coreutils) makes it line-buffered where stdbuf exists.
+linebuffered=()
+command -v stdbuf > /dev/null && linebuffered=(stdbuf -oL)
 failures=0
 json_string() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
 # step NAME LIMIT OUTPUT_SUFFIX ARGS...: runs lora ARGS under `timeout`, never past the deadline.
@@ -148,7 +151,7 @@ step() {
     else
         echo "device-check: $name (at most ${limit} s): lora $*"
         t0=$(date +%s)
-        timeout --kill-after=5 "$limit" "${lora[@]}" "$@" > "$out/$name.$suffix" 2> "$out/$name.log" || rc=$?
+        timeout --kill-after=5 "$limit" "${linebuffered[@]}" "${lora[@]}" "$@" > "$out/$name.$suffix" 2> "$out/$name.log" || rc=$?
         t1=$(date +%s)
         if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then timed_out=true; fi
         [ "$rc" -ne 0 ] && failures=$((failures + 1))
