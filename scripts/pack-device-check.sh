@@ -47,7 +47,7 @@ debs=$(mktemp -d)
 chmod 755 "$debs"  # apt-get download fetches as the _apt user where it can
 trap 'rm -rf "$debs"' EXIT
 packages=(ocl-icd-libopencl1 libclblast1 libstdc++6 libgcc-s1 libc6)
-(cd "$debs" && apt-get download "${packages[@]}")
+(cd "$debs" && apt-get -o APT::Sandbox::User=root download "${packages[@]}")
 for p in "${packages[@]}"; do dpkg -x "$debs/${p}"_*.deb "$debs/root-$p"; done
 # Only the shared objects (with their symlinks); the packages' docs and configuration are not needed.
 libdir() { echo "$debs/root-$1/usr/lib/x86_64-linux-gnu"; }
