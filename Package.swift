@@ -75,9 +75,11 @@ let package = Package(
         .target(name: "SwiftLoRA", dependencies: ["LoRARuntime", "LoRAOpenCL", "LoRANN", "LoRAFormats", "LoRATokenizers",
                                                   "LoRATemplates", "LoRAData", "LoRAAdapters", "LoRAModels", "LoRAGPT2", "LoRALlama",
                                                   "LoRATraining", "LoRAQuantization"]),
+        // `lora selftest`: every op and kernel on an OpenCL device against the CPU backend, and short training runs.
+        .target(name: "LoRASelftest", dependencies: ["SwiftLoRA"]),
         .executableTarget(
             name: "lora",
-            dependencies: ["SwiftLoRA", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["SwiftLoRA", "LoRASelftest", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // MARK: - Build tooling
         .executableTarget(name: "KernelEmbedder"),
@@ -95,6 +97,7 @@ let package = Package(
         .testTarget(name: "LoRATemplatesTests", dependencies: ["LoRATemplates"]),
         .testTarget(name: "LoRAQuantizationTests", dependencies: ["LoRAQuantization", "LoRARuntime", "LoRAFormats"]),
         .testTarget(name: "LoRADataTests", dependencies: ["SwiftLoRA", "LoRATestSupport"]),
+        .testTarget(name: "LoRASelftestTests", dependencies: ["LoRASelftest", "LoRATestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

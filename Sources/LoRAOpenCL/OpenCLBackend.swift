@@ -33,11 +33,12 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     let transferQueue: CLQueue
     let pool: BufferPool
     let clblast: CLBlast?
-    private let kernelsDirectory: String?
+    let kernelsDirectory: String?
     /// Guards the caches and kernel argument setting (a cl_kernel's arguments are not thread-safe).
     let lock = NSRecursiveLock()
     private var programs: [String: CLProgram] = [:]
-    private var kernels: [String: CLKernel] = [:]
+    /// Created kernels by `file \0 options \0 name` (OpenCLBackend+KernelInventory.swift lists them).
+    var kernels: [String: CLKernel] = [:]
     var chosenGEMMEngine: GEMMEngineChoice?
 
     /// Opens device `opencl:<index>`.
