@@ -75,6 +75,7 @@ public final class Selftest: @unchecked Sendable {
 
     /// Every check, in the order they run (the kernel coverage check comes after them).
     static let checks: [Check] = gemmChecks + attentionChecks + rowChecks + elementwiseChecks + loraChecks + nf4Checks
+        + multiLoRAChecks
         + trainingChecks
 
     /// The names of the checks, in order; the last is `kernels`, the coverage check.
