@@ -61,6 +61,34 @@ struct BatchedGenerationTests {
         #expect(stats.decodedRows == results.map { $0.ids.count + ($0.finishReason == .stop ? 1 : 0) - 1 }.reduce(0, +))
     }
 
+    @Test("sliding window (mistral-tiny, window 4), q/k norms (qwen3-tiny), and a request that reaches the model's last position",
+          arguments: ["mistral-tiny", "qwen3-tiny"].flatMap { name in TestDevices.names.map { (name, $0) } })
+    func windowAndLastPosition(name: String, device: String) throws {
+        let folder = fixtureRoot + "/" + name
+        let load = { (adapter: Bool) throws -> any LanguageModel in
+            let model = try ModelRegistry.standard.load(folder: folder, backend: testBackend(device))
+            if adapter { try model.loadAdapter(folder: folder + "/adapter") }
+            return model
+        }
+        let served = try load(false)
+        try served.loadAdapter(name: "fixture", folder: folder + "/adapter")
+        var generator = SeededGenerator(seed: 9)
+        let limit = served.maxPositions
+        let shapes = [(0, 3, 12), (-1, 9, 10), (0, limit - 4, 10), (-1, 2, 5), (0, 6, 8)]
+        let requests = shapes.enumerated().map { i, shape in
+            GenerationRequest(id: "\(i)", adapterSlot: shape.0,
+                              prompt: (0..<shape.1).map { _ in Int(generator.next() % UInt64(served.vocabularySize)) }, maxTokens: shape.2)
+        }
+        let results = try BatchedGenerator(model: served, maxBatch: 3).run(requests)
+        let alone = [-1: try load(false), 0: try load(true)]
+        for (request, result) in zip(requests, results) {
+            let expected = try alone[request.adapterSlot]!.generate(prompt: request.prompt, maxTokens: request.maxTokens)
+            #expect(result.ids == expected, "request \(request.id)")
+        }
+        // The last position ends it: the logits at position limit − 1 give one token past the prompt's 4 more.
+        #expect(results[2].ids.count == 5 && results[2].finishReason == .length)
+    }
+
     @Test("one place: the same tokens as many places", arguments: TestDevices.names)
     func maxBatchOne(device: String) throws {
         let fixture = try MultiAdapterFixture("llama-tiny")
