@@ -118,6 +118,11 @@ public final class GPT2Model: LanguageModel {
     }
 
     /// Packed rows: position ids restart at each example, whose tokens attend only within it.
+    public func forward(_ tokens: [[Int]], cache: KVCache, ragged rows: DeviceSegments) throws -> Tensor {
+        try cache.checkRoom(sequences: tokens.count, adding: tokens.first?.count ?? 0)
+        return try forward(tokens, cache: cache, segments: rows)
+    }
+
     public func forward(_ tokens: [[Int]], segments: PackedSegments) throws -> Tensor {
         let (batch, length) = try checkTokens(tokens)
         try segments.check(batch: batch, length: length, model: modelType)
@@ -125,7 +130,8 @@ public final class GPT2Model: LanguageModel {
     }
 
     private func forward(_ tokens: [[Int]], cache: KVCache?, segments: DeviceSegments?) throws -> Tensor {
-        let (batch, length) = try checkTokens(tokens, start: cache?.length ?? 0)
+        // Ragged rows (a cache and segments) have their own positions; the cache's columns are not positions.
+        let (batch, length) = try checkTokens(tokens, start: segments == nil ? cache?.length ?? 0 : 0)
         let n = batch * length
         let start = cache?.length ?? 0
         let ids = try uploadTokenIDs(tokens.joined(), backend: backend)

@@ -132,6 +132,11 @@ public final class LlamaModel: LanguageModel {
         try forward(tokens, cache: cache, segments: nil)
     }
 
+    public func forward(_ tokens: [[Int]], cache: KVCache, ragged rows: DeviceSegments) throws -> Tensor {
+        try cache.checkRoom(sequences: tokens.count, adding: tokens.first?.count ?? 0)
+        return try forward(tokens, cache: cache, segments: rows)
+    }
+
     public func forward(_ tokens: [[Int]], segments: PackedSegments) throws -> Tensor {
         let (batch, length) = try checkTokens(tokens)
         try segments.check(batch: batch, length: length, model: modelType)
@@ -139,7 +144,8 @@ public final class LlamaModel: LanguageModel {
     }
 
     private func forward(_ tokens: [[Int]], cache: KVCache?, segments: DeviceSegments?) throws -> Tensor {
-        let (batch, length) = try checkTokens(tokens, start: cache?.length ?? 0)
+        // Ragged rows (a cache and segments) have their own positions; the cache's columns are not positions.
+        let (batch, length) = try checkTokens(tokens, start: segments == nil ? cache?.length ?? 0 : 0)
         guard !training || config.attentionDropout == 0 else {
             throw LoRAError.invalidArgument("\(modelType): config.json's attention_dropout \(config.attentionDropout) would drop attention "
                 + "probabilities in training, which is not implemented; set it to 0.0 to train")

@@ -31,6 +31,16 @@ public final class KVCache {
         }
     }
 
+    /// A zero-filled cache whose capacity may exceed the model's positions: batched generation's shared cache, where
+    /// rows of different lengths sit right-aligned and the columns before a row's start must hold finite values.
+    init(backend: any Backend, geometry g: KVCache.Geometry, batch: Int, capacity: Int) throws {
+        precondition(batch >= 1 && capacity >= 1, "KV cache: batch \(batch) and capacity \(capacity) must be ≥ 1")
+        (self.batch, self.capacity, geometry) = (batch, capacity, g)
+        layers = try (0..<g.layers).map { _ in
+            (try backend.zeros([batch * capacity, g.width]), try backend.zeros([batch * capacity, g.width]))
+        }
+    }
+
     /// Throws unless `count` more positions of `sequences` sequences fit.
     public func checkRoom(sequences: Int, adding count: Int) throws {
         guard sequences == batch else { throw LoRAError.shapeMismatch("KV cache: \(sequences) sequences for a cache of \(batch)") }

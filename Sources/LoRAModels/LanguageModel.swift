@@ -55,6 +55,11 @@ public protocol LanguageModel: AnyObject {
     /// `segments` lengths, each attending only to its own tokens at positions restarting at 0 (PackedSegments.swift),
     /// so every example's logits are those it gets alone.
     func forward(_ tokens: [[Int]], segments: PackedSegments) throws -> Tensor
+    /// Logits `[B·T, V]` for tokens continuing sequences of different lengths right-aligned in `cache` (batched
+    /// generation): token r of the flattened `[B·T]` rows sits at position `rows.positions[r]` and attends to cached
+    /// keys from column `rows.starts[r]` on (earlier columns belong to no one and must hold finite values). Their keys
+    /// and values are appended at the cache's column `cache.length`, which may exceed the model's positions.
+    func forward(_ tokens: [[Int]], cache: KVCache, ragged rows: DeviceSegments) throws -> Tensor
     /// Backward from the gradient of the loss with respect to the last forward's logits `[N, V]`; gradients accumulate.
     func backward(dlogits: Tensor) throws
     /// A generous estimate of the bytes one training step on B sequences of T tokens holds at its peak.
