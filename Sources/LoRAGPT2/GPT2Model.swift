@@ -111,25 +111,7 @@ public final class GPT2Model: LanguageModel {
 
     // MARK: - Forward
 
-    /// The forward pass; with a cache, the tokens continue the cached ones (positions follow them), their keys and
-    /// values are appended, and attention runs over everything cached.
-    public func forward(_ tokens: [[Int]], cache: KVCache?) throws -> Tensor {
-        try forward(tokens, cache: cache, segments: nil)
-    }
-
-    /// Packed rows: position ids restart at each example, whose tokens attend only within it.
-    public func forward(_ tokens: [[Int]], cache: KVCache, ragged rows: DeviceSegments) throws -> Tensor {
-        try cache.checkRoom(sequences: tokens.count, adding: tokens.first?.count ?? 0)
-        return try forward(tokens, cache: cache, segments: rows)
-    }
-
-    public func forward(_ tokens: [[Int]], segments: PackedSegments) throws -> Tensor {
-        let (batch, length) = try checkTokens(tokens)
-        try segments.check(batch: batch, length: length, model: modelType)
-        return try forward(tokens, cache: nil, segments: segments.upload(to: backend, batch: batch, length: length))
-    }
-
-    private func forward(_ tokens: [[Int]], cache: KVCache?, segments: DeviceSegments?) throws -> Tensor {
+    public func forward(_ tokens: [[Int]], cache: KVCache?, segments: DeviceSegments?) throws -> Tensor {
         // Ragged rows (a cache and segments) have their own positions; the cache's columns are not positions.
         let (batch, length) = try checkTokens(tokens, start: segments == nil ? cache?.length ?? 0 : 0)
         let n = batch * length

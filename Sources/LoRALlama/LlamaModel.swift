@@ -128,22 +128,7 @@ public final class LlamaModel: LanguageModel {
 
     // MARK: - Forward
 
-    public func forward(_ tokens: [[Int]], cache: KVCache?) throws -> Tensor {
-        try forward(tokens, cache: cache, segments: nil)
-    }
-
-    public func forward(_ tokens: [[Int]], cache: KVCache, ragged rows: DeviceSegments) throws -> Tensor {
-        try cache.checkRoom(sequences: tokens.count, adding: tokens.first?.count ?? 0)
-        return try forward(tokens, cache: cache, segments: rows)
-    }
-
-    public func forward(_ tokens: [[Int]], segments: PackedSegments) throws -> Tensor {
-        let (batch, length) = try checkTokens(tokens)
-        try segments.check(batch: batch, length: length, model: modelType)
-        return try forward(tokens, cache: nil, segments: segments.upload(to: backend, batch: batch, length: length))
-    }
-
-    private func forward(_ tokens: [[Int]], cache: KVCache?, segments: DeviceSegments?) throws -> Tensor {
+    public func forward(_ tokens: [[Int]], cache: KVCache?, segments: DeviceSegments?) throws -> Tensor {
         // Ragged rows (a cache and segments) have their own positions; the cache's columns are not positions.
         let (batch, length) = try checkTokens(tokens, start: segments == nil ? cache?.length ?? 0 : 0)
         guard !training || config.attentionDropout == 0 else {

@@ -48,18 +48,11 @@ public protocol LanguageModel: AnyObject {
     /// when none are.
     var quantization: NF4Options? { get }
 
-    /// Logits `[B·T, V]` for B equal-length sequences of ids. Without a cache, saves what `backward` needs; with
-    /// one, the tokens continue the cached sequences (positions follow them) and their keys and values are appended.
-    func forward(_ tokens: [[Int]], cache: KVCache?) throws -> Tensor
-    /// Logits `[B·T, V]` for packed rows, saving what `backward` needs: each row concatenates examples of
-    /// `segments` lengths, each attending only to its own tokens at positions restarting at 0 (PackedSegments.swift),
-    /// so every example's logits are those it gets alone.
-    func forward(_ tokens: [[Int]], segments: PackedSegments) throws -> Tensor
-    /// Logits `[B·T, V]` for tokens continuing sequences of different lengths right-aligned in `cache` (batched
-    /// generation): token r of the flattened `[B·T]` rows sits at position `rows.positions[r]` and attends to cached
-    /// keys from column `rows.starts[r]` on (earlier columns belong to no one and must hold finite values). Their keys
-    /// and values are appended at the cache's column `cache.length`, which may exceed the model's positions.
-    func forward(_ tokens: [[Int]], cache: KVCache, ragged rows: DeviceSegments) throws -> Tensor
+    /// The forward every public form below goes through: logits `[B·T, V]` for B equal-length sequences of ids.
+    /// Without a cache it saves what `backward` needs (with `segments`: packed rows); with one, the tokens continue
+    /// the cached sequences and their keys and values are appended (with `segments`: ragged rows, each at its own
+    /// positions). Call the forms in the extension below, which check their arguments.
+    func forward(_ tokens: [[Int]], cache: KVCache?, segments: DeviceSegments?) throws -> Tensor
     /// Backward from the gradient of the loss with respect to the last forward's logits `[N, V]`; gradients accumulate.
     func backward(dlogits: Tensor) throws
     /// A generous estimate of the bytes one training step on B sequences of T tokens holds at its peak.
@@ -76,6 +69,30 @@ public func uploadTokenIDs(_ ids: some Collection<Int>, backend: any Backend) th
 extension LanguageModel {
     /// Logits `[B·T, V]`; saves what `backward` needs.
     public func forward(_ tokens: [[Int]]) throws -> Tensor { try forward(tokens, cache: nil) }
+
+    /// Logits `[B·T, V]` for B equal-length sequences of ids. Without a cache, saves what `backward` needs; with
+    /// one, the tokens continue the cached sequences (positions follow them) and their keys and values are appended.
+    public func forward(_ tokens: [[Int]], cache: KVCache?) throws -> Tensor {
+        try forward(tokens, cache: cache, segments: nil)
+    }
+
+    /// Logits `[B·T, V]` for packed rows, saving what `backward` needs: each row concatenates examples of
+    /// `segments` lengths, each attending only to its own tokens at positions restarting at 0 (PackedSegments.swift),
+    /// so every example's logits are those it gets alone.
+    public func forward(_ tokens: [[Int]], segments: PackedSegments) throws -> Tensor {
+        let (batch, length) = try checkTokens(tokens)
+        try segments.check(batch: batch, length: length, model: modelType)
+        return try forward(tokens, cache: nil, segments: segments.upload(to: backend, batch: batch, length: length))
+    }
+
+    /// Logits `[B·T, V]` for tokens continuing sequences of different lengths right-aligned in `cache` (batched
+    /// generation): token r of the flattened `[B·T]` rows sits at position `rows.positions[r]` and attends to cached
+    /// keys from column `rows.starts[r]` on (earlier columns belong to no one and must hold finite values). Their keys
+    /// and values are appended at the cache's column `cache.length`, which may exceed the model's positions.
+    public func forward(_ tokens: [[Int]], cache: KVCache, ragged rows: DeviceSegments) throws -> Tensor {
+        try cache.checkRoom(sequences: tokens.count, adding: tokens.first?.count ?? 0)
+        return try forward(tokens, cache: cache, segments: rows)
+    }
 
     /// Checks a batch: non-empty, equal lengths, within the positions after `start`, ids within the vocabulary.
     /// Returns (B, T).
