@@ -32,7 +32,8 @@ struct DataParallelJob {
         do {
             return DataParallelJob(communicator: try MPICommunicator.initialize(launch: launch))
         } catch {
-            throw ValidationError("\(launch): \(error)")
+            // Every rank fails here alike (the library is missing on its node, or is another MPI): each says so and exits.
+            throw AgreedFailure(description: "\(launch): \(error)")
         }
     }
 
@@ -64,7 +65,7 @@ struct DataParallelJob {
 
     /// Prints `message` as this rank's error on stderr.
     func report(_ message: String) {
-        FileHandle.standardError.write(Data("Error: rank \(rank) of \(size): \(message)\n".utf8))
+        FileHandle.standardError.write(Data("Error: [rank \(rank)/\(size)] \(message)\n".utf8))
     }
 
     /// An error's text as ArgumentParser would print it.

@@ -311,9 +311,13 @@ struct TrainingRun {
         defer { try? metrics?.close() }
         let progress = command.json || !isRoot ? nil : Progress(total: options.steps)
         var speeds: [Double] = []
-        let stop = StopSignals { signal in
-            FileHandle.standardError.write(Data(("\n\(StopSignals.name(signal)): stopping after the step in flight, then writing the "
-                + "checkpoint and the adapter (send it again to quit at once)\n").utf8))
+        // In a job, mpirun forwards SIGUSR1 to every rank and nothing else ends them: that is the clean stop. Its SIGTERM
+        // (after Ctrl-C, or when a rank died) is followed by SIGKILL within seconds, often before a step can finish.
+        let rankTag = job.map { "[rank \($0.rank)/\($0.size)] " } ?? ""
+        let stop = StopSignals(signals: job == nil ? [SIGINT, SIGTERM] : [SIGINT, SIGTERM, SIGUSR1]) { [job] signal in
+            let how = job == nil || signal == SIGUSR1 ? "stopping after the step in flight, then writing the checkpoint and the adapter"
+                : "stopping after the step every rank is in, if mpirun lets it finish (to stop a job cleanly, send SIGUSR1 to mpirun)"
+            FileHandle.standardError.write(Data(("\n\(rankTag)\(StopSignals.name(signal)): \(how) (send it again to quit at once)\n").utf8))
         }
         defer { stop.cancel() }
         let end: Trainer.RunEnd
