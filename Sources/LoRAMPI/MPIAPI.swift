@@ -9,6 +9,7 @@
 //   from mpi.h (MPI_COMM_WORLD 0x44000000, MPI_FLOAT 0x4c00040a, ...). MPI_IN_PLACE is (void *)-1.
 // Every handle parameter is declared as a pointer-sized integer: on x86-64 and arm64 an `int` argument travels in
 // the low half of the same register a pointer does, so one set of function types serves both ABIs.
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -139,7 +140,10 @@ struct MPIAPI: @unchecked Sendable {
         var length: Int32 = 0
         guard getLibraryVersion(&text, &length) == 0 else { return "unknown version" }
         let version = text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        return version.split(separator: "\n").first.map { $0.trimmingCharacters(in: " ,\t") } ?? version
+        // Open MPI: "Open MPI v4.1.4, package: Debian OpenMPI, ident: ..."; MPICH: "MPICH Version:\t4.0.2\n...".
+        let first = version.split(separator: "\n").first.map(String.init) ?? version
+        return (first.split(separator: ",").first.map(String.init) ?? first).replacingOccurrences(of: "\t", with: " ")
+            .trimmingCharacters(in: .whitespaces)
     }
 
     /// Throws unless `status` is MPI_SUCCESS (0), naming the call and the library's text for the code.
@@ -149,15 +153,6 @@ struct MPIAPI: @unchecked Sendable {
         var length: Int32 = 0
         let reason = errorString(status, &text, &length) == 0 ? text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } : "error \(status)"
         throw MPIError.call(call, status: status, reason: reason)
-    }
-}
-
-extension StringProtocol {
-    fileprivate func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let c = s.first, set.contains(c) { s.removeFirst() }
-        while let c = s.last, set.contains(c) { s.removeLast() }
-        return String(s)
     }
 }
 

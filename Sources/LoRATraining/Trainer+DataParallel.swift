@@ -57,7 +57,9 @@ extension Trainer {
         let predictions = local.tokens.isEmpty ? 0 : Self.scoredPredictions(local)
         // A rank whose rows score nothing (all labels -100, or no rows in a short last batch) adds zero gradients
         // with weight 0: the model's loss refuses such a batch, and skipping it changes no sum.
-        let loss = predictions > 0 ? try model.loss(local.tokens, labels: local.labels, gradients: true).loss : 0
+        let loss = predictions > 0 ? try withRankDropoutSeeds(rank: group.rank) {
+            try model.loss(local.tokens, labels: local.labels, gradients: true).loss
+        } : 0
         let start = DispatchTime.now().uptimeNanoseconds
         let exchange = try gradientExchange()
         let backend = model.backend
@@ -89,6 +91,31 @@ extension Trainer {
         communicationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return (exchange.host[n] / total, exchange.host[n + 2] > 0)
     }
+
+    /// Runs `body` (this rank's forward and backward) with dropout seeds of its own: a mask is a hash of (seed,
+    /// element index), so with rank 0's seeds every rank's rows would get the mask of rank 0's rows. Rank r > 0 mixes
+    /// r into each seed for the forward, then takes the seeds rank 0 advanced to, so every rank's seeds (and a
+    /// checkpoint's, written by rank 0) stay rank 0's chain and a resumed run repeats the uninterrupted one.
+    func withRankDropoutSeeds<T>(rank: Int, _ body: () throws -> T) throws -> T {
+        let layers = model.loraLayers.map(\.layer)
+        guard rank > 0, layers.contains(where: { $0.dropout > 0 }) else { return try body() }
+        let base = layers.map(\.nextDropoutSeed)
+        let mixed = base.map { $0 ^ (UInt64(rank) &* 0x9E37_79B9_7F4A_7C15) }
+        for (layer, seed) in zip(layers, mixed) { layer.nextDropoutSeed = seed }
+        defer {
+            for (i, layer) in layers.enumerated() {
+                // LoRALinear's forward advances a seed it used by this LCG step; an unused one stays.
+                if layer.nextDropoutSeed == mixed[i] { layer.nextDropoutSeed = base[i]; continue }
+                precondition(layer.nextDropoutSeed == Self.advanceDropoutSeed(mixed[i]),
+                             "LoRALinear advances dropout seeds differently from Trainer.advanceDropoutSeed")
+                layer.nextDropoutSeed = Self.advanceDropoutSeed(base[i])
+            }
+        }
+        return try body()
+    }
+
+    /// The step LoRALinear's forward takes from one dropout seed to the next (checked where it is used).
+    static func advanceDropoutSeed(_ seed: UInt64) -> UInt64 { seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407 }
 
     /// The eval loss under a group: each rank scores every size-th sequence (from its rank on), and one all-reduce
     /// of (Σ loss·n, Σ n) gives the token-weighted mean over all of them on every rank.

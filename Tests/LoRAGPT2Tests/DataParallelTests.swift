@@ -13,6 +13,7 @@ private func privateCPU() -> CPUBackend { CPUBackend(pool: ThreadPool(threadCoun
 private struct RunResult: Sendable {
     var losses: [Float] = [], norms: [Float] = [], eval: Float? = nil
     var parameters: [String: [Float]] = [:]
+    var dropoutSeeds: [UInt64] = []
 }
 
 /// Trains a fresh adapter (same seed everywhere) on the fixture model for `steps` steps.
@@ -32,6 +33,7 @@ private func train(data: TrainingData, eval: [[Int]]? = nil, evalLabels: [[Int]]
     }
     result.eval = try trainer.evaluate()
     for p in model.trainableParameters { result.parameters[p.name] = try p.value.toArray() }
+    result.dropoutSeeds = model.loraLayers.map(\.layer.nextDropoutSeed)
     return result
 }
 
@@ -113,6 +115,28 @@ struct DataParallelTests {
             try train(data: data, eval: Array(ids.prefix(5)), evalLabels: Array(targets.prefix(5)), steps: 6, group: member)
         }
         expectSameRun(try ranks.map { try $0.get() }, single)
+    }
+
+    @Test("with dropout, ranks draw their own masks yet stay identical, and their seeds follow one process's chain")
+    func dropoutPerRank() throws {
+        var generator = SeededGenerator(seed: 13)
+        let stream = (0..<200).map { _ in Int(generator.next() % 400) }
+        let single = try train(data: TrainingData(stream: stream, seq: 8, batch: 4, seed: 5), steps: 3, dropout: 0.3, group: nil)
+        let ranks = try ThreadGroup.run(size: 2) { member in
+            try train(data: TrainingData(stream: stream, seq: 8, batch: 4, seed: 5), steps: 3, dropout: 0.3, group: member)
+        }.map { try $0.get() }
+        #expect(ranks[0].losses == ranks[1].losses && ranks[0].parameters == ranks[1].parameters, "the ranks drifted apart")
+        #expect(ranks[0].dropoutSeeds == single.dropoutSeeds && ranks[1].dropoutSeeds == single.dropoutSeeds)
+        // Two equal rows, one per rank: with rank 0's masks on both, the job would be exactly one process training on
+        // that row alone; with masks of its own, rank 1's gradient differs, and so does the second step's loss (the
+        // first cannot: B starts at zero, so the masked path adds nothing yet).
+        let row = Array(stream.prefix(9))
+        let alone = try train(data: TrainingData(fixedBatch: [row]), steps: 2, dropout: 0.3, group: nil)
+        let pair = try ThreadGroup.run(size: 2) { member in
+            try train(data: TrainingData(fixedBatch: [row, row]), steps: 2, dropout: 0.3, group: member)
+        }.map { try $0.get() }
+        #expect(pair[0].losses[0] == alone.losses[0])
+        #expect(pair[0].losses[1] != alone.losses[1], "rank 1 reused rank 0's dropout masks")
     }
 
     @Test("a batch that does not split over the ranks is refused on every rank")
