@@ -60,6 +60,14 @@ extension Trainer {
         let loss = predictions > 0 ? try withRankDropoutSeeds(rank: group.rank) {
             try model.loss(local.tokens, labels: local.labels, gradients: true).loss
         } : 0
+        if timesWaitApart {
+            // A one-element all-reduce returns once every rank has finished its backward: the time to there is waiting
+            // for the slowest rank, not exchanging.
+            let waitStart = DispatchTime.now().uptimeNanoseconds
+            var token: [Float] = [0]
+            try token.withUnsafeMutableBufferPointer { try group.allReduceSum($0) }
+            waitSeconds += Double(DispatchTime.now().uptimeNanoseconds - waitStart) / 1e9
+        }
         let start = DispatchTime.now().uptimeNanoseconds
         let exchange = try gradientExchange()
         let backend = model.backend
@@ -192,7 +200,9 @@ extension Trainer {
     public var jobSettings: [String: String] {
         var result = runSettings
         result["trains"] = trainedWhat
-        result["the training options"] = String(describing: options)
+        for child in Mirror(reflecting: options).children {
+            if let label = child.label { result["the training option \(label)"] = String(describing: child.value) }
+        }
         result["the global batch"] = String(data.batch)
         result["the trainable tensors"] = optimizer.parameters.map { "\($0.name)\($0.value.shape)" }.joined(separator: ",")
         result["the eval data"] = evalData.map { "\($0.count) sequences of \($0.reduce(0) { $0 + $1.count }) tokens" } ?? "none"

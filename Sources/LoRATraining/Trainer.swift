@@ -81,6 +81,12 @@ public final class Trainer {
     public let group: (any ProcessGroup)?
     /// Seconds spent exchanging gradients (gathering, the all-reduce, scattering back), summed over the steps.
     public internal(set) var communicationSeconds = 0.0
+    /// Benchmarks: meet the other ranks (a one-element all-reduce) before each exchange, so `communicationSeconds`
+    /// holds the exchange alone and `waitSeconds` the wait for the slowest rank's backward. Off in training (it costs
+    /// one more collective per step).
+    public var timesWaitApart = false
+    /// Seconds spent waiting for other ranks before exchanges (only with `timesWaitApart`).
+    public internal(set) var waitSeconds = 0.0
     var exchange: GradientExchange?
 
     /// - Parameter group: the ranks of a data-parallel job; `data.batch` must then split evenly over them (each

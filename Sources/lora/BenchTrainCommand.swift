@@ -58,22 +58,25 @@ struct TrainBench: ParsableCommand {
         (options.learningRate, options.maxGradNorm, options.optimizer) = (1e-4, 0, try Optimizer.Kind.named(optimizer))
         let trainer = try Trainer(model: model, data: try TrainingData(fixedBatch: tokens), options: options, group: job?.communicator)
         try trainer.synchronizeState()
+        trainer.timesWaitApart = job != nil
         if let notice = trainer.optimizer.notice, job?.isRoot ?? true { FileHandle.standardError.write(Data((notice + "\n").utf8)) }
-        var speeds: [Double] = [], stepSeconds = 0.0, exchangeSeconds = 0.0
+        var speeds: [Double] = [], stepSeconds = 0.0, exchangeSeconds = 0.0, waitSeconds = 0.0
         for step in 0..<(steps + 2) {
-            let before = trainer.communicationSeconds
+            let before = (trainer.communicationSeconds, trainer.waitSeconds)
             let record = try trainer.trainStep()
             if step >= 2 {
                 speeds.append(record.tokensPerSecond)
                 stepSeconds += Double(batch * ranks * seq) / record.tokensPerSecond
-                exchangeSeconds += trainer.communicationSeconds - before
+                exchangeSeconds += trainer.communicationSeconds - before.0
+                waitSeconds += trainer.waitSeconds - before.1
             }
         }
-        // Every rank measured its own share; the job reports the mean over ranks (rank 0 prints).
-        var shares = [exchangeSeconds / stepSeconds]
+        // Every rank measured its own shares of a step: the exchange (gather, all-reduce, scatter) and the wait for the
+        // slowest rank before it; the job reports the mean over ranks (rank 0 prints).
+        var shares = [exchangeSeconds / stepSeconds, waitSeconds / stepSeconds]
         if let job { try shares.withUnsafeMutableBufferPointer { try job.communicator.allReduceSum($0) } }
         guard job?.isRoot ?? true else { return }
-        let share = shares[0] / Double(ranks)
+        let (share, wait) = (shares[0] / Double(ranks), shares[1] / Double(ranks))
         let median = speeds.sorted()[speeds.count / 2]
         let peak = Self.peakResidentMegabytes()
         let bits = model.quantizedBitsPerParameter
@@ -83,13 +86,14 @@ struct TrainBench: ParsableCommand {
                          model.weightBytes, bits.map { String(format: "%.3f", $0) } ?? "null", optimizer,
                          trainer.optimizer.stateDeviceBytes, gradientCheckpointing ? "true" : "false",
                          model.trainingStepBytes(batch: batch, length: seq)).dropLast()
-                + String(format: #", "ranks": %d, "allreduce_share": %.4f}"#, ranks, share))
+                + String(format: #", "ranks": %d, "allreduce_share": %.4f, "wait_share": %.4f}"#, ranks, share, wait))
         } else {
             print(String(format: "train %@%@ batch %d × seq %d, r=%d, %@%@: %.1f tokens/s (median of %d steps), peak RSS %.0f MB, optimizer state on the device %d bytes",
                          config, bits.map { String(format: " (NF4, %.2f bits per parameter)", $0) } ?? "", batch, seq, rank,
                          optimizer, gradientCheckpointing ? ", gradient checkpointing" : "", median, steps, peak,
                          trainer.optimizer.stateDeviceBytes)
-                + (job == nil ? "" : String(format: "; %d ranks (tokens/s of the whole job), all-reduce %.1f%% of a step", ranks, 100 * share)))
+                + (job == nil ? "" : String(format: "; %d ranks (tokens/s of the whole job), gradient exchange %.1f%% of a step, waiting for the slowest rank %.1f%%",
+                                            ranks, 100 * share, 100 * wait)))
         }
     }
 
