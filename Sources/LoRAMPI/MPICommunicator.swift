@@ -4,7 +4,6 @@
 // thread calls MPI (MPI_THREAD_FUNNELED); the watchdog never does: it prints and _exits, and mpirun, seeing a rank
 // gone, ends the others.
 import Foundation
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -146,10 +145,11 @@ public final class MPICommunicator: @unchecked Sendable {
 }
 
 /// Ends the process when one collective has waited longer than `seconds`: prints which, then `_exit(1)`.
-private final class Watchdog: Sendable {
-    /// The start (uptime nanoseconds) of the collective in flight, 0 when none, and a stop flag (UInt64.max).
-    private let started = Atomic<UInt64>(0)
-    private let operation = Mutex<String>("")
+private final class Watchdog: @unchecked Sendable {
+    private let lock = NSLock()
+    /// The start (uptime nanoseconds) of the collective in flight and its name; nil when none.
+    private var current: (start: UInt64, operation: String)?
+    private var stopped = false
     private let rank: Int, seconds: Double
 
     init(rank: Int, seconds: Double) {
@@ -162,11 +162,10 @@ private final class Watchdog: Sendable {
     private func watch() {
         let limit = UInt64(seconds * 1e9)
         while true {
-            let begin = started.load(ordering: .acquiring)
-            if begin == .max { return }
-            if begin != 0, DispatchTime.now().uptimeNanoseconds &- begin > limit {
-                let name = operation.withLock { $0 }
-                let message = "lora (rank \(rank)): error: " + MPIError.timeout(operation: name, seconds: seconds).description
+            let (state, done) = lock.withLock { (current, stopped) }
+            if done { return }
+            if let state, DispatchTime.now().uptimeNanoseconds &- state.start > limit {
+                let message = "lora (rank \(rank)): error: " + MPIError.timeout(operation: state.operation, seconds: seconds).description
                     + "; ending this rank\n"
                 FileHandle.standardError.write(Data(message.utf8))
                 _exit(1)
@@ -175,11 +174,7 @@ private final class Watchdog: Sendable {
         }
     }
 
-    func begin(_ name: String) {
-        operation.withLock { $0 = name }
-        started.store(DispatchTime.now().uptimeNanoseconds, ordering: .releasing)
-    }
-
-    func end() { started.store(0, ordering: .releasing) }
-    func stop() { started.store(.max, ordering: .releasing) }
+    func begin(_ name: String) { lock.withLock { current = (DispatchTime.now().uptimeNanoseconds, name) } }
+    func end() { lock.withLock { current = nil } }
+    func stop() { lock.withLock { stopped = true } }
 }

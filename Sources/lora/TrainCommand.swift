@@ -311,12 +311,14 @@ struct TrainingRun {
         defer { try? metrics?.close() }
         let progress = command.json || !isRoot ? nil : Progress(total: options.steps)
         var speeds: [Double] = []
-        // In a job, mpirun forwards SIGUSR1 to every rank and nothing else ends them: that is the clean stop. Its SIGTERM
-        // (after Ctrl-C, or when a rank died) is followed by SIGKILL within seconds, often before a step can finish.
+        // In a job, a signal to any one rank stops every rank after the same step (the flag rides on the step's
+        // all-reduce); SIGUSR1 is the clean stop, since nothing else sends it. mpirun's SIGTERM (after Ctrl-C, or when a
+        // rank died) is followed by SIGKILL within seconds, often before a step can finish. (Open MPI 4.1's mpirun
+        // did not forward SIGUSR1 to the ranks here, though its documentation says it does: signal a rank itself.)
         let rankTag = job.map { "[rank \($0.rank)/\($0.size)] " } ?? ""
         let stop = StopSignals(signals: job == nil ? [SIGINT, SIGTERM] : [SIGINT, SIGTERM, SIGUSR1]) { [job] signal in
             let how = job == nil || signal == SIGUSR1 ? "stopping after the step in flight, then writing the checkpoint and the adapter"
-                : "stopping after the step every rank is in, if mpirun lets it finish (to stop a job cleanly, send SIGUSR1 to mpirun)"
+                : "stopping after the step every rank is in, if mpirun lets it finish (to stop a job cleanly, send SIGUSR1 to one rank)"
             FileHandle.standardError.write(Data(("\n\(rankTag)\(StopSignals.name(signal)): \(how) (send it again to quit at once)\n").utf8))
         }
         defer { stop.cancel() }
