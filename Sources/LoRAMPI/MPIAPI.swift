@@ -77,8 +77,11 @@ struct MPIAPI: @unchecked Sendable {
     /// MPI_MAX_LIBRARY_VERSION_STRING: Open MPI 256, MPICH 8192; the larger serves both.
     static let maxLibraryVersion = 8192
 
-    /// The libraries tried when none is named: Open MPI's soname, then the MPICH ABI's.
-    static let defaultLibraries = ["libmpi.so.40", "libmpi.so.12"]
+    /// The libraries tried when none is named: Open MPI's soname, then the MPICH ABI's (Debian's libmpich12 ships
+    /// only libmpich.so.12); MPICH's first when its launcher (Hydra: PMI_RANK) started the job.
+    static func defaultLibraries(preferMPICH: Bool) -> [String] {
+        preferMPICH ? ["libmpi.so.12", "libmpich.so.12", "libmpi.so.40"] : ["libmpi.so.40", "libmpi.so.12", "libmpich.so.12"]
+    }
 
     /// Every entry point bound here, by its C name.
     static let entryPoints = ["MPI_Initialized", "MPI_Init_thread", "MPI_Finalize", "MPI_Comm_rank", "MPI_Comm_size",
@@ -87,8 +90,8 @@ struct MPIAPI: @unchecked Sendable {
 
     /// Loads `path` (default: `LORA_MPI_LIBRARY`, else the first of `defaultLibraries` that loads) and binds every
     /// entry point and predefined handle. Throws `MPIError.libraryUnavailable` with dlerror's text when it cannot.
-    static func load(path: String? = nil) throws -> MPIAPI {
-        let candidates = path.map { [$0] } ?? environment("LORA_MPI_LIBRARY").map { [$0] } ?? defaultLibraries
+    static func load(path: String? = nil, preferMPICH: Bool = false) throws -> MPIAPI {
+        let candidates = path.map { [$0] } ?? environment("LORA_MPI_LIBRARY").map { [$0] } ?? defaultLibraries(preferMPICH: preferMPICH)
         var reasons: [String] = []
         for candidate in candidates {
             // RTLD_GLOBAL: Open MPI's plugins (mca_*.so), which it dlopens itself, resolve symbols from libmpi.

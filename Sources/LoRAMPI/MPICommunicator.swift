@@ -25,11 +25,12 @@ public final class MPICommunicator: @unchecked Sendable {
     /// The largest count one MPI call takes (its counts are C ints); longer buffers go in pieces.
     static let maxCount = Int(Int32.max)
 
-    /// Loads the library (`LORA_MPI_LIBRARY`, else libmpi.so.40, else libmpi.so.12), initializes MPI, makes errors on
+    /// Loads the library (`LORA_MPI_LIBRARY`, else libmpi.so.40, else libmpi.so.12 or libmpich.so.12; MPICH's first
+    /// under its launcher), initializes MPI, makes errors on
     /// the world communicator fatal and checks that the library sees the job the launcher described.
     /// - Parameter timeout: seconds a collective may wait (nil: `LORA_MPI_TIMEOUT`, else 600; 0: no limit).
     public static func initialize(launch: MPILaunch, library: String? = nil, timeout: Double? = nil) throws -> MPICommunicator {
-        let api = try MPIAPI.load(path: library)
+        let api = try MPIAPI.load(path: library, preferMPICH: launch.launcher.hasPrefix("PMI"))
         var already: Int32 = 0
         try api.check(api.initialized(&already), "MPI_Initialized")
         if already == 0 {
@@ -58,7 +59,7 @@ public final class MPICommunicator: @unchecked Sendable {
     /// What `lora devices` reports: the library that would be used and its version, without initializing MPI.
     public static func probe(library: String? = nil) -> Result<String, MPIError> {
         do {
-            let api = try MPIAPI.load(path: library)
+            let api = try MPIAPI.load(path: library, preferMPICH: MPILaunch.detect()?.launcher.hasPrefix("PMI") == true)
             return .success("\(api.libraryVersion()) (\(api.library), \(api.abi.rawValue) ABI)")
         } catch let error as MPIError { return .failure(error) } catch {
             return .failure(.libraryUnavailable(library: library ?? "libmpi", reason: "\(error)"))

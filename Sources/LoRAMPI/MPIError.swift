@@ -15,7 +15,7 @@ public enum MPIError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .libraryUnavailable(let library, let reason):
             "MPI is not available: could not load \(library) (\(reason)). Install Open MPI on every node (Debian/Ubuntu: "
-                + "openmpi-bin, which brings libopenmpi3 with libmpi.so.40) or MPICH (mpich, libmpich12: libmpi.so.12), "
+                + "openmpi-bin, which brings libopenmpi3 with libmpi.so.40) or MPICH (mpich, libmpich12: libmpich.so.12), "
                 + "or name the library with LORA_MPI_LIBRARY=/path/to/libmpi.so"
         case .call(let call, let status, let reason):
             "\(call) failed: \(reason) (MPI error \(status))"

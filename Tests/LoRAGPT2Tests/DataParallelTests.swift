@@ -174,6 +174,47 @@ struct DataParallelTests {
     }
 }
 
+@Suite("MPI launch detection")
+struct MPILaunchTests {
+    @Test("Open MPI's, Hydra's and srun's variables give rank, size and local rank; alone or in a batch script, none")
+    func detect() throws {
+        #expect(MPILaunch.detect(environment: ["OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_SIZE": "8", "OMPI_COMM_WORLD_LOCAL_RANK": "1",
+                                               "OMPI_COMM_WORLD_LOCAL_SIZE": "4", "PMI_RANK": "0", "PMI_SIZE": "1"])
+                == MPILaunch(rank: 3, size: 8, localRank: 1, localSize: 4, launcher: "Open MPI (OMPI_COMM_WORLD_RANK)"))
+        #expect(MPILaunch.detect(environment: ["PMI_RANK": "1", "PMI_SIZE": "2", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "2"])
+                == MPILaunch(rank: 1, size: 2, localRank: 1, localSize: 2, launcher: "PMI (PMI_RANK)"))
+        #expect(MPILaunch.detect(environment: ["SLURM_PROCID": "5", "SLURM_STEP_NUM_TASKS": "8", "SLURM_LOCALID": "1",
+                                               "SLURM_STEP_TASKS_PER_NODE": "4(x2)"])
+                == MPILaunch(rank: 5, size: 8, localRank: 1, localSize: 4, launcher: "Slurm (SLURM_PROCID)"))
+        // sbatch's own shell has SLURM_PROCID and SLURM_NTASKS but is no step: it must not wait for peers.
+        #expect(MPILaunch.detect(environment: ["SLURM_PROCID": "0", "SLURM_NTASKS": "8"]) == nil)
+        #expect(MPILaunch.detect(environment: [:]) == nil)
+    }
+
+    @Test("LORA_MPI: auto trains data-parallel only with several ranks; on needs a launcher; off never; others refused")
+    func modes() throws {
+        let two = MPILaunch(rank: 0, size: 2, localRank: 0, localSize: 2, launcher: "test")
+        let one = MPILaunch(rank: 0, size: 1, localRank: 0, localSize: 1, launcher: "test")
+        #expect(try MPILaunch.wanted(mode: .auto, launch: two))
+        #expect(try !MPILaunch.wanted(mode: .auto, launch: one))
+        #expect(try !MPILaunch.wanted(mode: .auto, launch: nil))
+        #expect(try !MPILaunch.wanted(mode: .off, launch: two))
+        #expect(try MPILaunch.wanted(mode: .on, launch: one))
+        #expect(throws: MPIError.self) { try MPILaunch.wanted(mode: .on, launch: nil) }
+        #expect(try MPILaunch.mode(environment: ["LORA_MPI": "0"]) == .off)
+        #expect(throws: MPIError.self) { try MPILaunch.mode(environment: ["LORA_MPI": "maybe"]) }
+    }
+
+    @Test("a missing MPI library is an error naming the file and what to install")
+    func missingLibrary() throws {
+        guard case .failure(let error) = MPICommunicator.probe(library: "/nonexistent/libmpi.so.40") else {
+            Issue.record("a library that does not exist loaded"); return
+        }
+        #expect(error.description.hasPrefix("MPI is not available: could not load /nonexistent/libmpi.so.40"))
+        #expect(error.description.contains("openmpi-bin"))
+    }
+}
+
 // MARK: - Under mpirun
 
 /// mpirun (Open MPI or MPICH) and the built `lora` binary, or why the MPI tests cannot run.
