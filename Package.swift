@@ -37,6 +37,7 @@ let package = Package(
         .library(name: "LoRATraining", targets: ["LoRATraining"]),
         .library(name: "LoRAQuantization", targets: ["LoRAQuantization"]),
         .library(name: "LoRAData", targets: ["LoRAData"]),
+        .library(name: "LoRAMPI", targets: ["LoRAMPI"]),
         .executable(name: "lora", targets: ["lora"]),
     ],
     dependencies: [
@@ -68,13 +69,15 @@ let package = Package(
         .target(name: "LoRALlama", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters", "LoRAModels", "LoRAQuantization"]),
         // Training: the trainer, optimizers, schedules, data, checkpoints, the loss plot.
         .target(name: "LoRATraining", dependencies: ["LoRARuntime", "LoRANN", "LoRAFormats", "LoRAAdapters", "LoRAModels"]),
+        // MPI loaded at run time (Open MPI's and MPICH's ABIs), the launcher's environment, the collectives training uses.
+        .target(name: "LoRAMPI"),
         // QLoRA's formats: NF4 quantization bit-exact with bitsandbytes, double quantization, its safetensors tensors
         // and config.json's quantization_config.
         .target(name: "LoRAQuantization", dependencies: ["LoRARuntime", "LoRAFormats"], swiftSettings: cpuSettings),
         // Umbrella: re-exports the modules above, chooses the device and knows every model family.
         .target(name: "SwiftLoRA", dependencies: ["LoRARuntime", "LoRAOpenCL", "LoRANN", "LoRAFormats", "LoRATokenizers",
                                                   "LoRATemplates", "LoRAData", "LoRAAdapters", "LoRAModels", "LoRAGPT2", "LoRALlama",
-                                                  "LoRATraining", "LoRAQuantization"]),
+                                                  "LoRATraining", "LoRAQuantization", "LoRAMPI"]),
         // `lora selftest`: every op and kernel on an OpenCL device against the CPU backend, and short training runs.
         .target(name: "LoRASelftest", dependencies: ["SwiftLoRA"]),
         .executableTarget(

@@ -1,6 +1,8 @@
 // The training loop: forward and backward on each batch, gradient clipping, the learning-rate schedule, an
 // optimizer step; eval passes, checkpoints and a line of metrics per step. A NaN or infinite loss stops the run
-// before that step's update, so the last checkpoint stays good.
+// before that step's update, so the last checkpoint stays good. With a process group (MPI), each rank trains on
+// its rows of every batch and the gradients are averaged across ranks (Trainer+DataParallel.swift); rank 0 alone
+// writes checkpoints.
 import Foundation
 import LoRAFormats
 import LoRAModels
@@ -74,9 +76,23 @@ public final class Trainer {
     /// What this run was started with, as its caller names it (`lora train`: `--model`, `--data`, `--seq`, ... with
     /// their values): a checkpoint records these, and resuming refuses one whose values differ.
     public var settings: [String: String] = [:]
+    /// The ranks this trainer trains with (nil: alone). `data.batch` is then the global batch, world size × each
+    /// rank's rows.
+    public let group: (any ProcessGroup)?
+    /// Seconds spent exchanging gradients (gathering, the all-reduce, scattering back), summed over the steps.
+    public internal(set) var communicationSeconds = 0.0
+    /// Benchmarks: meet the other ranks (a one-element all-reduce) before each exchange, so `communicationSeconds`
+    /// holds the exchange alone and `waitSeconds` the wait for the slowest rank's backward. Off in training (it costs
+    /// one more collective per step).
+    public var timesWaitApart = false
+    /// Seconds spent waiting for other ranks before exchanges (only with `timesWaitApart`).
+    public internal(set) var waitSeconds = 0.0
+    var exchange: GradientExchange?
 
+    /// - Parameter group: the ranks of a data-parallel job; `data.batch` must then split evenly over them (each
+    ///   rank takes `data.batch / group.size` rows of every batch).
     public init(model: any LanguageModel, data: TrainingData, evalData: [[Int]]? = nil, evalLabels: [[Int]]? = nil,
-                options: TrainingOptions) throws {
+                options: TrainingOptions, group: (any ProcessGroup)? = nil) throws {
         if let evalLabels {
             guard let evalData, evalLabels.count == evalData.count, zip(evalData, evalLabels).allSatisfy({ $0.count == $1.count }) else {
                 throw TrainingError.invalidSetup("eval labels must match the eval sequences row for row")
@@ -84,12 +100,19 @@ public final class Trainer {
         }
         self.evalLabels = evalLabels
         guard options.steps >= 1 else { throw TrainingError.invalidSetup("a run needs at least 1 step, got \(options.steps)") }
+        let ranks = group?.size ?? 1
+        guard data.batch % ranks == 0 else {
+            throw TrainingError.invalidSetup(data.fixed
+                ? "the \(data.batch) rows of the token array cannot be split evenly over \(ranks) ranks; give a multiple of \(ranks) rows"
+                : "a global batch of \(data.batch) cannot be split evenly over \(ranks) ranks")
+        }
+        self.group = group
         // Refuse a run that cannot fit before any work is done (a host would otherwise swap or be OOM-killed).
         let largest = data.windows.max(by: { $0.count < $1.count })?.count ?? 0
-        let needed = model.trainingStepBytes(batch: data.batch, length: largest)
+        let needed = model.trainingStepBytes(batch: data.batch / ranks, length: largest)
         if let capacity = model.backend.memoryCapacity, needed > capacity {
             throw TrainingError.invalidSetup(String(format: "a step of %d × %d tokens needs about %.1f GB, but %@ has %.1f GB available; use fewer or shorter sequences per batch",
-                                         data.batch, largest, Double(needed) / 1e9, model.backend.name, Double(capacity) / 1e9))
+                                         data.batch / ranks, largest, Double(needed) / 1e9, model.backend.name, Double(capacity) / 1e9))
         }
         (self.model, self.data, self.evalData, self.options) = (model, data, evalData, options)
         optimizer = try Optimizer(options.optimizer, parameters: model.trainableParameters)
@@ -97,13 +120,24 @@ public final class Trainer {
             (options.beta1, options.beta2, options.epsilon, options.weightDecay)
     }
 
+    /// Under a group: some rank asked to stop (the flag travels with the last step's gradients).
+    public internal(set) var stopAgreed = false
+
     /// One update; throws `TrainingError.nonFinite` (before updating) when the loss is NaN or infinite.
-    public func trainStep() throws -> StepRecord {
+    /// - Parameter stopRequested: under a group, this rank's wish to stop after this step; every rank learns whether
+    ///   any had it (`stopAgreed`), so all stop after the same step.
+    public func trainStep(stopRequested: Bool = false) throws -> StepRecord {
         let start = DispatchTime.now().uptimeNanoseconds
         let batch = data.nextBatch()
         model.training = true
         try model.zeroGradients()
-        let loss = try model.loss(batch.tokens, labels: batch.labels, segments: batch.segments, gradients: true).loss
+        let loss: Float
+        if let group {
+            let reduced = try dataParallelLoss(batch, group: group, stopRequested: stopRequested)
+            (loss, stopAgreed) = (reduced.loss, reduced.stop)
+        } else {
+            loss = try model.loss(batch.tokens, labels: batch.labels, segments: batch.segments, gradients: true).loss
+        }
         guard loss.isFinite else { throw TrainingError.nonFinite(step: step + 1, loss: loss) }
         let norm = try optimizer.gradientNorm()
         guard norm.isFinite else { throw TrainingError.nonFinite(step: step + 1, loss: norm) }
@@ -120,6 +154,7 @@ public final class Trainer {
     /// The mean loss over the eval sequences (no dropout, no gradients), `data.batch` at a time: with labels, the
     /// token-weighted mean over every trained target (packed as the training data is, which gives the same value).
     public func evaluate() throws -> Float? {
+        if let group { return try dataParallelEvaluate(group: group) }
         guard let evalData, !evalData.isEmpty else { return nil }
         if let evalLabels {
             return Float(try model.meanLoss(evalData, labels: evalLabels, batch: data.batch, padID: data.padID,
@@ -157,17 +192,20 @@ public final class Trainer {
     /// resume redo the steps). A non-finite loss throws `TrainingError.nonFinite` before its update.
     /// `shouldStop` is asked before each step (a signal handler's flag: a step in flight always completes); when it
     /// says yes, the checkpoint is written, whatever `checkpointEvery` says, and `run` returns `.stopped`.
+    /// Under a group, rank 0 alone writes checkpoints (others' `checkpointPath` is ignored), and a stop asked of any
+    /// rank stops every rank after the same step.
     @discardableResult
     public func run(checkpointPath: String? = nil, shouldStop: () -> Bool = { false },
                     onStep: (StepRecord) throws -> Void) throws -> RunEnd {
+        let checkpointPath = (group?.rank ?? 0) == 0 ? checkpointPath : nil
         var checkpointed = -1
         let finalCheckpoint = options.checkpointEvery > 0 || checkpointPath.map { FileManager.default.fileExists(atPath: $0) } == true
         while step < options.steps {
-            if shouldStop() {
+            if group == nil ? shouldStop() : stopAgreed {
                 if let checkpointPath, checkpointed != step { try saveCheckpoint(to: checkpointPath) }
                 return .stopped
             }
-            var record = try trainStep()
+            var record = try trainStep(stopRequested: group != nil && shouldStop())
             if options.evalEvery > 0 && record.step % options.evalEvery == 0 || record.step == options.steps {
                 record.evalLoss = try evaluate()
                 if let loss = record.evalLoss { record.isBestEval = noteEvaluation(loss, step: record.step) }

@@ -8,6 +8,7 @@
 @_exported import LoRAFormats
 @_exported import LoRAGPT2
 @_exported import LoRALlama
+@_exported import LoRAMPI
 @_exported import LoRAModels
 @_exported import LoRANN
 @_exported import LoRAOpenCL

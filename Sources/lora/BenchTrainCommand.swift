@@ -1,6 +1,7 @@
 // `lora bench train`: tokens/s and peak memory of whole LoRA training steps (forward, backward, AdamW) on a
 // random-weight model of a named config (GPT-2 or Llama shapes), as Benchmarks/pytorch_train_bench.py measures
-// PyTorch + PEFT.
+// PyTorch + PEFT. Under mpirun or srun, data-parallel: --batch sequences per rank, tokens/s of the whole job, and the
+// share of a step the gradient all-reduce takes.
 import ArgumentParser
 import Foundation
 import SwiftLoRA
@@ -37,7 +38,14 @@ struct TrainBench: ParsableCommand {
     }
 
     func run() throws {
-        let backend = try device.select(announce: !json)
+        guard let job = try DataParallelJob.start() else { return try measure(job: nil) }
+        job.run { try measure(job: job) }
+    }
+
+    func measure(job: DataParallelJob?) throws {
+        let ranks = job?.size ?? 1
+        let backend = try job.map { job in try job.agree { try device.select(announce: !json && job.isRoot, rank: (job.rank, job.communicator.launch.localRank)) } }
+            ?? device.select(announce: !json)
         let (defaultBatch, make) = Self.configs[config]!
         let batch = self.batch ?? defaultBatch
         let model = try make(1, backend, load.options())
@@ -45,16 +53,30 @@ struct TrainBench: ParsableCommand {
         try model.applyLoRA(LoRAConfig(rank: rank, alpha: 16, targets: model.defaultLoRATargets), seed: 2)
         model.gradientCheckpointing = gradientCheckpointing
         var generator = SeededGenerator(seed: 3)
-        let tokens = (0..<batch).map { _ in (0..<seq).map { _ in Int(generator.next() % UInt64(model.vocabularySize)) } }
+        let tokens = (0..<(batch * ranks)).map { _ in (0..<seq).map { _ in Int(generator.next() % UInt64(model.vocabularySize)) } }
         var options = TrainingOptions(steps: steps + 2)
         (options.learningRate, options.maxGradNorm, options.optimizer) = (1e-4, 0, try Optimizer.Kind.named(optimizer))
-        let trainer = try Trainer(model: model, data: try TrainingData(fixedBatch: tokens), options: options)
-        if let notice = trainer.optimizer.notice { FileHandle.standardError.write(Data((notice + "\n").utf8)) }
-        var speeds: [Double] = []
+        let trainer = try Trainer(model: model, data: try TrainingData(fixedBatch: tokens), options: options, group: job?.communicator)
+        try trainer.synchronizeState()
+        trainer.timesWaitApart = job != nil
+        if let notice = trainer.optimizer.notice, job?.isRoot ?? true { FileHandle.standardError.write(Data((notice + "\n").utf8)) }
+        var speeds: [Double] = [], stepSeconds = 0.0, exchangeSeconds = 0.0, waitSeconds = 0.0
         for step in 0..<(steps + 2) {
+            let before = (trainer.communicationSeconds, trainer.waitSeconds)
             let record = try trainer.trainStep()
-            if step >= 2 { speeds.append(record.tokensPerSecond) }
+            if step >= 2 {
+                speeds.append(record.tokensPerSecond)
+                stepSeconds += Double(batch * ranks * seq) / record.tokensPerSecond
+                exchangeSeconds += trainer.communicationSeconds - before.0
+                waitSeconds += trainer.waitSeconds - before.1
+            }
         }
+        // Every rank measured its own shares of a step: the exchange (gather, all-reduce, scatter) and the wait for the
+        // slowest rank before it; the job reports the mean over ranks (rank 0 prints).
+        var shares = [exchangeSeconds / stepSeconds, waitSeconds / stepSeconds]
+        if let job { try shares.withUnsafeMutableBufferPointer { try job.communicator.allReduceSum($0) } }
+        guard job?.isRoot ?? true else { return }
+        let (share, wait) = (shares[0] / Double(ranks), shares[1] / Double(ranks))
         let median = speeds.sorted()[speeds.count / 2]
         let peak = Self.peakResidentMegabytes()
         let bits = model.quantizedBitsPerParameter
@@ -63,12 +85,15 @@ struct TrainBench: ParsableCommand {
                          config, backend.name, load.quantize.map { "\"\($0)\"" } ?? "null", batch, seq, rank, median, peak,
                          model.weightBytes, bits.map { String(format: "%.3f", $0) } ?? "null", optimizer,
                          trainer.optimizer.stateDeviceBytes, gradientCheckpointing ? "true" : "false",
-                         model.trainingStepBytes(batch: batch, length: seq)))
+                         model.trainingStepBytes(batch: batch, length: seq)).dropLast()
+                + String(format: #", "ranks": %d, "allreduce_share": %.4f, "wait_share": %.4f}"#, ranks, share, wait))
         } else {
             print(String(format: "train %@%@ batch %d × seq %d, r=%d, %@%@: %.1f tokens/s (median of %d steps), peak RSS %.0f MB, optimizer state on the device %d bytes",
                          config, bits.map { String(format: " (NF4, %.2f bits per parameter)", $0) } ?? "", batch, seq, rank,
                          optimizer, gradientCheckpointing ? ", gradient checkpointing" : "", median, steps, peak,
-                         trainer.optimizer.stateDeviceBytes))
+                         trainer.optimizer.stateDeviceBytes)
+                + (job == nil ? "" : String(format: "; %d ranks (tokens/s of the whole job), gradient exchange %.1f%% of a step, waiting for the slowest rank %.1f%%",
+                                            ranks, 100 * share, 100 * wait)))
         }
     }
 

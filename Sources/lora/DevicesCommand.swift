@@ -1,4 +1,5 @@
-// `lora devices`: every OpenCL platform and device, the CPU, and which one would be chosen.
+// `lora devices`: every OpenCL platform and device, the CPU, which one would be chosen, and whether MPI (data-parallel
+// `lora train` under mpirun or srun) is available.
 import ArgumentParser
 import Foundation
 import SwiftLoRA
@@ -29,6 +30,11 @@ struct DevicesCommand: ParsableCommand {
             print("OpenCL: unavailable: \(error)")
         }
         print("cpu  \(CPUBackend.shared.deviceDescription), \(ProcessInfo.processInfo.activeProcessorCount) cores")
+        switch MPICommunicator.probe() {
+        case .success(let library): print("MPI: \(library): lora train runs data-parallel under mpirun or srun")
+        case .failure(let error): print("MPI: unavailable (lora train runs on one process): \(error)")
+        }
+        if let launch = MPILaunch.detect() { print("MPI launch: \(launch)") }
         do {
             let selection = try Devices.select(options.device)
             print("would choose: \(selection.backend.name) \(selection.backend.deviceDescription): \(selection.reason)")

@@ -47,10 +47,12 @@ struct DeviceOptions: ParsableArguments {
     @Option(name: .long, help: "cpu, opencl, opencl:N or auto (default: LORA_DEVICE, else auto).")
     var device: String?
 
-    /// Chooses the device and prints the choice and the reason (to stderr when stdout is for data).
-    func select(announce: Bool = true) throws -> any Backend {
-        let selection = try Devices.select(device)
-        let line = "device: \(selection.backend.deviceDescription) [\(selection.backend.name)]: \(selection.reason)"
+    /// Chooses the device and prints the choice and the reason (to stderr when stdout is for data). `rank`: this
+    /// process's rank in a data-parallel job and on its node (the node's ranks spread over its GPUs).
+    func select(announce: Bool = true, rank: (world: Int, local: Int)? = nil) throws -> any Backend {
+        let selection = try Devices.select(device, localRank: rank?.local)
+        let line = (rank.map { "rank \($0.world): " } ?? "")
+            + "device: \(selection.backend.deviceDescription) [\(selection.backend.name)]: \(selection.reason)"
         if announce { print(line) } else { FileHandle.standardError.write(Data((line + "\n").utf8)) }
         return selection.backend
     }

@@ -48,7 +48,14 @@ final class StopSignals: @unchecked Sendable {
     }
 
     /// The name of a signal this catches.
-    static func name(_ number: Int32) -> String { number == SIGINT ? "SIGINT" : number == SIGTERM ? "SIGTERM" : "signal \(number)" }
+    static func name(_ number: Int32) -> String {
+        switch number {
+        case SIGINT: "SIGINT"
+        case SIGTERM: "SIGTERM"
+        case SIGUSR1: "SIGUSR1"  // a data-parallel job's clean stop: mpirun forwards it to every rank
+        default: "signal \(number)"
+        }
+    }
 
     /// The exit status a shell gives a process this signal ended: 128 + its number (130 for SIGINT, 143 for SIGTERM).
     static func exitStatus(_ number: Int32) -> Int32 { 128 + number }

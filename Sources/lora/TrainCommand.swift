@@ -2,7 +2,8 @@
 // (text, prompt/completion, chat; loss where their labels say) or token ids, writing a PEFT adapter, metrics.jsonl,
 // loss.svg and (with --checkpoint-every, and whenever Ctrl-C or SIGTERM stops a run after its current step) a
 // checkpoint that --resume continues from, refusing flags that contradict it; with eval data, early stopping and the
-// best adapter kept in --out/best.
+// best adapter kept in --out/best. Started by mpirun or srun as several ranks, it trains data-parallel over MPI
+// (DataParallelJob.swift): --batch rows per rank, gradients averaged, rank 0 writing every file.
 import ArgumentParser
 import Foundation
 import SwiftLoRA
@@ -33,7 +34,7 @@ struct TrainCommand: ParsableCommand {
     var full = false
     @Option(help: "Updates to run (default: --epochs of --data, else 100).") var steps: Int?
     @Option(help: "Passes over --data (default 1 when --steps is not given).") var epochs: Int?
-    @Option(help: "Windows per batch (--data).") var batch = 8
+    @Option(help: "Windows per batch (--data); under mpirun, per rank: the global batch is ranks × --batch, and N ranks train as one process with that batch.") var batch = 8
     @Option(help: "Tokens predicted per window (--data); at most the model's positions − 1. For .jsonl data: the most tokens an example keeps (see --truncate).") var seq = 128
     @Option(help: "JSONL examples longer than --seq: left (keep the end), right (keep the start) or drop.")
     var truncate = "right"
@@ -117,12 +118,22 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         if isDemo { return try TrainDemo(options: self).run() }
-        try TrainingRun(command: self, trainer: try prepare()).execute()
+        guard let job = try DataParallelJob.start() else {
+            try TrainingRun(command: self, trainer: try prepare()).execute()
+            return
+        }
+        job.run {
+            // Every step that can fail on one rank (its device, its files) is agreed on, so all ranks stop together.
+            let trainer = try job.agree { try prepare(job: job) }
+            try job.communicator.requireSameSettings(trainer.jobSettings)
+            try TrainingRun(command: self, trainer: trainer, job: job).execute()
+        }
     }
 
-    /// Loads the model, applies the adapter (or full training), reads the data: a trainer ready to run.
-    func prepare() throws -> Trainer {
-        let backend = try device.select(announce: !json)
+    /// Loads the model, applies the adapter (or full training), reads the data: a trainer ready to run. As a rank of
+    /// `job`, on the device its local rank picks, with a global batch of ranks × --batch.
+    func prepare(job: DataParallelJob? = nil) throws -> Trainer {
+        let backend = try device.select(announce: !json, rank: job.map { ($0.rank, $0.communicator.launch.localRank) })
         let fromScratch = full && !["/model.safetensors", "/model.safetensors.index.json"].contains {
             FileManager.default.fileExists(atPath: model + $0)
         }
@@ -144,7 +155,9 @@ struct TrainCommand: ParsableCommand {
             let chosen: LoRAConfig.Targets = names == ["all-linear"] ? .allLinear : names.map { .names($0) } ?? lm.defaultLoRATargets
             try lm.applyLoRA(LoRAConfig(rank: rank, alpha: alpha, targets: chosen, dropout: dropout, useRSLoRA: rslora), seed: seed)
         }
-        let (trainingData, eval) = try loadData()
+        // A rank's share of a packed batch would need its windows' example boundaries split with it: not built yet.
+        if packing, let job, job.size > 1 { throw ValidationError("--packing is not supported under mpirun yet (\(job.size) ranks); train without it or on one process") }
+        let (trainingData, eval) = try loadData(ranks: job?.size ?? 1)
         var options = TrainingOptions(steps: steps ?? (epochs.map { $0 * trainingData.batchesPerEpoch }
             ?? (tokens != nil ? 100 : trainingData.batchesPerEpoch)))
         (options.learningRate, options.schedule, options.warmup) = (lr, TrainingOptions.Schedule(rawValue: lrSchedule)!, warmup)
@@ -153,19 +166,21 @@ struct TrainCommand: ParsableCommand {
         (options.maxGradNorm, options.evalEvery, options.checkpointEvery) = (maxGradNorm, evalEvery, checkpointEvery)
         options.earlyStoppingPatience = earlyStoppingPatience
         lm.gradientCheckpointing = gradientCheckpointing  // before the trainer sizes a step's memory
-        let trainer = try Trainer(model: lm, data: trainingData, evalData: eval?.tokens, evalLabels: eval?.labels, options: options)
-        trainer.settings = runSettings
+        let trainer = try Trainer(model: lm, data: trainingData, evalData: eval?.tokens, evalLabels: eval?.labels, options: options,
+                                  group: job?.communicator)
+        trainer.settings = runSettings(ranks: job?.size ?? 1)
         return trainer
     }
 
     /// The flags a checkpoint records and `--resume` must repeat (the adapter's own settings are recorded from the
-    /// model): files by absolute path, and what shapes the data's order.
-    var runSettings: [String: String] {
+    /// model): files by absolute path, and what shapes the data's order. `--batch` is the global batch (ranks ×
+    /// --batch), which is what the data order depends on: a run of 2 ranks × 4 resumes as 1 × 8 and back.
+    func runSettings(ranks: Int = 1) -> [String: String] {
         func absolute(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
         var settings = ["--model": absolute(model)]
         if let data {
             settings["--data"] = absolute(data)
-            (settings["--seq"], settings["--batch"], settings["--seed"]) = (String(seq), String(batch), String(seed))
+            (settings["--seq"], settings["--batch"], settings["--seed"]) = (String(seq), String(batch * ranks), String(seed))
             settings["--packing"] = packing ? "on" : "off"  // packed windows are other batches: a resume must repeat it
         }
         if let tokens { settings["--tokens"] = absolute(tokens) }
@@ -175,8 +190,9 @@ struct TrainCommand: ParsableCommand {
     }
 
     /// The training batches and the eval sequences (with labels for JSONL), from --tokens, --data, --eval-data and
-    /// --val-split.
-    func loadData() throws -> (TrainingData, (tokens: [[Int]], labels: [[Int]]?)?) {
+    /// --val-split. `ranks`: the job's size; a batch is ranks × --batch windows or examples (the global batch).
+    func loadData(ranks: Int = 1) throws -> (TrainingData, (tokens: [[Int]], labels: [[Int]]?)?) {
+        let batch = self.batch * ranks
         if let tokens { return (try TrainingData(fixedBatch: EvalCommand.readTokens(tokens)), nil) }
         let path = data!
         var builder: ExampleBuilder? = nil
@@ -253,8 +269,22 @@ struct TrainCommand: ParsableCommand {
 struct TrainingRun {
     let command: TrainCommand
     let trainer: Trainer
+    /// The MPI job this process is a rank of (nil: alone). Rank 0 alone writes files and prints the run's lines.
+    var job: DataParallelJob? = nil
     /// The command line that started this run; a run stopped by a signal prints it with `--resume` added.
     var commandLine = CommandLine.arguments
+
+    init(command: TrainCommand, trainer: Trainer, job: DataParallelJob? = nil, commandLine: [String] = CommandLine.arguments) {
+        (self.command, self.trainer, self.job, self.commandLine) = (command, trainer, job, commandLine)
+    }
+
+    /// Whether this process writes the files: alone, or rank 0.
+    var isRoot: Bool { job?.isRoot ?? true }
+
+    /// Runs `body`; in a job, every rank learns whether it threw on any.
+    func agreed(_ body: () throws -> Void) throws {
+        if let job { try job.agree(body) } else { try body() }
+    }
 
     var checkpointPath: String { command.out + "/checkpoint.safetensors" }
     var metricsPath: String { command.metrics ?? command.out + "/metrics.jsonl" }
@@ -264,37 +294,51 @@ struct TrainingRun {
     /// and it throws `ExitCode` 130 or 143.
     @discardableResult
     func execute() throws -> (tokensPerSecond: Double, trained: Int, total: Int) {
-        do {
-            try FileManager.default.createDirectory(atPath: command.out, withIntermediateDirectories: true)
-        } catch {
-            throw ValidationError("--out \(command.out): the folder cannot be created (\(error.localizedDescription))")
+        var history: [StepRecord] = []
+        try agreed {
+            guard isRoot else { return }
+            do {
+                try FileManager.default.createDirectory(atPath: command.out, withIntermediateDirectories: true)
+            } catch {
+                throw ValidationError("--out \(command.out): the folder cannot be created (\(error.localizedDescription))")
+            }
+            history = try prepareMetrics()
+            // A resumed run picks up early stopping and the best eval loss where the metrics left them.
+            for record in history { if let loss = record.evalLoss { trainer.noteEvaluation(loss, step: record.step) } }
         }
-        var history = try prepareMetrics()
-        // A resumed run picks up early stopping and the best eval loss where the metrics left them.
-        for record in history { if let loss = record.evalLoss { trainer.noteEvaluation(loss, step: record.step) } }
+        // Every rank starts from rank 0's adapter, optimizer state and data position (its checkpoint's, resuming).
+        if job != nil { try trainer.synchronizeState(root: 0) }
         let options = trainer.options
         let counts = (trained: trainer.model.trainableParameters.reduce(0) { $0 + $1.value.count }, total: totalParameters())
         if trainer.step >= options.steps { return try nothingToDo(counts: counts) }
-        if let notice = trainer.optimizer.notice {
+        if let notice = trainer.optimizer.notice, isRoot {
             if command.json { FileHandle.standardError.write(Data((notice + "\n").utf8)) } else { print(notice) }
         }
-        if !command.json {
-            print(String(format: "training %d of %d parameters (%.3f%%), %d steps from step %d", counts.trained, counts.total,
-                         100 * Double(counts.trained) / Double(counts.total), options.steps, trainer.step))
+        if !command.json && isRoot {
+            let ranks = job.map { String(format: " on %d ranks (global batch %d)", $0.size, trainer.data.batch) } ?? ""
+            print(String(format: "training %d of %d parameters (%.3f%%), %d steps from step %d%@", counts.trained, counts.total,
+                         100 * Double(counts.trained) / Double(counts.total), options.steps, trainer.step, ranks))
         }
-        let metrics = try openMetrics()
-        defer { try? metrics.close() }
-        let progress = command.json ? nil : Progress(total: options.steps)
+        let metrics = isRoot ? try openMetrics() : nil
+        defer { try? metrics?.close() }
+        let progress = command.json || !isRoot ? nil : Progress(total: options.steps)
         var speeds: [Double] = []
-        let stop = StopSignals { signal in
-            FileHandle.standardError.write(Data(("\n\(StopSignals.name(signal)): stopping after the step in flight, then writing the "
-                + "checkpoint and the adapter (send it again to quit at once)\n").utf8))
+        // In a job, a signal to any one rank stops every rank after the same step (the flag rides on the step's
+        // all-reduce); SIGUSR1 is the clean stop, since nothing else sends it. mpirun's SIGTERM (after Ctrl-C, or when a
+        // rank died) is followed by SIGKILL within seconds, often before a step can finish. (Open MPI 4.1's mpirun
+        // did not forward SIGUSR1 to the ranks here, though its documentation says it does: signal a rank itself.)
+        let rankTag = job.map { "[rank \($0.rank)/\($0.size)] " } ?? ""
+        let stop = StopSignals(signals: job == nil ? [SIGINT, SIGTERM] : [SIGINT, SIGTERM, SIGUSR1]) { [job] signal in
+            let how = job == nil || signal == SIGUSR1 ? "stopping after the step in flight, then writing the checkpoint and the adapter"
+                : "stopping after the step every rank is in, if mpirun lets it finish (to stop a job cleanly, send SIGUSR1 to one rank)"
+            FileHandle.standardError.write(Data(("\n\(rankTag)\(StopSignals.name(signal)): \(how) (send it again to quit at once)\n").utf8))
         }
         defer { stop.cancel() }
         let end: Trainer.RunEnd
         do {
             end = try trainer.run(checkpointPath: checkpointPath, shouldStop: { stop.signal != nil }) { record in
                 speeds.append(record.tokensPerSecond)
+                guard let metrics else { return }
                 try write(record, to: metrics)
                 history.append(record)
                 if command.saveBest && record.isBestEval { try saveBest(record) }
@@ -303,15 +347,21 @@ struct TrainingRun {
         } catch let error as TrainingError {
             progress?.finish()
             let saved = FileManager.default.fileExists(atPath: checkpointPath) ? "; the last checkpoint is \(checkpointPath)" : ""
+            // In a job, a TrainingError from a step comes from the all-reduced loss or norm: every rank has it.
+            if job != nil { throw AgreedFailure(description: "\(error)\(saved)") }
             throw ValidationError("\(error)\(saved)")
         }
         progress?.finish()
+        let stoppedBy = end == .stopped ? stop.signal ?? (job != nil ? SIGTERM : nil) : nil
+        guard isRoot else {
+            if let stoppedBy { throw ExitCode(StopSignals.exitStatus(stoppedBy)) }
+            return (speeds.isEmpty ? 0 : speeds.sorted()[speeds.count / 2], counts.trained, counts.total)
+        }
         try writeWeights()
         let plot = command.out + "/loss.svg"
         try AtomicFile.write(Data(LossPlot.svg(train: history.map { ($0.step, $0.loss) },
                                                eval: history.compactMap { r in r.evalLoss.map { (r.step, $0) } },
                                                title: "lora train: \(command.model)").utf8), to: plot)
-        let stoppedBy = end == .stopped ? stop.signal : nil
         try summarize(history: history, speeds: speeds, counts: counts, plot: plot, stoppedBy: stoppedBy)
         if let stoppedBy {
             let note = "stopped by \(StopSignals.name(stoppedBy)) after step \(trainer.step) of \(options.steps); checkpoint: \(checkpointPath)\n"
@@ -337,6 +387,7 @@ struct TrainingRun {
     /// A resumed run whose checkpoint is already at (or past) the last step: says so, and writes the checkpoint's
     /// adapter (or model), in case the run that wrote it was killed before it did.
     func nothingToDo(counts: (trained: Int, total: Int)) throws -> (tokensPerSecond: Double, trained: Int, total: Int) {
+        guard isRoot else { return (0, counts.trained, counts.total) }
         try writeWeights()
         let message = "nothing to do: \(checkpointPath) is at step \(trainer.step) and this run ends at step \(trainer.options.steps); "
             + "\(command.full ? "the model" : "the adapter") in \(command.out) is step \(trainer.step)'s. Give a larger --steps (or --epochs) to train further."
@@ -441,6 +492,10 @@ struct TrainingRun {
                           #""trained_parameters": \#(counts.trained), "total_parameters": \#(counts.total)"#,
                           #""optimizer": "\#(trainer.optimizer.kind.rawValue)", "optimizer_state_device_bytes": \#(trainer.optimizer.stateDeviceBytes)"#,
                           #""out": \#(JSONValue.quote(command.out)), "metrics": \#(JSONValue.quote(metricsPath)), "plot": \#(JSONValue.quote(plot))"#]
+            if let job {
+                fields.append(String(format: #""ranks": %d, "global_batch": %d, "allreduce_s": %.4f"#, job.size, trainer.data.batch,
+                                     trainer.communicationSeconds))
+            }
             if let evalLoss { fields.append(String(format: #""eval_loss": %.8g"#, evalLoss)) }
             if let best = trainer.bestEval {
                 fields.append(String(format: #""best_eval_loss": %.8g, "best_step": %d"#, best.loss, best.step))
