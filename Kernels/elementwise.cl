@@ -15,15 +15,15 @@ __kernel void axpy(__global float* y, __global const float* x, const float alpha
     if (i < count) y[i] += alpha * x[i];
 }
 
-// Inverted dropout: y = x / (1 − p) where hash(seed, i) >= threshold (= p·2³²), else 0. The OpenCL C copy of
+// Inverted dropout: y = x / (1 − p) where hash(seed, offset + i) >= threshold (= p·2³²), else 0. The OpenCL C copy of
 // Dropout.hash and Dropout.drops in Sources/LoRARuntime/Elementwise.swift (lowbias32; the seed's words as
 // Dropout.seedWords splits them), so both devices drop the same elements: change them together. y may alias x.
 __kernel void dropout(__global const float* x, __global float* y, const uint threshold, const float scale,
-                      const uint seed_low, const uint seed_high, const int count)
+                      const uint seed_low, const uint seed_high, const uint offset, const int count)
 {
     const int i = get_global_id(0);
     if (i >= count) return;
-    uint h = (uint)i * 0x9E3779B1u + seed_low;
+    uint h = ((uint)i + offset) * 0x9E3779B1u + seed_low;
     h ^= seed_high;
     h ^= h >> 16;
     h *= 0x7FEB352Du;

@@ -42,6 +42,12 @@ public final class LoRALinear {
     public private(set) var lastDropoutSeed: UInt64?
     /// The seed the next forward's mask will use; advances each forward, and a checkpoint saves it.
     public var nextDropoutSeed: UInt64
+    /// Rows of a larger batch before this forward's first row: the mask is that batch's, taken from row
+    /// `dropoutRowOffset` on (a data-parallel rank sets it to its first row in the global batch, so its rows get the
+    /// mask one process would give them). 0 by default.
+    public var dropoutRowOffset = 0
+    /// The mask index of the last forward's first dropped-out element (with `lastDropoutSeed`).
+    private var lastDropoutOffset: UInt32 = 0
 
     /// The factor on the low-rank path: `alpha / r`, or `alpha / √r` with rsLoRA (PEFT's `scaling`).
     public static func scale(alpha: Float, rank: Int, useRSLoRA: Bool) -> Float {
@@ -106,7 +112,8 @@ public final class LoRALinear {
             var input = x2
             if training && dropout > 0 {
                 input = try backend.empty(x2.shape)
-                try backend.dropout(Dropout(x: x2, y: input, probability: dropout, seed: nextDropoutSeed))
+                lastDropoutOffset = UInt32(truncatingIfNeeded: dropoutRowOffset &* inFeatures)
+                try backend.dropout(Dropout(x: x2, y: input, probability: dropout, seed: nextDropoutSeed, indexOffset: lastDropoutOffset))
                 lastDropoutSeed = nextDropoutSeed
                 nextDropoutSeed = nextDropoutSeed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             }
@@ -143,7 +150,7 @@ public final class LoRALinear {
         if let seed = lastDropoutSeed {
             // Dropout's backward is the same mask and scale applied to the gradient.
             let low = try backend.matmul(g, loraA, alpha: scale)
-            try backend.dropout(Dropout(x: low, y: low, probability: dropout, seed: seed))
+            try backend.dropout(Dropout(x: low, y: low, probability: dropout, seed: seed, indexOffset: lastDropoutOffset))
             try backend.axpy(Axpy(alpha: 1, x: low, y: dx))
         } else {
             try backend.gemm(GEMM(a: g, b: loraA, c: dx, alpha: scale, beta: 1))

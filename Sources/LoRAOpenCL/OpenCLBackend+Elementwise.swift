@@ -52,7 +52,7 @@ extension OpenCLBackend {
         let seed = op.seedWords
         try launch(k, global: [op.x.count], [
             .tensor(op.x), .tensor(op.y), .uint(op.threshold), .float(op.keepScale), .uint(seed.low), .uint(seed.high),
-            .int(op.x.count),
+            .uint(op.indexOffset), .int(op.x.count),
         ])
     }
 }

@@ -36,20 +36,23 @@ public struct Axpy: BackendOp {
 
 /// Inverted dropout: `y[i] = x[i] / (1 − p)` where element i is kept, 0 where dropped.
 ///
-/// Whether element i is kept depends only on (`seed`, i): a 32-bit integer hash of both compared with p·2³², the
-/// same on every device. So applying the op with the same seed to the output's gradient is its backward, and a
-/// run repeats exactly. `y` may be `x`.
+/// Whether element i is kept depends only on (`seed`, `indexOffset` + i): a 32-bit integer hash of both compared with
+/// p·2³², the same on every device. So applying the op with the same seed to the output's gradient is its backward,
+/// and a run repeats exactly. `indexOffset` places x inside a larger tensor the mask is defined over: a data-parallel
+/// rank's rows get the elements of the whole batch's mask that one process would give them. `y` may be `x`.
 public struct Dropout: BackendOp {
     public var owner: any Backend { x.backend }
     public let x: Tensor, y: Tensor
     public let probability: Float
     public let seed: UInt64
+    /// The mask index of x's first element (indices wrap modulo 2³², as the hash reads them).
+    public let indexOffset: UInt32
     /// Elements whose hash is below this are dropped: p·2³², rounded.
     public let threshold: UInt32
     /// 1 / (1 − p).
     public let keepScale: Float
 
-    public init(x: Tensor, y: Tensor, probability: Float, seed: UInt64) throws {
+    public init(x: Tensor, y: Tensor, probability: Float, seed: UInt64, indexOffset: UInt32 = 0) throws {
         try x.backend.requireOwned("dropout", x, y)
         try requireFloat32("dropout", ("x", x), ("y", y))
         guard x.count == y.count else {
@@ -58,7 +61,7 @@ public struct Dropout: BackendOp {
         guard probability >= 0, probability < 1 else {
             throw LoRAError.invalidArgument("dropout: probability \(probability) must lie in [0, 1)")
         }
-        (self.x, self.y, self.probability, self.seed) = (x, y, probability, seed)
+        (self.x, self.y, self.probability, self.seed, self.indexOffset) = (x, y, probability, seed, indexOffset)
         threshold = UInt32(min(Double(UInt32.max), (Double(probability) * 4_294_967_296).rounded()))
         keepScale = 1 / (1 - probability)
     }

@@ -62,13 +62,14 @@ extension Selftest {
 
     static let dropoutCheck = Check(name: "dropout") { s in
         // The mask is a counter-based hash of (seed, index): the same elements drop on every device, and the kept
-        // ones are multiplied by the same 1/(1 − p). Bit for bit, out of place and in place.
+        // ones are multiplied by the same 1/(1 − p). Bit for bit, out of place and in place (the latter as a part of a
+        // larger tensor's mask, from an index offset that wraps past 2³²).
         .compared(try [(Float(0.1), 4097), (0.5, 1000), (0, 33)].flatMap { p, count in
             let (device, cpu) = try s.both { b -> [[Float]] in
                 let x = try b.upload(randomValues(count, seed: 5300 + UInt64(count)), shape: [count])
                 let y = try b.empty([count])
                 try b.dropout(Dropout(x: x, y: y, probability: p, seed: 0x1234_5678_9ABC + UInt64(count)))
-                try b.dropout(Dropout(x: x, y: x, probability: p, seed: 77))
+                try b.dropout(Dropout(x: x, y: x, probability: p, seed: 77, indexOffset: .max - 500))
                 return [try y.toArray(), try x.toArray()]
             }
             return [Comparison.exact(device[0], cpu[0], label: "p \(p), \(count) elements"),

@@ -41,13 +41,24 @@ extension Trainer {
     static func rows(of batch: LabeledBatch, rank: Int, size: Int, perRank: Int) -> LabeledBatch {
         let range = min(batch.tokens.count, rank * perRank)..<min(batch.tokens.count, (rank + 1) * perRank)
         let tokens = Array(batch.tokens[range]), labels = batch.labels.map { Array($0[range]) }
-        return LabeledBatch(tokens: tokens, labels: labels, realTokens: tokens.reduce(0) { $0 + $1.count })
+        // Packed rows keep their windows' example boundaries.
+        let segments = batch.segments.map { PackedSegments(Array($0.lengths[range])) }
+        return LabeledBatch(tokens: tokens, labels: labels, realTokens: tokens.reduce(0) { $0 + $1.count }, segments: segments)
     }
 
-    /// Predictions a batch scores: position t against label t + 1, -100 ignored (the model's loss counts the same).
+    /// Predictions a batch scores: position t against label t + 1, -100 ignored, and in packed rows no example's last
+    /// token against the next example's first (the model's loss counts the same).
     static func scoredPredictions(_ batch: LabeledBatch) -> Int {
-        guard let labels = batch.labels else { return batch.tokens.reduce(0) { $0 + max(0, $1.count - 1) } }
-        return labels.reduce(0) { $0 + $1.dropFirst().filter { $0 != -100 }.count }
+        let labels = batch.labels ?? batch.tokens
+        let ends = batch.segments?.endsExample
+        var count = 0, flat = 0
+        for row in labels {
+            for t in 0..<row.count {
+                if t + 1 < row.count, row[t + 1] != -100, ends?[flat] != true { count += 1 }
+                flat += 1
+            }
+        }
+        return count
     }
 
     /// One data-parallel step's forward and backward on this rank's rows, then the all-reduce; returns the global
@@ -57,8 +68,10 @@ extension Trainer {
         let predictions = local.tokens.isEmpty ? 0 : Self.scoredPredictions(local)
         // A rank whose rows score nothing (all labels -100, or no rows in a short last batch) adds zero gradients
         // with weight 0: the model's loss refuses such a batch, and skipping it changes no sum.
-        let loss = predictions > 0 ? try withRankDropoutSeeds(rank: group.rank) {
-            try model.loss(local.tokens, labels: local.labels, gradients: true).loss
+        // Rows are flattened [row, position] in the model: this rank's first row starts at that index of the global batch.
+        let firstRow = min(global.tokens.count, group.rank * (data.batch / group.size)) * (global.tokens.first?.count ?? 0)
+        let loss = predictions > 0 ? try withDropoutRows(from: firstRow) {
+            try model.loss(local.tokens, labels: local.labels, segments: local.segments, gradients: true).loss
         } : 0
         if timesWaitApart {
             // A one-element all-reduce returns once every rank has finished its backward: the time to there is waiting
@@ -100,30 +113,15 @@ extension Trainer {
         return (exchange.host[n] / total, exchange.host[n + 2] > 0)
     }
 
-    /// Runs `body` (this rank's forward and backward) with dropout seeds of its own: a mask is a hash of (seed,
-    /// element index), so with rank 0's seeds every rank's rows would get the mask of rank 0's rows. Rank r > 0 mixes
-    /// r into each seed for the forward, then takes the seeds rank 0 advanced to, so every rank's seeds (and a
-    /// checkpoint's, written by rank 0) stay rank 0's chain and a resumed run repeats the uninterrupted one.
-    func withRankDropoutSeeds<T>(rank: Int, _ body: () throws -> T) throws -> T {
+    /// Runs `body` (this rank's forward and backward on its rows) with every adapter's dropout mask taken from row
+    /// `firstRow` of the global batch's mask on: a mask is a hash of (seed, element index), and every rank keeps the
+    /// same seeds, so rank r's rows get exactly the mask one process with the global batch gives them.
+    func withDropoutRows<T>(from firstRow: Int, _ body: () throws -> T) throws -> T {
         let layers = model.loraLayers.map(\.layer)
-        guard rank > 0, layers.contains(where: { $0.dropout > 0 }) else { return try body() }
-        let base = layers.map(\.nextDropoutSeed)
-        let mixed = base.map { $0 ^ (UInt64(rank) &* 0x9E37_79B9_7F4A_7C15) }
-        for (layer, seed) in zip(layers, mixed) { layer.nextDropoutSeed = seed }
-        defer {
-            for (i, layer) in layers.enumerated() {
-                // LoRALinear's forward advances a seed it used by this LCG step; an unused one stays.
-                if layer.nextDropoutSeed == mixed[i] { layer.nextDropoutSeed = base[i]; continue }
-                precondition(layer.nextDropoutSeed == Self.advanceDropoutSeed(mixed[i]),
-                             "LoRALinear advances dropout seeds differently from Trainer.advanceDropoutSeed")
-                layer.nextDropoutSeed = Self.advanceDropoutSeed(base[i])
-            }
-        }
+        for layer in layers { layer.dropoutRowOffset = firstRow }
+        defer { for layer in layers { layer.dropoutRowOffset = 0 } }
         return try body()
     }
-
-    /// The step LoRALinear's forward takes from one dropout seed to the next (checked where it is used).
-    static func advanceDropoutSeed(_ seed: UInt64) -> UInt64 { seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407 }
 
     /// The eval loss under a group: each rank scores every size-th sequence (from its rank on), and one all-reduce
     /// of (Σ loss·n, Σ n) gives the token-weighted mean over all of them on every rank.

@@ -155,8 +155,6 @@ struct TrainCommand: ParsableCommand {
             let chosen: LoRAConfig.Targets = names == ["all-linear"] ? .allLinear : names.map { .names($0) } ?? lm.defaultLoRATargets
             try lm.applyLoRA(LoRAConfig(rank: rank, alpha: alpha, targets: chosen, dropout: dropout, useRSLoRA: rslora), seed: seed)
         }
-        // A rank's share of a packed batch would need its windows' example boundaries split with it: not built yet.
-        if packing, let job, job.size > 1 { throw ValidationError("--packing is not supported under mpirun yet (\(job.size) ranks); train without it or on one process") }
         let (trainingData, eval) = try loadData(ranks: job?.size ?? 1)
         var options = TrainingOptions(steps: steps ?? (epochs.map { $0 * trainingData.batchesPerEpoch }
             ?? (tokens != nil ? 100 : trainingData.batchesPerEpoch)))

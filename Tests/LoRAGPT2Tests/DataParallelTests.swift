@@ -117,26 +117,46 @@ struct DataParallelTests {
         expectSameRun(try ranks.map { try $0.get() }, single)
     }
 
-    @Test("with dropout, ranks draw their own masks yet stay identical, and their seeds follow one process's chain")
-    func dropoutPerRank() throws {
+    @Test("with dropout, 2 ranks × batch 2 equal 1 process × batch 4: each rank's rows get the global batch's mask")
+    func dropoutMatchesOneProcess() throws {
         var generator = SeededGenerator(seed: 13)
         let stream = (0..<200).map { _ in Int(generator.next() % 400) }
-        let single = try train(data: TrainingData(stream: stream, seq: 8, batch: 4, seed: 5), steps: 3, dropout: 0.3, group: nil)
+        let single = try train(data: TrainingData(stream: stream, seq: 8, batch: 4, seed: 5), steps: 4, dropout: 0.3, group: nil)
         let ranks = try ThreadGroup.run(size: 2) { member in
-            try train(data: TrainingData(stream: stream, seq: 8, batch: 4, seed: 5), steps: 3, dropout: 0.3, group: member)
+            try train(data: TrainingData(stream: stream, seq: 8, batch: 4, seed: 5), steps: 4, dropout: 0.3, group: member)
         }.map { try $0.get() }
-        #expect(ranks[0].losses == ranks[1].losses && ranks[0].parameters == ranks[1].parameters, "the ranks drifted apart")
+        expectSameRun(ranks, single)
         #expect(ranks[0].dropoutSeeds == single.dropoutSeeds && ranks[1].dropoutSeeds == single.dropoutSeeds)
-        // Two equal rows, one per rank: with rank 0's masks on both, the job would be exactly one process training on
-        // that row alone; with masks of its own, rank 1's gradient differs, and so does the second step's loss (the
-        // first cannot: B starts at zero, so the masked path adds nothing yet).
+        // Two equal rows, one per rank: rank 0's mask on both would be one process training on that row alone; the
+        // global batch's mask differs between its rows, so the second step's loss does too (the first cannot: B starts
+        // at zero, so the masked path adds nothing yet).
         let row = Array(stream.prefix(9))
         let alone = try train(data: TrainingData(fixedBatch: [row]), steps: 2, dropout: 0.3, group: nil)
+        let both = try train(data: TrainingData(fixedBatch: [row, row]), steps: 2, dropout: 0.3, group: nil)
         let pair = try ThreadGroup.run(size: 2) { member in
             try train(data: TrainingData(fixedBatch: [row, row]), steps: 2, dropout: 0.3, group: member)
         }.map { try $0.get() }
-        #expect(pair[0].losses[0] == alone.losses[0])
-        #expect(pair[0].losses[1] != alone.losses[1], "rank 1 reused rank 0's dropout masks")
+        expectSameRun(pair, both)
+        #expect(pair[0].losses[1] != alone.losses[1], "rank 1 reused rank 0's dropout mask")
+    }
+
+    @Test("packed windows (--packing): 2 ranks × 2 equal 1 × 4, each rank's rows keeping their examples' boundaries")
+    func packedWindowsMatchOneProcess() throws {
+        var generator = SeededGenerator(seed: 14)
+        var examples: [[Int]] = [], labels: [[Int]] = []
+        for _ in 0..<30 {
+            let length = 3 + Int(generator.next() % 10)
+            let ids = (0..<length).map { _ in Int(generator.next() % 400) }
+            let prompt = Int(generator.next() % UInt64(length / 2 + 1))
+            examples.append(ids)
+            labels.append(ids.enumerated().map { $0.offset < prompt ? -100 : $0.element })
+        }
+        let (ids, targets) = (examples, labels)
+        @Sendable func data() throws -> TrainingData { try TrainingData(packing: ids, labels: targets, length: 16, batch: 4, seed: 3, padID: 0) }
+        #expect(try data().segments!.contains { $0.count > 1 }, "no window packs two examples: the test would prove nothing")
+        let single = try train(data: data(), steps: 5, dropout: 0.1, group: nil)
+        let ranks = ThreadGroup.run(size: 2) { member in try train(data: data(), steps: 5, dropout: 0.1, group: member) }
+        expectSameRun(try ranks.map { try $0.get() }, single)
     }
 
     @Test("a batch that does not split over the ranks is refused on every rank")

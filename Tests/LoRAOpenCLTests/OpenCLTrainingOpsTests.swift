@@ -108,4 +108,9 @@ struct OpenCLTrainingOpsTests {
     func dropout(probability: Float) throws {
         #expect(try cl.dropout(count: 70_001, probability: probability) == cpu.dropout(count: 70_001, probability: probability))
     }
+
+    @Test("OpenCL dropout with an index offset (a rank's rows of the global batch) drops the CPU's elements", arguments: [UInt32(1), 70_003, UInt32.max - 99])
+    func dropoutOffset(offset: UInt32) throws {
+        #expect(try cl.dropoutMask(count: 5_001, probability: 0.4, offset: offset) == cpu.dropoutMask(count: 5_001, probability: 0.4, offset: offset))
+    }
 }

@@ -252,6 +252,18 @@ struct CPUTrainingOpsTests {
         #expect(try run.dropout(count: 1000, probability: probability) == Array(y.prefix(1000)))
     }
 
+    @Test("dropout with an index offset gives that part of a larger tensor's mask (a data-parallel rank's rows)")
+    func dropoutOffset() throws {
+        let whole = try run.dropoutMask(count: 50_000, probability: 0.3, offset: 0)
+        for offset in [1, 17, 40_000] {
+            #expect(try run.dropoutMask(count: 10_000 - offset % 10_000, probability: 0.3, offset: UInt32(offset))
+                    == Array(whole[offset..<(offset + 10_000 - offset % 10_000)]), "offset \(offset)")
+        }
+        // Indices wrap modulo 2³², as the hash reads them.
+        let wrapped = try run.dropoutMask(count: 100, probability: 0.3, offset: .max - 49)
+        #expect(Array(wrapped[50...]) == Array(whole[0..<50]))
+    }
+
     @Test("the dropout hash is lowbias32 of index·0x9E3779B1 + the seed's low word, xor its high word, on any lane count")
     func dropoutHash() throws {
         // An independent statement of the mask rule Kernels/elementwise.cl repeats.

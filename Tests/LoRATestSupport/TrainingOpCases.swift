@@ -289,6 +289,14 @@ public struct TrainingOpRunner {
         return outOfPlace
     }
 
+    /// Which of `count` elements dropout keeps when x is the part of a larger tensor starting at element `offset`.
+    public func dropoutMask(count: Int, probability: Float, offset: UInt32) throws -> [Bool] {
+        let b = backend
+        let x = try b.upload([Float](repeating: 1, count: count), shape: [count]), y = try b.empty([count])
+        try b.dropout(Dropout(x: x, y: y, probability: probability, seed: 9, indexOffset: offset))
+        return try y.toArray().map { $0 != 0 }
+    }
+
     /// The table gradient of an embedding lookup of `tokens` into a [vocab, width] table for upstream
     /// `randomValues(seed: 37)`, added to a gradient that starts at 0.25.
     public func embeddingBackward(tokens: [Int32], vocab: Int, width: Int) throws -> [Float] {

@@ -66,24 +66,25 @@ extension CPUBackend {
         try requireOwned(op)
         let (x, y) = (elements(op.x), elements(op.y))
         forEachChunk(count: op.x.count) { range in
-            Self.dropoutChunk(x, y, range: range, threshold: op.threshold, scale: op.keepScale, seed: op.seed)
+            Self.dropoutChunk(x, y, range: range, threshold: op.threshold, scale: op.keepScale, seed: op.seed, offset: op.indexOffset)
         }
     }
 
     /// Out of line so the integer hash runs as vector code.
     static func dropoutChunk(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, range: Range<Int>,
-                             threshold: UInt32, scale: Float, seed: UInt64) {
+                             threshold: UInt32, scale: Float, seed: UInt64, offset: UInt32) {
         let lanes = SIMD16<UInt32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
         var i = range.lowerBound
         while i + 16 <= range.upperBound {
-            let h = Dropout.hash(SIMD16<UInt32>(repeating: UInt32(i)) &+ lanes, seed: seed)
+            let h = Dropout.hash(SIMD16<UInt32>(repeating: UInt32(truncatingIfNeeded: i) &+ offset) &+ lanes, seed: seed)
             var out = loadVector(x + i) * scale
             out.replace(with: 0, where: h .< SIMD16(repeating: threshold))  // Dropout.drops, 16 lanes
             storeVector(out, y + i)
             i += 16
         }
         while i < range.upperBound {
-            y[i] = Dropout.drops(Dropout.hash(UInt32(i), seed: seed), threshold: threshold) ? 0 : x[i] * scale
+            let h = Dropout.hash(UInt32(truncatingIfNeeded: i) &+ offset, seed: seed)
+            y[i] = Dropout.drops(h, threshold: threshold) ? 0 : x[i] * scale
             i += 1
         }
     }
