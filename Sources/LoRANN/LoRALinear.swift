@@ -98,6 +98,15 @@ public final class LoRALinear {
         [("lora_A.weight", loraA, gradA), ("lora_B.weight", loraB, gradB)]
     }
 
+    /// The seed of the mask after the one `seed` gave (an LCG step).
+    static func seed(after seed: UInt64) -> UInt64 { seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407 }
+
+    /// Takes the dropout seed a forward would have used, without a forward: a data-parallel rank with no rows in a
+    /// step stays on the seeds of the ranks that ran one.
+    public func skipDropoutMask() {
+        if training && dropout > 0 && !isMerged { nextDropoutSeed = Self.seed(after: nextDropoutSeed) }
+    }
+
     /// `y = x·W0ᵀ + b + s·(x·Aᵀ)·Bᵀ` for x `[..., in]`; y is `[..., out]`. Saves what `backward` needs.
     public func forward(_ x: Tensor) throws -> Tensor {
         guard x.shape.last == inFeatures else {
@@ -115,7 +124,7 @@ public final class LoRALinear {
                 lastDropoutOffset = UInt32(truncatingIfNeeded: dropoutRowOffset &* inFeatures)
                 try backend.dropout(Dropout(x: x2, y: input, probability: dropout, seed: nextDropoutSeed, indexOffset: lastDropoutOffset))
                 lastDropoutSeed = nextDropoutSeed
-                nextDropoutSeed = nextDropoutSeed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                nextDropoutSeed = Self.seed(after: nextDropoutSeed)
             }
             let u = try backend.empty([rows, rank])
             try backend.loraProject(LoRAProjection(x: input, a: loraA, b: loraB, scale: scale, y: y, u: u))

@@ -70,9 +70,14 @@ extension Trainer {
         // with weight 0: the model's loss refuses such a batch, and skipping it changes no sum.
         // Rows are flattened [row, position] in the model: this rank's first row starts at that index of the global batch.
         let firstRow = min(global.tokens.count, group.rank * (data.batch / group.size)) * (global.tokens.first?.count ?? 0)
-        let loss = predictions > 0 ? try withDropoutRows(from: firstRow) {
-            try model.loss(local.tokens, labels: local.labels, segments: local.segments, gradients: true).loss
-        } : 0
+        var loss: Float = 0
+        if predictions > 0 {
+            loss = try withDropoutRows(from: firstRow) {
+                try model.loss(local.tokens, labels: local.labels, segments: local.segments, gradients: true).loss
+            }
+        } else {
+            for (_, layer) in model.loraLayers { layer.skipDropoutMask() }
+        }
         if timesWaitApart {
             // A one-element all-reduce returns once every rank has finished its backward: the time to there is waiting
             // for the slowest rank, not exchanging.
