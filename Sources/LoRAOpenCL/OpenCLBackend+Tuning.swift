@@ -14,6 +14,17 @@ extension OpenCLBackend {
         lock.withLock { parameters = values }
     }
 
+    /// Runs `body` with the kernels built and launched with `values`, then restores the backend's own (the selftest
+    /// runs the variants a device would not pick this way). Nothing else may run on the backend meanwhile.
+    /// Throws `LoRAError.invalidArgument` when `values` cannot run on the device.
+    public func withKernelParameters<T>(_ values: KernelParameters, _ body: () throws -> T) throws -> T {
+        if let violation = values.violation(on: device) { throw LoRAError.invalidArgument("kernel parameters: \(violation)") }
+        let saved = kernelParameters
+        use(values)
+        defer { use(saved) }
+        return try body()
+    }
+
     /// `fnv1a` of every kernel source this backend builds from (embedded, or LORA_KERNELS_DIR's), in name order.
     public var kernelSourceHash: String { get throws { try Self.kernelSourceHash(directory: kernelsDirectory) } }
 
