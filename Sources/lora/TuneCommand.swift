@@ -23,7 +23,7 @@ struct TuneCommand: ParsableCommand {
     @Flag(help: "One JSON object per kernel family and line on stdout ({kernel, default, tuned, default_seconds, tuned_seconds, speedup, measured, rejected}), then {cache}; progress on stderr.")
     var json = false
     @Option(help: "Seconds to spend measuring, shared out over the kernel families (each family's default is measured even past it).")
-    var budget: Double = 120
+    var budget: Double = 60
     @Option(help: "Only these comma-separated kernel families (gemm, softmax, layernorm, rmsnorm, cross_entropy, lora); the others keep their defaults.")
     var kernels: String?
     @Flag(help: "Print each candidate's time on stderr.")
@@ -45,7 +45,6 @@ struct TuneCommand: ParsableCommand {
         note("tune: \(backend.name) \(backend.deviceDescription); kernel families \(tuner.familiesToTune.joined(separator: ", ")); "
              + "budget \(Int(budget)) s")
         let report = try tuner.run { line in if verbose { FileHandle.standardError.write(Data((line + "\n").utf8)) } }
-        let url = try TuningCache.write(report.entry(for: backend), for: backend.device)
         if !json {
             emit(pad("kernel", 14) + pad("default → tuned", 64) + pad("default ms", 12) + pad("tuned ms", 12) + "speedup")
         }
@@ -72,6 +71,8 @@ struct TuneCommand: ParsableCommand {
                      + (result.rejected.isEmpty ? "" : "  (\(result.rejected.count) of \(result.measured) candidates rejected)"))
             }
         }
+        // Written after the table, so a cache folder that cannot be written still leaves the measurements.
+        let url = try TuningCache.write(report.entry(for: backend), for: backend.device)
         if json {
             let data = try JSONSerialization.data(withJSONObject: ["cache": url.path], options: [.sortedKeys, .withoutEscapingSlashes])
             emit(String(decoding: data, as: UTF8.self))
