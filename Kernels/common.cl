@@ -2,7 +2,9 @@
 // Work-group reductions in a fixed tree order (results repeat run to run). Kernels that use them run with a
 // power-of-two work-group of at most GROUP_MAX items and pass a __local float[GROUP_MAX] scratch.
 
-#define GROUP_MAX 256
+#ifndef GROUP_MAX
+#define GROUP_MAX 256  // largest reduction work-group: a power of two, 1..1024 (4·GROUP_MAX bytes of local memory)
+#endif
 
 // Σ v over the work-group; every work-item gets the total. Every work-item must call it.
 float group_sum(float v, __local float* scratch)

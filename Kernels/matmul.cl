@@ -4,19 +4,28 @@
 // Two launches. pack_b copies op(B) into strips of TN columns, each strip k rows of TN contiguous floats,
 // zero-padded past n: the main loop then reads B sequentially whatever its layout (a row-major B read down a
 // strip jumps ld floats per step, which defeats a CPU's prefetchers), and transposes and edges of B are gone.
-// gemm: each work-item computes a TM×TN block of C in TM·TN/16 float16 accumulators. Dim 0 walks rows, so
+// gemm: each work-item computes a TM×TN block of C in TM·TN/VW accumulators of VW floats. Dim 0 walks rows, so
 // neighbouring work-items share one B strip (cache reuse on CPUs such as PoCL); dim 1 = strip; dim 2 = batch.
 // No local memory and no barriers (slow on CPU devices).
+// Tunables (TM, TN, VW here; the work-group size along dim 0 is the host's): the host passes them with -D, from
+// `lora tune`'s cache for the device or from its per-device-kind defaults (KernelParameters.swift holds the legal
+// values and the rules between them); the #defines below are the CPU defaults, so the file also compiles alone.
 // Typed operands: A and B may each be float32, bfloat16 or float16 (A_TYPE, B_TYPE: common.cl's dtype codes); they are
 // widened to float as they are read (B once, by pack_b), and the math and C are float32.
 
 #ifndef TM
-#define TM 12       // rows of C per work-item (the host sets it per device kind)
+#define TM 12       // rows of C per work-item: 1..16
 #endif
 #ifndef TN
-#define TN 32       // columns of C per work-item: 16 or 32 (TM·TN/16 accumulators must fit in registers)
+#define TN 32       // columns of C per work-item: 8..64, a multiple of VW (TM·TN floats must fit in registers)
 #endif
-#define VN (TN / 16)
+#ifndef VW
+#define VW 16       // floats per accumulator vector: 4, 8 or 16 (a divisor of TN)
+#endif
+#define VN (TN / VW)
+#define floatV TYPED_CAT(float, VW)
+#define VLOAD TYPED_CAT(vload, VW)
+#define VSTORE TYPED_CAT(vstore, VW)
 #ifndef TRANS_A
 #define TRANS_A 0   // 1: A is stored [k, m] and used transposed
 #endif
@@ -76,33 +85,33 @@ __kernel void gemm(const int m, const int n, const int k, const float alpha,
     C += offC + (long)batch * strideC;
     __global const float* Bs = packed + batch * packedStride + (long)strip * k * TN;
 
-    float16 acc[TM][VN];
+    floatV acc[TM][VN];
     #pragma unroll
     for (int t = 0; t < TM; t++)
         #pragma unroll
-        for (int q = 0; q < VN; q++) acc[t][q] = (float16)(0.0f);
+        for (int q = 0; q < VN; q++) acc[t][q] = (floatV)(0.0f);
 
     const int rows = min(TM, m - i0);
     if (rows == TM) {
         for (int p = pBegin; p < pEnd; p++) {
-            float16 b[VN];
+            floatV b[VN];
             #pragma unroll
-            for (int q = 0; q < VN; q++) b[q] = vload16(q, Bs + p * TN);
+            for (int q = 0; q < VN; q++) b[q] = VLOAD(q, Bs + p * TN);
             #pragma unroll
             for (int t = 0; t < TM; t++) {
-                const float16 a = (float16)(A_AT(i0 + t, p));
+                const floatV a = (floatV)(A_AT(i0 + t, p));
                 #pragma unroll
                 for (int q = 0; q < VN; q++) acc[t][q] = fma(a, b[q], acc[t][q]);
             }
         }
     } else {
         for (int p = pBegin; p < pEnd; p++) {
-            float16 b[VN];
+            floatV b[VN];
             #pragma unroll
-            for (int q = 0; q < VN; q++) b[q] = vload16(q, Bs + p * TN);
+            for (int q = 0; q < VN; q++) b[q] = VLOAD(q, Bs + p * TN);
             #pragma unroll
             for (int t = 0; t < TM; t++) {
-                const float16 a = (float16)(t < rows ? A_AT(i0 + t, p) : 0.0f);
+                const floatV a = (floatV)(t < rows ? A_AT(i0 + t, p) : 0.0f);
                 #pragma unroll
                 for (int q = 0; q < VN; q++) acc[t][q] = fma(a, b[q], acc[t][q]);
             }
@@ -115,14 +124,14 @@ __kernel void gemm(const int m, const int n, const int k, const float alpha,
         if (cols == TN) {
             #pragma unroll
             for (int q = 0; q < VN; q++) {
-                const float16 prior = beta == 0.0f ? (float16)(0.0f) : beta * vload16(q, c);
-                const float16 shift = hasBias ? vload16(q, bias + j0) : (float16)(0.0f);
-                vstore16(alpha * acc[t][q] + prior + shift, q, c);
+                const floatV prior = beta == 0.0f ? (floatV)(0.0f) : beta * VLOAD(q, c);
+                const floatV shift = hasBias ? VLOAD(q, bias + j0) : (floatV)(0.0f);
+                VSTORE(alpha * acc[t][q] + prior + shift, q, c);
             }
         } else {
             float out[TN];
             #pragma unroll
-            for (int q = 0; q < VN; q++) vstore16(acc[t][q], q, out);
+            for (int q = 0; q < VN; q++) VSTORE(acc[t][q], q, out);
             for (int j = 0; j < cols; j++)
                 c[j] = alpha * out[j] + (beta == 0.0f ? 0.0f : beta * c[j]) + (hasBias ? bias[j0 + j] : 0.0f);
         }

@@ -23,7 +23,8 @@
 #     stdout to OUT/<step>.jsonl (or .txt), stderr to OUT/<step>.log:
 #       devices           lora devices                                      (text)
 #       selftest          lora selftest --device D --json                   every op and kernel against the CPU
-#       tune              lora tune --device D --json                       skipped when this build has no tune command
+#       tune              lora tune --device D --json --budget 60           skipped when this build has no tune command;
+#                         its cache ($XDG_CACHE_HOME/swift-lora/) then tunes the bench steps after it
 #       bench-all         lora bench all --device D --json --min-time 0.2   GEMM, softmax, LoRA, ops, NF4
 #       train-gpt2-small  lora bench train --config gpt2-small --device D --steps 5 --json   (tokens/s: the median of
 #                         5 steps after 2 warm-up steps; $LORA_CHECK_TRAIN_STEPS changes the 5)
@@ -173,7 +174,7 @@ step selftest 150 jsonl selftest --device "$device" --json
 # the subcommands lora --help lists.
 if "${lora[@]}" --help 2>/dev/null | sed -n '/SUBCOMMANDS/,$p' | grep -qE '^ +tune( |$)'; then
     if "${lora[@]}" help tune 2>&1 | grep -q -- '--json'; then
-        step tune 90 jsonl tune --device "$device" --json
+        step tune 90 jsonl tune --device "$device" --json --budget 60
     else
         step tune 90 txt tune --device "$device"
     fi

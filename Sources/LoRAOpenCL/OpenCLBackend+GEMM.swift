@@ -55,24 +55,6 @@ public struct GEMMEngineChoice: Sendable, Equatable, CustomStringConvertible {
 }
 
 extension OpenCLBackend {
-    /// The GEMM kernel's tile per work-item and work-group shape, by device kind. On a CPU device (PoCL) a
-    /// 12×32 tile is 24 of the 32 AVX-512 registers and one-item work-groups let the runtime hand out row
-    /// blocks in order, so consecutive blocks share a B strip in cache (measured: 0.82-0.87 of OpenBLAS with
-    /// the runtime's own work-group choice, 0.94-1.01 with one item). A GPU thread cannot hold 24 float16
-    /// accumulators without spilling: 4×16 there, work-groups left to the driver (not yet measured on a GPU;
-    /// CLBlast wins the engine measurement where it is faster).
-    struct GEMMTiling {
-        let rows: Int, cols: Int, singleItemGroups: Bool
-
-        init(kind: OpenCLDeviceKind, n: Int) {
-            if kind == .cpu {
-                (rows, cols, singleItemGroups) = (12, n <= 16 ? 16 : 32, true)
-            } else {
-                (rows, cols, singleItemGroups) = (4, 16, false)
-            }
-        }
-    }
-
     public func gemm(_ op: GEMM) throws {
         try gemm(op, engine: Self.isFloat32(op) ? gemmEngineChoice().engine : .kernel)
     }
@@ -106,8 +88,15 @@ extension OpenCLBackend {
 
     /// Packs op(B) into contiguous strips (pack_b), then runs the register-tiled kernel over them.
     private func gemmWithKernel(_ op: GEMM) throws {
-        let tile = GEMMTiling(kind: device.kind, n: op.n)
+        // The tile per work-item and the work-group shape: KernelParameters' gemm.* (tuned, or the defaults: on a CPU
+        // device (PoCL) a 12×32 tile is 24 of the 32 AVX-512 registers and one-item work-groups let the runtime hand
+        // out row blocks in order, so consecutive blocks share a B strip in cache (measured: 0.82-0.87 of OpenBLAS
+        // with the runtime's own work-group choice, 0.94-1.01 with one item); a GPU thread cannot hold 24 float16
+        // accumulators without spilling: 4×16 there, work-groups left to the driver, until `lora tune` measures).
+        let tile = kernelParameters.gemmTile(n: op.n)
         var options = "-D TRANS_A=\(op.transposeA ? 1 : 0) -D TRANS_B=\(op.transposeB ? 1 : 0) -D TM=\(tile.rows) -D TN=\(tile.cols)"
+        // VW only when not the kernel's own default (16), so an untuned backend builds the programs it always built.
+        if tile.vector != 16 { options += " -D VW=\(tile.vector)" }
         // Typed operands only: an all-float32 GEMM keeps the option set (and the cached program) it always had.
         if !Self.isFloat32(op) { options += " -D A_TYPE=\(op.a.tensor.dtype.kernelCode) -D B_TYPE=\(op.b.tensor.dtype.kernelCode)" }
         let strips = (op.n + tile.cols - 1) / tile.cols
@@ -120,9 +109,11 @@ extension OpenCLBackend {
             .int(op.n), .int(op.k), .tensor(op.b.tensor), .int(op.b.offset), .int(op.b.ld), .int(op.b.batchStride),
             .tensor(packed),
         ])
-        try launch(try kernel("gemm", file: "matmul", options: options),
-                   global: [(op.m + tile.rows - 1) / tile.rows, strips, op.batch],
-                   local: tile.singleItemGroups ? [1, 1, 1] : nil, [
+        let gemmKernel = try kernel("gemm", file: "matmul", options: options)
+        // A group wider than this kernel allows (its registers) shrinks to the largest power of two that fits.
+        let group = tile.group == 0 ? 0 : min(tile.group, KernelParameter.powersOfTwo(upTo: try maxWorkGroupSize(gemmKernel)).last ?? 1)
+        try launch(gemmKernel, global: [(op.m + tile.rows - 1) / tile.rows, strips, op.batch],
+                   local: group == 0 ? nil : [group, 1, 1], [
             .int(op.m), .int(op.n), .int(op.k), .float(op.alpha),
             .tensor(op.a.tensor), .int(op.a.offset), .int(op.a.ld), .int(op.a.batchStride),
             .tensor(packed), .long(packedBatches == 1 ? 0 : packedStride),

@@ -8,7 +8,7 @@ extension OpenCLBackend {
     /// Every kernel function in this backend's kernel files, as "file/function".
     public func kernelFunctions() throws -> Set<String> {
         var names: Set<String> = []
-        for file in try kernelFileNames() where file != "common" {
+        for file in try Self.kernelFileNames(directory: kernelsDirectory) where file != "common" {
             let source = try KernelSources.source(named: file, directory: kernelsDirectory)
             for function in Self.kernelFunctionNames(in: source) { names.insert(file + "/" + function) }
         }
@@ -27,8 +27,8 @@ extension OpenCLBackend {
     }
 
     /// The kernel files (without `.cl`): the embedded ones, or the `.cl` files in LORA_KERNELS_DIR.
-    private func kernelFileNames() throws -> [String] {
-        guard let directory = kernelsDirectory else { return KernelSources.embeddedNames }
+    static func kernelFileNames(directory: String?) throws -> [String] {
+        guard let directory else { return KernelSources.embeddedNames }
         let entries: [String]
         do { entries = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
             throw OpenCLError.kernelSourceMissing("\(directory) (LORA_KERNELS_DIR) cannot be listed: \(error.localizedDescription)")

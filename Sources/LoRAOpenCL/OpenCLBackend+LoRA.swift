@@ -3,7 +3,7 @@
 // between the two halves. Or two GEMMs through the packed GEMM kernel. Local memory and barriers are slow on
 // CPU devices (PoCL: the fused kernel ran at ~2.5 GFLOP/s where the GEMMs reach 50-90), so CPU devices and
 // ranks beyond the fused kernel's local memory take the GEMMs; GPUs take the fused kernel.
-// Tunables of the kernel (LORA_MAX_RANK, LORA_WG) are passed with -D from the constants below.
+// Tunables of the kernel are passed with -D: LORA_MAX_RANK from the constant below, LORA_WG from lora.WG.
 import LoRARuntime
 
 /// How an OpenCL backend runs the LoRA path.
@@ -17,8 +17,6 @@ public enum LoRAPath: String, Sendable, CaseIterable {
 extension OpenCLBackend {
     /// Largest rank the fused kernel is built for (its local-memory array; `-D LORA_MAX_RANK`).
     static let fusedLoRAMaxRank = 256
-    /// Work-items per row in the fused kernel.
-    static let fusedLoRAWorkGroup = 64
 
     public func loraProject(_ op: LoRAProjection) throws {
         try loraProject(op, path: device.kind == .cpu ? .gemm : .fused)
@@ -28,9 +26,11 @@ extension OpenCLBackend {
     public func loraProject(_ op: LoRAProjection, path: LoRAPath) throws {
         try requireOwned(op)
         guard path == .fused, op.rank <= Self.fusedLoRAMaxRank else { return try loraProjectWithGEMM(op) }
-        let options = "-D LORA_MAX_RANK=\(Self.fusedLoRAMaxRank) -D LORA_WG=\(Self.fusedLoRAWorkGroup)"
+        // Work-items per row: lora.WG (KernelParameters.swift; 64 unless tuned), within the kernel's limit.
+        let wg = kernelParameters["lora.WG"]
+        let options = "-D LORA_MAX_RANK=\(Self.fusedLoRAMaxRank) -D LORA_WG=\(wg)"
         let k = try kernel("lora_forward", file: "lora", options: options)
-        let group = min(Self.fusedLoRAWorkGroup, try maxWorkGroupSize(k))
+        let group = min(wg, try maxWorkGroupSize(k))
         // An unused u slot still needs a valid buffer; y is never written through it (write_u = 0).
         try launch(k, global: [op.rows * group], local: [group], [
             .tensor(op.x), .tensor(op.a), .tensor(op.b), .tensor(op.y), .tensor(op.u ?? op.y),

@@ -40,6 +40,12 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     /// Created kernels by `file \0 options \0 name` (OpenCLBackend+KernelInventory.swift lists them).
     var kernels: [String: CLKernel] = [:]
     var chosenGEMMEngine: GEMMEngineChoice?
+    /// The kernels' tunables (KernelParameters.swift); `lora tune` swaps them while it measures.
+    var parameters: KernelParameters
+    /// Where `kernelParameters` came from: "defaults", or "tuned: <cache file>" (TuningCache.swift).
+    public private(set) var kernelParametersOrigin: String
+    /// Why the device's tuning cache file was ignored (also printed on stderr), or nil.
+    public private(set) var tuningCacheWarning: String?
 
     /// Opens device `opencl:<index>`.
     /// - Parameters:
@@ -47,20 +53,25 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     ///     (nil: `LORA_KERNELS_DIR` when set, else the embedded copies).
     ///   - useCLBlast: allow CLBlast for GEMM where it is installed.
     ///   - library: the OpenCL ICD loader to use (nil: `LORA_OPENCL_LIBRARY`, else `libOpenCL.so.1`).
+    ///   - tuning: where the kernels' parameters come from (default: `lora tune`'s cache for this device, if any).
     public convenience init(index: Int, kernelsDirectory: String? = nil, useCLBlast: Bool = true,
-                            library: String? = nil) throws {
+                            library: String? = nil, tuning: KernelTuning = .cache(directory: nil)) throws {
         let api = try OpenCLAPI.resolve(library)
         let devices = try OpenCL.devices(api: api)
         guard devices.indices.contains(index) else {
             throw OpenCLError.deviceNotFound(requested: index, available: devices.map(\.description))
         }
         try self.init(device: devices[index], api: api,
-                      kernelsDirectory: kernelsDirectory ?? environment("LORA_KERNELS_DIR"), useCLBlast: useCLBlast)
+                      kernelsDirectory: kernelsDirectory ?? environment("LORA_KERNELS_DIR"), useCLBlast: useCLBlast,
+                      tuning: tuning)
     }
 
-    init(device: OpenCLDeviceInfo, api: OpenCLAPI, kernelsDirectory: String?, useCLBlast: Bool) throws {
+    init(device: OpenCLDeviceInfo, api: OpenCLAPI, kernelsDirectory: String?, useCLBlast: Bool,
+         tuning: KernelTuning = .cache(directory: nil)) throws {
         (self.device, self.api, self.kernelsDirectory) = (device, api, kernelsDirectory)
         name = "opencl:\(device.index)"
+        (parameters, kernelParametersOrigin, tuningCacheWarning) = try Self.resolve(tuning, device: device, kernelsDirectory: kernelsDirectory)
+        if let tuningCacheWarning { FileHandle.standardError.write(Data("warning: \(tuningCacheWarning)\n".utf8)) }
         var status: Int32 = 0
         var deviceID: CLHandle? = device.deviceID
         let context = api.createContext(nil, 1, &deviceID, nil, nil, &status)
@@ -222,9 +233,10 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     }
 
     /// The work-group size for a kernel that reduces over rows of `cols` with common.cl's helpers: a power of
-    /// two, at most GROUP_MAX (256) and the device's limit, and no wider than the row needs.
-    func rowGroupSize(_ kernel: CLKernel, cols: Int) throws -> Int {
-        let limit = min(256, try maxWorkGroupSize(kernel), max(1, cols))
+    /// two, at most `cap` (the program's GROUP_MAX: 256 unless tuned) and the kernel's limit on the device, and no
+    /// wider than the row needs.
+    func rowGroupSize(_ kernel: CLKernel, cols: Int, cap: Int = 256) throws -> Int {
+        let limit = min(cap, try maxWorkGroupSize(kernel), max(1, cols))
         var size = 1
         while size * 2 <= limit { size *= 2 }
         return size

@@ -1,6 +1,7 @@
 // The row ops: softmax (plain, causal, with cached keys, windowed) and its gradient, layer norm and RMS norm and their
 // gradients (accumulating, in place), cross-entropy with its fused gradient, and RoPE forward and inverse. Row widths
-// straddle the row kernels' power-of-two work-groups (up to 256 items): 1, 64, 257, 300, 769, 1000.
+// straddle the row kernels' power-of-two work-groups (up to 256 items): 1, 64, 257, 300, 769, 1000. `rows.other_variant`
+// runs them again with the row-kernel variant and work-group sizes the device would not pick.
 // Bounds: normwise c·(n + ulps)·u (Comparison.swift) with n the longest sum. Layer norm's results are also scaled by
 // how far the rows sit from zero against their spread (κ = max|x| / std, computed from the data): subtracting the
 // mean loses that factor before anything else happens.
@@ -240,7 +241,23 @@ extension Selftest {
         })
     }
 
-    static var rowChecks: [Check] { softmaxChecks + normalizationChecks + [crossEntropyCheck, ropeCheck] }
+    static var rowChecks: [Check] { softmaxChecks + normalizationChecks + [crossEntropyCheck, ropeCheck, otherVariantRowsCheck] }
+
+    /// The softmax, normalization and cross-entropy checks again under kernel parameters this device does not pick:
+    /// softmax's other variant (one work-item per row where the device takes a work-group per row, and the reverse)
+    /// and 16-item reduction groups for every row kernel (a -D GROUP_MAX build, with rows wider than their group).
+    static let otherVariantRowsCheck = Check(name: "rows.other_variant") { s in
+        let current = s.device.kernelParameters
+        let values = current.with(["softmax.GROUP": 1 - current["softmax.GROUP"], "softmax.WG": 16, "layernorm.WG": 16,
+                                   "rmsnorm.WG": 16, "cross_entropy.WG": 16])
+        if let violation = values.violation(on: s.device.device) { return .skipped(violation) }
+        return .compared(try s.device.withKernelParameters(values) {
+            try (softmaxChecks + normalizationChecks + [crossEntropyCheck]).flatMap { check -> [Comparison] in
+                guard case .compared(let comparisons) = try check.body(s) else { return [] }
+                return comparisons.map { Comparison(error: $0.error, tolerance: $0.tolerance, label: "\(check.name) \($0.label)") }
+            }
+        })
+    }
 }
 
 extension Float {

@@ -1,6 +1,6 @@
 // `lora selftest`'s engine: every op of the Backend protocol, and every kernel in Kernels/ (including the variants a
 // device would not pick by default: both GEMM engines, the fused LoRA kernel and the two-GEMM path, both NF4 GEMM
-// kernels), run on an OpenCL device and on the CPU backend at shapes that cross the kernels' tile and work-group
+// kernels, both softmax variants), run on an OpenCL device and on the CPU backend at shapes that cross the kernels' tile and work-group
 // edges, then a few training steps of tiny random models on both. Each check compares the two as Comparison.swift
 // states and yields one result; a check that throws fails with the error. Everything is generated in memory from
 // fixed seeds: the binary needs no test harness and no files.

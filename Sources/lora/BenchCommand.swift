@@ -52,6 +52,7 @@ struct BenchContext {
     init(_ options: BenchOptions) throws {
         self.options = options
         backend = try options.device.select(announce: !options.json)
+        KernelParametersInfo.announce(backend, json: options.json)
         openBLAS = options.compare == "openblas"
             ? try OpenBLAS(threads: ThreadPool.configuredThreads()) : nil
         if !options.json, let openBLAS {
@@ -114,6 +115,8 @@ struct BenchContext {
         if options.json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
+            var result = result
+            result.kernelParameters = KernelParametersInfo(backend)
             print(String(decoding: try encoder.encode(result), as: UTF8.self))
         } else {
             print(result.line)
@@ -135,9 +138,12 @@ struct BenchResult: Encodable {
     var peerGflops: Double?
     var peerGbps: Double?
     var ratio: Double?
+    /// The OpenCL kernels' parameters (KernelParametersInfo.swift); nil on the CPU.
+    var kernelParameters: KernelParametersInfo?
 
     enum CodingKeys: String, CodingKey {
         case op, device, m, n, k, rows, cols, rank, seconds, gflops, gbps, peer, ratio
+        case kernelParameters = "kernel_parameters"
         case peerSeconds = "peer_seconds", peerGflops = "peer_gflops", peerGbps = "peer_gbps"
     }
 

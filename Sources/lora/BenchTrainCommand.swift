@@ -46,6 +46,7 @@ struct TrainBench: ParsableCommand {
         let ranks = job?.size ?? 1
         let backend = try job.map { job in try job.agree { try device.select(announce: !json && job.isRoot, rank: (job.rank, job.communicator.launch.localRank)) } }
             ?? device.select(announce: !json)
+        if job?.isRoot ?? true { KernelParametersInfo.announce(backend, json: json) }
         let (defaultBatch, make) = Self.configs[config]!
         let batch = self.batch ?? defaultBatch
         let model = try make(1, backend, load.options())
@@ -86,7 +87,8 @@ struct TrainBench: ParsableCommand {
                          model.weightBytes, bits.map { String(format: "%.3f", $0) } ?? "null", optimizer,
                          trainer.optimizer.stateDeviceBytes, gradientCheckpointing ? "true" : "false",
                          model.trainingStepBytes(batch: batch, length: seq)).dropLast()
-                + String(format: #", "ranks": %d, "allreduce_share": %.4f, "wait_share": %.4f}"#, ranks, share, wait))
+                + String(format: #", "ranks": %d, "allreduce_share": %.4f, "wait_share": %.4f"#, ranks, share, wait)
+                + ", \"kernel_parameters\": \(KernelParametersInfo(backend)?.json ?? "null")}")
         } else {
             print(String(format: "train %@%@ batch %d × seq %d, r=%d, %@%@: %.1f tokens/s (median of %d steps), peak RSS %.0f MB, optimizer state on the device %d bytes",
                          config, bits.map { String(format: " (NF4, %.2f bits per parameter)", $0) } ?? "", batch, seq, rank,

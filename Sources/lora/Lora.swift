@@ -13,7 +13,7 @@ struct Lora: ParsableCommand {
             else the CPU. Other variables: LORA_KERNELS_DIR, LORA_GEMM, LORA_CLBLAST, LORA_OPENCL_LIBRARY.
             """,
         subcommands: [TrainCommand.self, GenerateCommand.self, EvalCommand.self, MergeCommand.self, QuantizeCommand.self,
-                      TokenizeCommand.self, DataCommand.self, BenchCommand.self, DevicesCommand.self, SelftestCommand.self, DemoCommand.self],
+                      TokenizeCommand.self, DataCommand.self, BenchCommand.self, DevicesCommand.self, SelftestCommand.self, TuneCommand.self, DemoCommand.self],
         defaultSubcommand: TrainCommand.self)
 }
 
