@@ -64,6 +64,7 @@ public struct BatchedGenerationStats: Sendable, Equatable {
     public var decodeSteps = 0, decodedRows = 0
     /// Prefill forwards (one per request) and shared-cache rebuilds.
     public var prefills = 0, rebuilds = 0
+    public init() {}
     /// Mean rows per decode forward.
     public var meanBatch: Double { decodeSteps == 0 ? 0 : Double(decodedRows) / Double(decodeSteps) }
 }

@@ -56,6 +56,7 @@ public final class Engine: @unchecked Sendable {
     private var nextJobID = 0
     private var served: [ServedModel] = []
     private var inFlight = 0
+    private var statsSnapshot = BatchedGenerationStats()
     private var thread: Thread?
     private let exited = DispatchSemaphore(value: 0)
 
@@ -124,6 +125,13 @@ public final class Engine: @unchecked Sendable {
         return inFlight
     }
 
+    /// The generator's counts since the engine started: how batched its decode steps were.
+    public var stats: BatchedGenerationStats {
+        condition.lock()
+        defer { condition.unlock() }
+        return statsSnapshot
+    }
+
     /// Submits a completion; its events come on the stream. `cancel(id)` drops it (its client went away).
     public func submit(_ request: CompletionRequest) -> (id: Int, events: AsyncStream<CompletionEvent>) {
         let (stream, continuation) = AsyncStream.makeStream(of: CompletionEvent.self)
@@ -186,6 +194,9 @@ public final class Engine: @unchecked Sendable {
             for command in commands { handle(command) }
             if generator.hasWork {
                 do { try generator.step(deliver) } catch { failAll(error) }
+                condition.lock()
+                statsSnapshot = generator.stats
+                condition.unlock()
             }
             finishUnloads()
         }

@@ -77,7 +77,7 @@ public struct OpenAIServer: Sendable {
             try await task.value  // the error that stopped it before it listened
             throw APIError(.internalError, "the server stopped before it listened")
         }
-        return RunningServer(port: port, group: group, task: task)
+        return RunningServer(port: port, engine: engine, group: group, task: task)
     }
 }
 
@@ -85,10 +85,13 @@ public struct OpenAIServer: Sendable {
 public final class RunningServer: Sendable {
     /// The port it listens on.
     public let port: Int
+    public let engine: Engine
     private let group: ServiceGroup
     private let task: Task<Void, any Error>
 
-    init(port: Int, group: ServiceGroup, task: Task<Void, any Error>) { (self.port, self.group, self.task) = (port, group, task) }
+    init(port: Int, engine: Engine, group: ServiceGroup, task: Task<Void, any Error>) {
+        (self.port, self.engine, self.group, self.task) = (port, engine, group, task)
+    }
 
     /// Stops listening, lets the requests in flight finish, stops the engine; returns when all that is done.
     public func shutdown() async throws {
