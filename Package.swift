@@ -39,9 +39,16 @@ let package = Package(
         .library(name: "LoRAData", targets: ["LoRAData"]),
         .library(name: "LoRAMPI", targets: ["LoRAMPI"]),
         .executable(name: "lora", targets: ["lora"]),
+        // The OpenAI-compatible server for many adapters; its own product so that `lora` builds without the HTTP stack.
+        .executable(name: "lora-serve", targets: ["lora-serve"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // HTTP for `lora-serve` only (SwiftNIO underneath; graceful shutdown through swift-service-lifecycle).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        // Already in Hummingbird's graph; named here because the server uses their types (graceful shutdown, logs).
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
     ],
     targets: [
         // MARK: - Modules
@@ -80,9 +87,21 @@ let package = Package(
                                                   "LoRATraining", "LoRAQuantization", "LoRAMPI"]),
         // `lora selftest`: every op and kernel on an OpenCL device against the CPU backend, and short training runs.
         .target(name: "LoRASelftest", dependencies: ["SwiftLoRA"]),
+        // Flags both executables share (--device, --dtype, --quantize) and loading a model folder by its family.
+        .target(name: "LoRACommandLine", dependencies: ["SwiftLoRA", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "lora",
-            dependencies: ["SwiftLoRA", "LoRASelftest", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["SwiftLoRA", "LoRASelftest", "LoRACommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // The server: the engine thread that owns the model (continuous batching over adapters), OpenAI's JSON
+        // bodies, the routes; `lora-serve` parses the flags and runs it until SIGTERM or SIGINT.
+        .target(name: "LoRAServer", dependencies: [
+            "SwiftLoRA", .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(
+            name: "lora-serve",
+            dependencies: ["LoRAServer", "LoRACommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // MARK: - Build tooling
         .executableTarget(name: "KernelEmbedder"),
@@ -101,6 +120,7 @@ let package = Package(
         .testTarget(name: "LoRAQuantizationTests", dependencies: ["LoRAQuantization", "LoRARuntime", "LoRAFormats"]),
         .testTarget(name: "LoRADataTests", dependencies: ["SwiftLoRA", "LoRATestSupport"]),
         .testTarget(name: "LoRASelftestTests", dependencies: ["LoRASelftest", "LoRATestSupport"]),
+        .testTarget(name: "LoRAServerTests", dependencies: ["LoRAServer", "LoRATestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -3,13 +3,17 @@
 // over every active row (one token each), the rows choosing their adapters through the multi-LoRA banks; a row that
 // finishes frees its place and the next waiting request is admitted before the next step.
 //
+// Incremental: requests are submitted at any time (`submit`), `step` admits waiting ones and decodes once, reporting
+// every new token (with the text it makes safe to show, when the generator decodes text) and every finish; `cancel`
+// drops a request and frees its row. `run` is the whole-batch loop over that API.
+//
 // Layout: the active rows share one KV cache (`[rows·capacity, width]` per layer), right-aligned: at column pointer L
 // (the cache's length) row b holds its ℓ_b cached positions in columns L−ℓ_b..<L. A step writes every row's new key
 // at column L; the row's query is rotated at its own position ℓ_b and attends from column L−ℓ_b on (the attention
 // op's segment starts), so the zero columns before it are never seen. A new request's prompt is prefilled alone
-// (batch 1, its own adapter) into a temporary cache; whenever the set of rows changes (admission or finish) the
-// shared cache is rebuilt for the new rows, copying each row's keys and values into place (one block copy per row,
-// layer and part), so no column pointer runs past what the rows still need.
+// (batch 1, its own adapter) into a temporary cache; whenever the set of rows changes (admission, finish or cancel)
+// the shared cache is rebuilt for the new rows, copying each row's keys and values into place (one block copy per
+// row, layer and part), so no column pointer runs past what the rows still need.
 import LoRARuntime
 
 /// One generation request.
@@ -22,8 +26,13 @@ public struct GenerationRequest: Sendable {
     public var sampling: Sampling
     /// Token ids that end the request (not included in its output).
     public var stop: Set<Int>
-    public init(id: String, adapterSlot: Int = -1, prompt: [Int], maxTokens: Int, sampling: Sampling = Sampling(), stop: Set<Int> = []) {
+    /// Texts that end the request when its decoded output holds one (OpenAI's `stop`, StopStrings.swift): the text is
+    /// cut before it, the ids keep every token produced. Needs a generator that decodes (`decode`).
+    public var stopStrings: [String]
+    public init(id: String, adapterSlot: Int = -1, prompt: [Int], maxTokens: Int, sampling: Sampling = Sampling(), stop: Set<Int> = [],
+                stopStrings: [String] = []) {
         (self.id, self.adapterSlot, self.prompt, self.maxTokens, self.sampling, self.stop) = (id, adapterSlot, prompt, maxTokens, sampling, stop)
+        self.stopStrings = stopStrings
     }
 }
 
@@ -34,16 +43,28 @@ public struct GenerationResult: Sendable, Equatable {
     public let adapterSlot: Int
     /// The new tokens (without the prompt and without the stop token).
     public let ids: [Int]
-    /// `stop`: a stop token came; `length`: `maxTokens` or the model's last position was reached.
+    /// `stop`: a stop token or stop string came; `length`: `maxTokens` or the model's last position was reached.
     public let finishReason: FinishReason
+    /// The decoded output, cut before a stop string; nil when the generator does not decode.
+    public let text: String?
 }
 
-/// Counts of the last `run`: how batched it was.
+/// What a step reports.
+public enum GenerationEvent: Sendable {
+    /// A request's new token, and the text that became safe to show with it ("" while a possible stop string or an
+    /// unfinished character is held back, and always "" when the generator does not decode).
+    case token(ticket: Int, token: Int, text: String)
+    /// A request ended; `text` is what was still held back (its output is the tokens' texts and this, in order).
+    case finished(ticket: Int, result: GenerationResult, text: String)
+}
+
+/// Counts of the last `run` (or, for `step`, since the generator was made): how batched it was.
 public struct BatchedGenerationStats: Sendable, Equatable {
     /// Decode forwards (each over every active row) and the row-tokens they produced.
     public var decodeSteps = 0, decodedRows = 0
     /// Prefill forwards (one per request) and shared-cache rebuilds.
     public var prefills = 0, rebuilds = 0
+    public init() {}
     /// Mean rows per decode forward.
     public var meanBatch: Double { decodeSteps == 0 ? 0 : Double(decodedRows) / Double(decodeSteps) }
 }
@@ -52,19 +73,23 @@ public struct BatchedGenerationStats: Sendable, Equatable {
 public final class BatchedGenerator {
     public let model: any LanguageModel
     public let maxBatch: Int
+    /// The text of output ids (a tokenizer's decode); nil: no text (`GenerationResult.text` is nil, no stop strings).
+    public let decode: (([Int]) throws -> String)?
     public private(set) var stats = BatchedGenerationStats()
 
-    public init(model: any LanguageModel, maxBatch: Int) throws {
+    public init(model: any LanguageModel, maxBatch: Int, decode: (([Int]) throws -> String)? = nil) throws {
         guard maxBatch >= 1 else { throw LoRAError.invalidArgument("batched generation: max batch \(maxBatch) must be ≥ 1") }
-        (self.model, self.maxBatch) = (model, maxBatch)
+        (self.model, self.maxBatch, self.decode) = (model, maxBatch, decode)
     }
 
     /// A request in flight.
     private struct Row {
-        let index: Int
+        let ticket: Int
         let request: GenerationRequest
         var generator: SeededGenerator
         var produced: [Int] = []
+        /// Its output text (when the generator decodes).
+        var text: IncrementalText?
         /// Positions cached (the prompt and every produced token fed back so far).
         var length: Int
         /// The token to feed next.
@@ -74,6 +99,20 @@ public final class BatchedGenerator {
         /// Its row in the shared cache once copied there.
         var sharedRow = 0
     }
+
+    private var nextTicket = 0
+    private var waiting: [(ticket: Int, request: GenerationRequest)] = []
+    private var rows: [Row] = []
+    private var shared: KVCache?
+    /// The set of rows changed since the shared cache was built.
+    private var changed = true
+
+    /// Requests submitted and not yet admitted, and requests decoding.
+    public var waitingCount: Int { waiting.count }
+    public var activeCount: Int { rows.count }
+    public var hasWork: Bool { !waiting.isEmpty || !rows.isEmpty }
+    /// The adapter slots of every waiting and active request.
+    public var slotsInUse: Set<Int> { Set(waiting.map(\.request.adapterSlot) + rows.map(\.request.adapterSlot)) }
 
     /// Throws for a request the model cannot run (before anything runs).
     public func check(_ request: GenerationRequest) throws {
@@ -92,24 +131,70 @@ public final class BatchedGenerator {
         if request.adapterSlot >= 0 && model.adapterSlots.adapter(slot: request.adapterSlot) == nil {
             throw AdapterSlotError.unknownSlot(request.adapterSlot, loaded: model.adapterNames)
         }
+        if !request.stopStrings.isEmpty {
+            guard decode != nil else { throw LoRAError.invalidArgument("\(name): stop strings need a generator that decodes text") }
+            guard request.stopStrings.allSatisfy({ !$0.isEmpty }) else { throw LoRAError.invalidArgument("\(name): a stop string is empty") }
+        }
+    }
+
+    /// Queues a request (checked first) behind those waiting; returns its ticket, which its events carry.
+    @discardableResult
+    public func submit(_ request: GenerationRequest) throws -> Int {
+        try check(request)
+        defer { nextTicket += 1 }
+        waiting.append((nextTicket, request))
+        return nextTicket
+    }
+
+    /// Drops a waiting or active request (its client went away): its row is free for the next step and nothing more is
+    /// reported for it. Returns false when no such request is waiting or active.
+    @discardableResult
+    public func cancel(_ ticket: Int) -> Bool {
+        if let i = waiting.firstIndex(where: { $0.ticket == ticket }) {
+            waiting.remove(at: i)
+            return true
+        }
+        guard let i = rows.firstIndex(where: { $0.ticket == ticket }) else { return false }
+        rows.remove(at: i)
+        changed = true
+        if rows.isEmpty { shared = nil }
+        return true
+    }
+
+    /// Drops every request (after a step threw, the rows' state is unknown); returns their tickets.
+    public func cancelAll() -> [Int] {
+        defer { (waiting, rows, shared, changed) = ([], [], nil, true) }
+        return waiting.map(\.ticket) + rows.map(\.ticket)
     }
 
     /// Runs every request; results in request order. Each request's tokens are what `generate(prompt:maxTokens:
     /// sampling:stop:)` gives for it alone with only its adapter. `onFinish` sees each result as it completes.
+    /// Requests submitted before and not finished are run too, but not returned.
     public func run(_ requests: [GenerationRequest],
                     onFinish: (Int, GenerationResult) throws -> Void = { _, _ in }) throws -> [GenerationResult] {
         for request in requests { try check(request) }
         stats = BatchedGenerationStats()
+        var index: [Int: Int] = [:]
+        for (i, request) in requests.enumerated() { index[try submit(request)] = i }
+        var results = [GenerationResult?](repeating: nil, count: requests.count)
+        while hasWork {
+            try step { event in
+                guard case .finished(let ticket, let result, _) = event, let i = index[ticket] else { return }
+                results[i] = result
+                try onFinish(i, result)
+            }
+        }
+        return results.map { $0! }
+    }
+
+    /// One step: admits waiting requests into free rows (each prefilled alone with its adapter, its first token
+    /// sampled), then one decode forward over every active row. Reports each new token and each finish, in order.
+    public func step(_ report: (GenerationEvent) throws -> Void) throws {
         let wasTraining = model.training
         model.training = false
         defer { model.training = wasTraining }
-        var results = [GenerationResult?](repeating: nil, count: requests.count)
-        var waiting = requests.indices.makeIterator()
-        var rows: [Row] = []
-        var shared: KVCache?
-        var changed = true
 
-        // A row whose last sampled token ended it reports; else its token is queued to be fed.
+        // A row whose last sampled token ended it reports its finish; else its token is queued to be fed.
         func accept(_ row: inout Row, token: Int) throws -> Bool {
             let request = row.request
             var reason: GenerationResult.FinishReason?
@@ -118,60 +203,67 @@ public final class BatchedGenerator {
             } else {
                 row.produced.append(token)
                 row.next = token
+                var delta = ""
+                if let decode, row.text != nil {
+                    delta = row.text!.update(decoded: try decode(row.produced))
+                    if row.text!.stopped { reason = .stop }
+                }
                 // As `generate`: no forward once the budget or the model's positions are used up.
-                if row.produced.count >= request.maxTokens || row.length >= model.maxPositions { reason = .length }
+                if reason == nil && (row.produced.count >= request.maxTokens || row.length >= model.maxPositions) { reason = .length }
+                try report(.token(ticket: row.ticket, token: token, text: delta))
             }
             guard let reason else { return false }
-            let result = GenerationResult(id: request.id, adapterSlot: request.adapterSlot, ids: row.produced, finishReason: reason)
-            results[row.index] = result
-            try onFinish(row.index, result)
+            var tail = ""
+            if let decode, row.text != nil { tail = row.text!.update(decoded: try decode(row.produced), final: true) }
+            let result = GenerationResult(id: request.id, adapterSlot: request.adapterSlot, ids: row.produced,
+                                          finishReason: reason, text: row.text?.text)
+            try report(.finished(ticket: row.ticket, result: result, text: tail))
             return true
         }
 
-        while true {
-            // Admit waiting requests into free places: prefill each alone (its adapter), sample its first token.
-            while rows.count < maxBatch, let index = waiting.next() {
-                let request = requests[index]
-                let cache = try KVCache(model: model, capacity: request.prompt.count)
-                let logits = try model.forward([request.prompt], cache: cache, adapters: [request.adapterSlot]).toArray()
-                stats.prefills += 1
-                let vocab = model.vocabularySize, p = request.prompt.count
-                var row = Row(index: index, request: request, generator: SeededGenerator(seed: request.sampling.seed),
-                              length: p, prefillCache: cache)
-                let token = request.sampling.sample(Array(logits[(p - 1) * vocab..<p * vocab]), &row.generator)
-                if try !accept(&row, token: token) {
-                    rows.append(row)
-                    changed = true
-                }
+        // Admit waiting requests into free places: prefill each alone (its adapter), sample its first token.
+        while rows.count < maxBatch, !waiting.isEmpty {
+            let (ticket, request) = waiting.removeFirst()
+            let cache = try KVCache(model: model, capacity: request.prompt.count)
+            let logits = try model.forward([request.prompt], cache: cache, adapters: [request.adapterSlot]).toArray()
+            stats.prefills += 1
+            let vocab = model.vocabularySize, p = request.prompt.count
+            var row = Row(ticket: ticket, request: request, generator: SeededGenerator(seed: request.sampling.seed),
+                          text: decode == nil ? nil : IncrementalText(stops: StopStrings(request.stopStrings)),
+                          length: p, prefillCache: cache)
+            let token = request.sampling.sample(Array(logits[(p - 1) * vocab..<p * vocab]), &row.generator)
+            if try !accept(&row, token: token) {
+                rows.append(row)
+                changed = true
             }
-            if rows.isEmpty { break }
-            if changed {
-                shared = try rebuild(rows, from: shared)
-                for i in rows.indices { (rows[i].prefillCache, rows[i].sharedRow) = (nil, i) }
-                changed = false
-            }
-            // One decode step over every active row.
-            let cache = shared!
-            let column = cache.length
-            let rowSet = try DeviceSegments(
-                starts: model.backend.upload(rows.map { Int32(column - $0.length) }, shape: [rows.count, 1]),
-                positions: model.backend.upload(rows.map { Int32($0.length) }, shape: [rows.count]))
-            let adapterRows = try AdapterRows(indices: rows.map { Int32($0.request.adapterSlot) }, backend: model.backend)
-            let logits = try model.withAdapterRows(adapterRows) {
-                try model.forward(rows.map { [$0.next] }, cache: cache, ragged: rowSet)
-            }.toArray()
-            stats.decodeSteps += 1
-            stats.decodedRows += rows.count
-            let vocab = model.vocabularySize
-            var kept: [Row] = []
-            for (b, var row) in rows.enumerated() {
-                row.length += 1
-                let token = row.request.sampling.sample(Array(logits[b * vocab..<(b + 1) * vocab]), &row.generator)
-                if try accept(&row, token: token) { changed = true } else { kept.append(row) }
-            }
-            rows = kept
         }
-        return results.map { $0! }
+        if rows.isEmpty { return }
+        if changed {
+            shared = try rebuild(rows, from: shared)
+            for i in rows.indices { (rows[i].prefillCache, rows[i].sharedRow) = (nil, i) }
+            changed = false
+        }
+        // One decode step over every active row.
+        let cache = shared!
+        let column = cache.length
+        let rowSet = try DeviceSegments(
+            starts: model.backend.upload(rows.map { Int32(column - $0.length) }, shape: [rows.count, 1]),
+            positions: model.backend.upload(rows.map { Int32($0.length) }, shape: [rows.count]))
+        let adapterRows = try AdapterRows(indices: rows.map { Int32($0.request.adapterSlot) }, backend: model.backend)
+        let logits = try model.withAdapterRows(adapterRows) {
+            try model.forward(rows.map { [$0.next] }, cache: cache, ragged: rowSet)
+        }.toArray()
+        stats.decodeSteps += 1
+        stats.decodedRows += rows.count
+        let vocab = model.vocabularySize
+        var kept: [Row] = []
+        for (b, var row) in rows.enumerated() {
+            row.length += 1
+            let token = row.request.sampling.sample(Array(logits[b * vocab..<(b + 1) * vocab]), &row.generator)
+            if try accept(&row, token: token) { changed = true } else { kept.append(row) }
+        }
+        rows = kept
+        if rows.isEmpty { shared = nil }  // its memory, until the next admission
     }
 
     /// A fresh shared cache for `rows`, right-aligned at column max ℓ, with room for every row's remaining tokens;

@@ -112,13 +112,13 @@ struct GenerateCommand: ParsableCommand {
         let tokenizer = try loadTokenizer(folder: model)
         let stop = lm.endOfSequenceTokens.union(tokenizer.eosTokenID.map { [$0] } ?? [])
         let file = try RequestsFile.read(path: path, model: lm, tokenizer: tokenizer, baseStop: stop, defaultMaxTokens: maxTokens)
-        let generator = try BatchedGenerator(model: lm, maxBatch: maxBatch)
+        let generator = try BatchedGenerator(model: lm, maxBatch: maxBatch) { try tokenizer.decode($0) }
         let start = DispatchTime.now().uptimeNanoseconds
         let results = try generator.run(file.map(\.request))
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         for (entry, result) in zip(file, results) {
             let adapterField = entry.adapter.map(JSONValue.quote) ?? "null"
-            print(#"{"id": \#(JSONValue.quote(result.id)), "adapter": \#(adapterField), "ids": [\#(result.ids.map(String.init).joined(separator: ", "))], "text": \#(JSONValue.quote(try tokenizer.decode(result.ids))), "finish_reason": "\#(result.finishReason.rawValue)"}"#)
+            print(#"{"id": \#(JSONValue.quote(result.id)), "adapter": \#(adapterField), "ids": [\#(result.ids.map(String.init).joined(separator: ", "))], "text": \#(JSONValue.quote(try result.text ?? tokenizer.decode(result.ids))), "finish_reason": "\#(result.finishReason.rawValue)"}"#)
         }
         let tokens = results.map(\.ids.count).reduce(0, +), stats = generator.stats
         FileHandle.standardError.write(Data(String(

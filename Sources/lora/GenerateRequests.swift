@@ -1,6 +1,7 @@
 // `lora generate --requests FILE.jsonl`: the requests file, one JSON object a line
 //   {"id", "adapter": NAME or null, "prompt": text | "prompt_ids": [ids], "max_tokens", "temperature", "top_k",
-//    "seed", "stop": [token id or one-token text, ...]}
+//    "seed", "stop": [token id or text, ...]}   (a text of one token stops at that token; a longer one is a stop
+//    string, matched in the decoded text: the text ends before it, the ids keep every token produced)
 // read and checked whole before anything runs (a bad line stops the run, naming the file, the line and the field),
 // then decoded together by the library's `BatchedGenerator`; the output is one JSON line per request, in file order.
 import ArgumentParser
@@ -82,6 +83,7 @@ enum RequestsFile {
                 temperature = Float(t)
             }
             var stop = baseStop
+            var stopStrings: [String] = []
             switch object["stop"] {
             case nil, .null?: break
             case .array(let items)?:
@@ -90,15 +92,18 @@ enum RequestsFile {
                         stop.insert(token)
                     } else if let s = item.stringValue, let token = try? tokenizer.encode(s), token.count == 1 {
                         stop.insert(token[0])
+                    } else if let s = item.stringValue, !s.isEmpty {
+                        stopStrings.append(s)  // several tokens: matched in the decoded text (StopStrings.swift)
                     } else {
-                        throw bad("\"stop\": each entry must be a token id in the vocabulary or text of exactly one token, got \(item.serialized())")
+                        throw bad("\"stop\": each entry must be a token id in the vocabulary or a non-empty text, got \(item.serialized())")
                     }
                 }
-            default: throw bad("\"stop\" must be an array of token ids or one-token texts")
+            default: throw bad("\"stop\" must be an array of token ids or texts")
             }
             requests.append(FileRequest(
                 request: GenerationRequest(id: id, adapterSlot: slot, prompt: prompt, maxTokens: maxTokens,
-                                           sampling: Sampling(temperature: temperature, topK: topK, seed: UInt64(seed)), stop: stop),
+                                           sampling: Sampling(temperature: temperature, topK: topK, seed: UInt64(seed)), stop: stop,
+                                           stopStrings: stopStrings),
                 adapter: adapter))
         }
         guard !requests.isEmpty else { throw ValidationError("--requests: \(path) holds no requests") }

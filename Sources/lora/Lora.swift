@@ -1,6 +1,8 @@
 // The `lora` command-line tool.
 import ArgumentParser
 import Foundation
+// --device, --dtype and --quantize, shared with lora-serve; exported so every command's file sees them.
+@_exported import LoRACommandLine
 import SwiftLoRA
 
 @main
@@ -15,45 +17,4 @@ struct Lora: ParsableCommand {
         subcommands: [TrainCommand.self, GenerateCommand.self, EvalCommand.self, MergeCommand.self, QuantizeCommand.self,
                       TokenizeCommand.self, DataCommand.self, BenchCommand.self, DevicesCommand.self, SelftestCommand.self, TuneCommand.self, DemoCommand.self],
         defaultSubcommand: TrainCommand.self)
-}
-
-/// `--dtype` and `--quantize`, shared by every command that loads a model.
-struct LoadOptions: ParsableArguments {
-    @Option(name: .long, help: "Storage of the model's weights on the device: keep (the file's), float32, bfloat16 or float16. Math is float32 either way.")
-    var dtype = "keep"
-    @Option(name: .long, help: "nf4: quantize the decoder's linear layers to 4-bit NormalFloat as they load (QLoRA: bitsandbytes' format, blocks of 64, double quantization). A bitsandbytes 4-bit folder loads 4-bit without it.")
-    var quantize: String?
-
-    func validate() throws {
-        guard dtype == "keep" || DType(rawValue: dtype)?.isFloatingPoint == true else {
-            throw ValidationError("--dtype takes keep, float32, bfloat16 or float16, not '\(dtype)'")
-        }
-        if let quantize, quantize != "nf4" {
-            throw ValidationError("--quantize takes nf4, not '\(quantize)' (fp4 and 8-bit are not supported)")
-        }
-    }
-
-    /// The dtype --dtype names (nil for keep).
-    var storage: DType? { dtype == "keep" ? nil : DType(rawValue: dtype) }
-
-    /// The load options; `defaultDType` applies when --dtype is keep (full fine-tuning trains float32 weights).
-    func options(defaultDType: DType? = nil) -> ModelLoadOptions {
-        ModelLoadOptions(dtype: storage ?? defaultDType, quantization: quantize == nil ? nil : NF4Options())
-    }
-}
-
-/// `--device`, shared by every command that computes.
-struct DeviceOptions: ParsableArguments {
-    @Option(name: .long, help: "cpu, opencl, opencl:N or auto (default: LORA_DEVICE, else auto).")
-    var device: String?
-
-    /// Chooses the device and prints the choice and the reason (to stderr when stdout is for data). `rank`: this
-    /// process's rank in a data-parallel job and on its node (the node's ranks spread over its GPUs).
-    func select(announce: Bool = true, rank: (world: Int, local: Int)? = nil) throws -> any Backend {
-        let selection = try Devices.select(device, localRank: rank?.local)
-        let line = (rank.map { "rank \($0.world): " } ?? "")
-            + "device: \(selection.backend.deviceDescription) [\(selection.backend.name)]: \(selection.reason)"
-        if announce { print(line) } else { FileHandle.standardError.write(Data((line + "\n").utf8)) }
-        return selection.backend
-    }
 }
