@@ -94,16 +94,16 @@ struct GenerateBench: ParsableCommand {
         var mixedResults = try timed(mixed, mixed: true, tokens: newTokens).results
         var mergedResults = try timed(merged, mixed: false, tokens: newTokens).results
         var times: [String: [Double]] = [:]
+        var stats = mixed.stats
         for _ in 0..<rounds {
             let m = try timed(mixed, mixed: true, tokens: newTokens)
             let g = try timed(merged, mixed: false, tokens: newTokens)
-            (mixedResults, mergedResults) = (m.results, g.results)
+            (mixedResults, mergedResults, stats) = (m.results, g.results, mixed.stats)
             times["mixed", default: []].append(m.seconds)
             times["merged", default: []].append(g.seconds)
             times["mixed_prefill", default: []].append(try timed(mixed, mixed: true, tokens: 1).seconds)
             times["merged_prefill", default: []].append(try timed(merged, mixed: false, tokens: 1).seconds)
         }
-        let stats = mixed.stats
         func median(_ values: [Double]) -> Double { let s = values.sorted(); return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
         let generated = Double(batch * newTokens), decoded = Double(batch * (newTokens - 1))
         let mixedRate = generated / median(times["mixed"]!), mergedRate = generated / median(times["merged"]!)
