@@ -79,10 +79,14 @@ public struct AdapterRows: Sendable {
         (self.count, self.segments) = (count, segments)
         self.indices = try backend.upload(indices, shape: [count])
         largestAdapter = segments.map(\.adapter).max() ?? -1
+        rowsByAdapter = Self.group(segments)
     }
 
-    /// The rows of each adapter that has any (base-only rows left out), in order of first appearance.
-    public var rowsByAdapter: [(adapter: Int, ranges: [Range<Int>])] {
+    /// The rows of each adapter that has any (base-only rows left out), in order of first appearance. Built once
+    /// per batch: every module's op reads it (a decode step of a 30-layer model, 120 or more times).
+    public let rowsByAdapter: [(adapter: Int, ranges: [Range<Int>])]
+
+    private static func group(_ segments: [Segment]) -> [(adapter: Int, ranges: [Range<Int>])] {
         var order: [Int] = [], ranges: [Int: [Range<Int>]] = [:]
         for segment in segments where segment.adapter >= 0 {
             if ranges[segment.adapter] == nil { order.append(segment.adapter) }

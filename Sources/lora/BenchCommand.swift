@@ -10,7 +10,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure the runtime's ops (median time, GFLOP/s or GB/s).",
         subcommands: [GEMMBench.self, SoftmaxBench.self, LoRABench.self, MultiLoRABench.self, OpsBench.self, NF4Bench.self, TrainBench.self,
-                      AllBench.self])
+                      GenerateBench.self, AllBench.self])
 }
 
 struct BenchOptions: ParsableArguments {

@@ -24,10 +24,16 @@ extension PackedGEMM {
                 continue
             }
             if b.rowStride == 1 && width == nr {
-                // Bᵀ stored (dy·Wᵀ, a tied LM head): eight read streams per 8 columns, one 32-byte store per k step.
+                // Bᵀ stored (x·Wᵀ with W [out, in], dy·Wᵀ, a tied LM head): eight read streams per 8 columns,
+                // 8×8 blocks transposed in registers (eight 32-byte loads, 24 shuffles, eight 32-byte stores), the
+                // last k steps of a ragged block one 32-byte store each. A pure copy: the panels are the same.
+                let full = kcBlock & ~7
                 for g in stride(from: 0, to: nr, by: 8) {
                     let (cs, src) = (b.colStride, b.base + (j0 + g) * b.colStride + rows.lowerBound)
-                    for p in 0..<kcBlock {
+                    for p in stride(from: 0, to: full, by: 8) {
+                        transpose8x8(src + p, stride: cs, into: out + p * nr + g, stride: nr)
+                    }
+                    for p in full..<kcBlock {
                         let v = SIMD8<Float>(src[p], src[cs + p], src[2 * cs + p], src[3 * cs + p],
                                              src[4 * cs + p], src[5 * cs + p], src[6 * cs + p], src[7 * cs + p])
                         UnsafeMutableRawPointer(out + p * nr + g).storeBytes(of: v, as: SIMD8<Float>.self)
@@ -157,4 +163,30 @@ extension PackedGEMM {
             }
         }
     }
+}
+
+/// Writes the transpose of the 8×8 block at `src` (rows `srcStride` apart) to `dst` (rows `dstStride` apart):
+/// dst[u·dstStride + t] = src[t·srcStride + u]. Unpack pairs, then pairs of pairs, then 128-bit halves (AVX's
+/// unpcklps/shufps/vperm2f128 pattern; LLVM turns the constant-index element moves into those shuffles).
+@inline(__always)
+func transpose8x8(_ src: UnsafePointer<Float>, stride srcStride: Int, into dst: UnsafeMutablePointer<Float>, stride dstStride: Int) {
+    typealias V = SIMD8<Float>
+    @inline(__always) func row(_ t: Int) -> V { UnsafeRawPointer(src + t * srcStride).loadUnaligned(as: V.self) }
+    let (r0, r1, r2, r3, r4, r5, r6, r7) = (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7))
+    // Within each 128-bit half: interleave rows 2i and 2i+1.
+    @inline(__always) func lo(_ a: V, _ b: V) -> V { V(a[0], b[0], a[1], b[1], a[4], b[4], a[5], b[5]) }
+    @inline(__always) func hi(_ a: V, _ b: V) -> V { V(a[2], b[2], a[3], b[3], a[6], b[6], a[7], b[7]) }
+    let (t0, t1, t2, t3) = (lo(r0, r1), hi(r0, r1), lo(r2, r3), hi(r2, r3))
+    let (t4, t5, t6, t7) = (lo(r4, r5), hi(r4, r5), lo(r6, r7), hi(r6, r7))
+    // Pairs of pairs: four rows' element u (low half) and u + 4 (high half).
+    @inline(__always) func even(_ a: V, _ b: V) -> V { V(a[0], a[1], b[0], b[1], a[4], a[5], b[4], b[5]) }
+    @inline(__always) func odd(_ a: V, _ b: V) -> V { V(a[2], a[3], b[2], b[3], a[6], a[7], b[6], b[7]) }
+    let (s0, s1, s2, s3) = (even(t0, t2), odd(t0, t2), even(t1, t3), odd(t1, t3))
+    let (s4, s5, s6, s7) = (even(t4, t6), odd(t4, t6), even(t5, t7), odd(t5, t7))
+    // Halves: rows 0-3 from s, rows 4-7 from s + 4.
+    @inline(__always) func store(_ u: Int, _ v: V) { UnsafeMutableRawPointer(dst + u * dstStride).storeBytes(of: v, as: V.self) }
+    store(0, V(lowHalf: s0.lowHalf, highHalf: s4.lowHalf)); store(4, V(lowHalf: s0.highHalf, highHalf: s4.highHalf))
+    store(1, V(lowHalf: s1.lowHalf, highHalf: s5.lowHalf)); store(5, V(lowHalf: s1.highHalf, highHalf: s5.highHalf))
+    store(2, V(lowHalf: s2.lowHalf, highHalf: s6.lowHalf)); store(6, V(lowHalf: s2.highHalf, highHalf: s6.highHalf))
+    store(3, V(lowHalf: s3.lowHalf, highHalf: s7.lowHalf)); store(7, V(lowHalf: s3.highHalf, highHalf: s7.highHalf))
 }

@@ -12,6 +12,11 @@ extension CPUBackend {
     /// (`lora bench multi-lora`, 64 rows over 8 adapters, 576 wide, r=16: 0.58 of the single adapter's speed with
     /// the GEMMs at 8 rows a group, 0.97 row by row).
     static let multiLoRARowByRow = 16
+    /// Larger groups also run row by row while rows × rank stays below this: a prefill segment of 16-20 rows at
+    /// r=8 took 12 µs row by row against 17-20 µs on the GEMMs (`lora bench multi-lora --adapters 1`, 576 wide;
+    /// 3 against 4.6 µs at 128 wide); at rows × rank ≈ 256 the two tie, and 24 rows at r=16 took 31 µs row by row
+    /// against 23 µs on the GEMMs.
+    static let multiLoRARowByRowTerms = 256
 
     public func multiLoRA(_ op: MultiLoRA) throws {
         try requireOwned(op)
@@ -45,13 +50,23 @@ extension CPUBackend {
         // A_a [r, in] (row stride in) and B_aᵀ [r, out] (row stride out).
         let (a, bT) = (elements(op.a) + adapter * maxRank * inF, elements(op.bT) + adapter * maxRank * outF)
         let n = ranges.reduce(0) { $0 + $1.count }
-        if n < Self.multiLoRARowByRow {
-            let u = ThreadScratch.current(.rows, floats: r)
-            for range in ranges {
-                for i in range {
-                    let (xi, yi) = (x + i * inF, y + i * outF)
-                    for q in 0..<r { u[q] = scale * dotProduct(xi, a + q * inF, count: inF) }
-                    for q in 0..<r { addScaled(u[q], bT + q * outF, to: yi, count: outF) }
+        if n < Self.multiLoRARowByRow || n * r < Self.multiLoRARowByRowTerms {
+            // Up to four rows at a time (gathered across ranges: decode's rows of one adapter lie apart).
+            let u = ThreadScratch.current(.rows, floats: 4 * r)
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: 4) { block in
+                var filled = 0
+                for range in ranges {
+                    for i in range {
+                        block[filled] = i
+                        filled += 1
+                        if filled == 4 {
+                            multiLoRARows(block, count: 4, x: x, y: y, a: a, bT: bT, rank: r, scale: scale, inF: inF, outF: outF, u: u)
+                            filled = 0
+                        }
+                    }
+                }
+                if filled > 0 {
+                    multiLoRARows(block, count: filled, x: x, y: y, a: a, bT: bT, rank: r, scale: scale, inF: inF, outF: outF, u: u)
                 }
             }
             return
@@ -85,6 +100,62 @@ extension CPUBackend {
         for range in ranges {
             addScaled(1, update + row * outF, to: y + range.lowerBound * outF, count: range.count * outF)
             row += range.count
+        }
+    }
+}
+
+/// `count` (1-4) rows of one adapter in place: u_i = s·A·x_i (r dot products), then y_i += Σ_q u_i[q]·Bᵀ[q].
+/// The rows share each load of A and Bᵀ and run four independent FMA chains (one row alone waits on its chain's
+/// latency); rows past `count` repeat the first and are never stored. Each row's bits are those of one row alone:
+/// every dot product sums in `dotProduct`'s order, and each 16 outputs of y take the r terms in order q = 0..<r
+/// (`addScaled`'s order), kept in a register between them.
+@inline(__always)
+private func multiLoRARows(_ rows: UnsafeMutableBufferPointer<Int>, count: Int, x: UnsafeMutablePointer<Float>,
+                           y: UnsafeMutablePointer<Float>, a: UnsafeMutablePointer<Float>, bT: UnsafeMutablePointer<Float>,
+                           rank r: Int, scale: Float, inF: Int, outF: Int, u: UnsafeMutablePointer<Float>) {
+    let row0 = rows[0]
+    let row = (row0, count > 1 ? rows[1] : row0, count > 2 ? rows[2] : row0, count > 3 ? rows[3] : row0)
+    let (x0, x1, x2, x3) = (x + row.0 * inF, x + row.1 * inF, x + row.2 * inF, x + row.3 * inF)
+    let fullIn = inF & ~15
+    for q in 0..<r {
+        let aq = a + q * inF
+        var (s0, s1, s2, s3) = (Vector(), Vector(), Vector(), Vector())
+        for k in stride(from: 0, to: fullIn, by: 16) {
+            let av = loadVector(aq + k)
+            s0 = multiplyAdd(s0, loadVector(x0 + k), av)
+            s1 = multiplyAdd(s1, loadVector(x1 + k), av)
+            s2 = multiplyAdd(s2, loadVector(x2 + k), av)
+            s3 = multiplyAdd(s3, loadVector(x3 + k), av)
+        }
+        var (t0, t1, t2, t3) = (horizontalSum(s0), horizontalSum(s1), horizontalSum(s2), horizontalSum(s3))
+        for k in fullIn..<inF {
+            (t0, t1) = (multiplyAdd(t0, x0[k], aq[k]), multiplyAdd(t1, x1[k], aq[k]))
+            (t2, t3) = (multiplyAdd(t2, x2[k], aq[k]), multiplyAdd(t3, x3[k], aq[k]))
+        }
+        (u[q], u[r + q], u[2 * r + q], u[3 * r + q]) = (scale * t0, scale * t1, scale * t2, scale * t3)
+    }
+    let (y0, y1, y2, y3) = (y + row.0 * outF, y + row.1 * outF, y + row.2 * outF, y + row.3 * outF)
+    let fullOut = outF & ~15
+    for c in stride(from: 0, to: fullOut, by: 16) {
+        var (v0, v1, v2, v3) = (loadVector(y0 + c), loadVector(y1 + c), loadVector(y2 + c), loadVector(y3 + c))
+        for q in 0..<r {
+            let bv = loadVector(bT + q * outF + c)
+            v0 = multiplyAdd(v0, Vector(repeating: u[q]), bv)
+            v1 = multiplyAdd(v1, Vector(repeating: u[r + q]), bv)
+            v2 = multiplyAdd(v2, Vector(repeating: u[2 * r + q]), bv)
+            v3 = multiplyAdd(v3, Vector(repeating: u[3 * r + q]), bv)
+        }
+        if count > 3 { storeVector(v3, y3 + c) }
+        if count > 2 { storeVector(v2, y2 + c) }
+        if count > 1 { storeVector(v1, y1 + c) }
+        storeVector(v0, y0 + c)
+    }
+    for j in 0..<count {
+        let (yj, uj) = (y + rows[j] * outF, u + j * r)
+        for o in fullOut..<outF {
+            var value = yj[o]
+            for q in 0..<r { value = multiplyAdd(value, uj[q], bT[q * outF + o]) }
+            yj[o] = value
         }
     }
 }
