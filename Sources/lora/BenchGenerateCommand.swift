@@ -49,6 +49,7 @@ struct GenerateBench: ParsableCommand {
 
     func run() throws {
         let backend = try device.select(announce: !json)
+        KernelParametersInfo.announce(backend, json: json)
         let make = TrainBench.configs[config]!.make
         let mixedModel = try make(1, backend, ModelLoadOptions())
         guard promptTokens + newTokens <= mixedModel.maxPositions else {
@@ -120,12 +121,12 @@ struct GenerateBench: ParsableCommand {
         let ranks = (0..<adapters).map { Self.rankAndAlpha(slot: $0, base: rank).rank }
         let threads = backend.name == "cpu" ? ThreadPool.configuredThreads() : 0
         if json {
-            print(String(format: #"{"config": "%@", "device": "%@", "threads": %d, "adapters": %d, "ranks": [%@], "batch": %d, "prompt_tokens": %d, "new_tokens": %d, "rounds": %d, "prefill_included": true, "mixed_tokens_per_s": %.1f, "merged_tokens_per_s": %.1f, "mixed_over_merged": %.3f, "mixed_decode_tokens_per_s": %.1f, "merged_decode_tokens_per_s": %.1f, "decode_mixed_over_merged": %.3f, "mixed_seconds": [%@], "merged_seconds": [%@], "mean_decode_batch": %.2f, "slot0_rows_equal_merged": "%d/%d", "other_rows_equal_merged": "%d/%d"}"#,
+            print(String(format: #"{"config": "%@", "device": "%@", "threads": %d, "adapters": %d, "ranks": [%@], "batch": %d, "prompt_tokens": %d, "new_tokens": %d, "rounds": %d, "prefill_included": true, "mixed_tokens_per_s": %.1f, "merged_tokens_per_s": %.1f, "mixed_over_merged": %.3f, "mixed_decode_tokens_per_s": %.1f, "merged_decode_tokens_per_s": %.1f, "decode_mixed_over_merged": %.3f, "mixed_seconds": [%@], "merged_seconds": [%@], "mean_decode_batch": %.2f, "slot0_rows_equal_merged": "%d/%d", "other_rows_equal_merged": "%d/%d", "kernel_parameters": %@}"#,
                          config, backend.name, threads, adapters, ranks.map(String.init).joined(separator: ", "), batch, promptTokens,
                          newTokens, rounds, mixedRate, mergedRate, mixedRate / mergedRate, mixedDecode, mergedDecode,
                          mixedDecode / mergedDecode, times["mixed"]!.map { String(format: "%.4f", $0) }.joined(separator: ", "),
                          times["merged"]!.map { String(format: "%.4f", $0) }.joined(separator: ", "),
-                         stats.meanBatch, slot0Equal, slot0.count, othersEqual, others.count))
+                         stats.meanBatch, slot0Equal, slot0.count, othersEqual, others.count, KernelParametersInfo(backend)?.json ?? "null"))
         } else {
             print("generate \(config): \(batch) rows × \(newTokens) new tokens after \(promptTokens)-token prompts, "
                 + "\(adapters) adapters (ranks \(ranks.map(String.init).joined(separator: ", "))), \(threads > 0 ? "\(threads) threads, " : "")"
