@@ -80,6 +80,11 @@ enum PackedGEMM {
             return multiply(m: n, n: m, k: k, alpha: alpha, a: b.transposed, b: a.transposed,
                             beta: beta, c: c.transposed, pool: pool)
         }
+        // A few rows against a transposed B (a decode step's x·Wᵀ): W read in place, xᵀ packed instead
+        // (CPUBackend+GEMMFewRows.swift); the same bits as below.
+        if m <= fewRowsMax && b.rowStride == 1 && b.colStride != 1 && triangle == nil {
+            return fewRows(m: m, n: n, k: k, alpha: alpha, a: a, b: b, beta: beta, c: c, bias: bias, pool: pool)
+        }
         let threads = m * n * k >= parallelThreshold ? (pool?.threadCount ?? 1) : 1
         // Wider than tall, a row-major float32 A is read in place whatever n: packing it cost more than it saved
         // (2 threads, GFLOP/s: 512x576x576 156 -> 186, 512x576x1536 165 -> 192, 512x576x49152 169 -> 200,
