@@ -10,10 +10,15 @@
 // Layout: the active rows share one KV cache (`[rows·capacity, width]` per layer), right-aligned: at column pointer L
 // (the cache's length) row b holds its ℓ_b cached positions in columns L−ℓ_b..<L. A step writes every row's new key
 // at column L; the row's query is rotated at its own position ℓ_b and attends from column L−ℓ_b on (the attention
-// op's segment starts), so the zero columns before it are never seen. A new request's prompt is prefilled alone
-// (batch 1, its own adapter) into a temporary cache; whenever the set of rows changes (admission, finish or cancel)
-// the shared cache is rebuilt for the new rows, copying each row's keys and values into place (one block copy per
-// row, layer and part), so no column pointer runs past what the rows still need.
+// op's segment starts), so the zero columns before it are never seen. The requests admitted in one step are
+// prefilled together into a temporary cache, each row with its own adapter, in one forward per group of similar
+// lengths (a full pass over the weights per forward, so one forward for many prompts instead of one each): a group's
+// prompts are left-padded to its longest, T, so every prompt ends at column T − 1; row b's pad (T − p_b tokens, the
+// base model alone) attends only to itself, its prompt attends from column T − p_b on at positions 0..<p_b, so each
+// prompt's keys, values and logits are those it gets alone. Whenever the set of rows changes (admission, finish or
+// cancel) the shared cache is rebuilt for the new rows, copying each row's keys and values into place (one block
+// copy per row, layer and part) from its prefill row or its old shared row, so no column pointer runs past what the
+// rows still need.
 import LoRARuntime
 
 /// One generation request.
@@ -62,7 +67,7 @@ public enum GenerationEvent: Sendable {
 public struct BatchedGenerationStats: Sendable, Equatable {
     /// Decode forwards (each over every active row) and the row-tokens they produced.
     public var decodeSteps = 0, decodedRows = 0
-    /// Prefill forwards (one per request) and shared-cache rebuilds.
+    /// Prefill forwards (each over a group of the requests admitted in one step) and shared-cache rebuilds.
     public var prefills = 0, rebuilds = 0
     public init() {}
     /// Mean rows per decode forward.
@@ -75,11 +80,18 @@ public final class BatchedGenerator {
     public let maxBatch: Int
     /// The text of output ids (a tokenizer's decode); nil: no text (`GenerationResult.text` is nil, no stop strings).
     public let decode: (([Int]) throws -> String)?
+    /// Tokens one prefill forward may hold, padding included (rows × the group's longest prompt): it bounds the
+    /// forward's logits `[tokens, V]` and attention scores. A longer prompt is prefilled alone.
+    public let maxPrefillTokens: Int
     public private(set) var stats = BatchedGenerationStats()
 
-    public init(model: any LanguageModel, maxBatch: Int, decode: (([Int]) throws -> String)? = nil) throws {
+    public init(model: any LanguageModel, maxBatch: Int, decode: (([Int]) throws -> String)? = nil,
+                maxPrefillTokens: Int = 2048) throws {
         guard maxBatch >= 1 else { throw LoRAError.invalidArgument("batched generation: max batch \(maxBatch) must be ≥ 1") }
-        (self.model, self.maxBatch, self.decode) = (model, maxBatch, decode)
+        guard maxPrefillTokens >= 1 else {
+            throw LoRAError.invalidArgument("batched generation: max prefill tokens \(maxPrefillTokens) must be ≥ 1")
+        }
+        (self.model, self.maxBatch, self.decode, self.maxPrefillTokens) = (model, maxBatch, decode, maxPrefillTokens)
     }
 
     /// A request in flight.
@@ -94,8 +106,9 @@ public final class BatchedGenerator {
         var length: Int
         /// The token to feed next.
         var next = 0
-        /// Where its keys and values are now: a temporary batch-1 cache after prefill, else the shared cache's row.
-        var prefillCache: KVCache?
+        /// Where its keys and values are after prefill, until copied into the shared cache: a temporary cache's row
+        /// and the column its prompt starts at (its ℓ positions in columns column..<column + ℓ).
+        var prefill: (cache: KVCache, row: Int, column: Int)?
         /// Its row in the shared cache once copied there.
         var sharedRow = 0
     }
@@ -187,7 +200,7 @@ public final class BatchedGenerator {
         return results.map { $0! }
     }
 
-    /// One step: admits waiting requests into free rows (each prefilled alone with its adapter, its first token
+    /// One step: admits waiting requests into free rows (prefilled together, each with its adapter, its first token
     /// sampled), then one decode forward over every active row. Reports each new token and each finish, in order.
     public func step(_ report: (GenerationEvent) throws -> Void) throws {
         let wasTraining = model.training
@@ -221,17 +234,23 @@ public final class BatchedGenerator {
             return true
         }
 
-        // Admit waiting requests into free places: prefill each alone (its adapter), sample its first token.
-        while rows.count < maxBatch, !waiting.isEmpty {
-            let (ticket, request) = waiting.removeFirst()
-            let cache = try KVCache(model: model, capacity: request.prompt.count)
-            let logits = try model.forward([request.prompt], cache: cache, adapters: [request.adapterSlot]).toArray()
-            stats.prefills += 1
-            let vocab = model.vocabularySize, p = request.prompt.count
+        // Admit waiting requests into free places: prefill them together (each its adapter), sample first tokens.
+        let admitted = Array(waiting.prefix(maxBatch - rows.count))
+        waiting.removeFirst(admitted.count)
+        var prefilled = [(cache: KVCache, row: Int, column: Int, logits: [Float])?](repeating: nil, count: admitted.count)
+        for group in prefillGroups(admitted.map(\.request.prompt.count)) {
+            let (cache, logits) = try prefill(group.map { admitted[$0].request })
+            let vocab = model.vocabularySize
+            for (b, i) in group.enumerated() {
+                prefilled[i] = (cache, b, cache.length - admitted[i].request.prompt.count,
+                                Array(logits[b * vocab..<(b + 1) * vocab]))
+            }
+        }
+        for ((ticket, request), prefill) in zip(admitted, prefilled.map { $0! }) {
             var row = Row(ticket: ticket, request: request, generator: SeededGenerator(seed: request.sampling.seed),
                           text: decode == nil ? nil : IncrementalText(stops: StopStrings(request.stopStrings)),
-                          length: p, prefillCache: cache)
-            let token = request.sampling.sample(Array(logits[(p - 1) * vocab..<p * vocab]), &row.generator)
+                          length: request.prompt.count, prefill: (prefill.cache, prefill.row, prefill.column))
+            let token = request.sampling.sample(prefill.logits, &row.generator)
             if try !accept(&row, token: token) {
                 rows.append(row)
                 changed = true
@@ -240,7 +259,7 @@ public final class BatchedGenerator {
         if rows.isEmpty { return }
         if changed {
             shared = try rebuild(rows, from: shared)
-            for i in rows.indices { (rows[i].prefillCache, rows[i].sharedRow) = (nil, i) }
+            for i in rows.indices { (rows[i].prefill, rows[i].sharedRow) = (nil, i) }
             changed = false
         }
         // One decode step over every active row.
@@ -266,8 +285,61 @@ public final class BatchedGenerator {
         if rows.isEmpty { shared = nil }  // its memory, until the next admission
     }
 
+    /// The admitted prompts (by length, in admission order) in prefill groups, each a list of indices: sorted by
+    /// length, a prompt joins the group before it unless the padded group would pass `maxPrefillTokens` or hold more
+    /// padding than prompt tokens (one long prompt does not make many short ones pay for its length).
+    private func prefillGroups(_ lengths: [Int]) -> [[Int]] {
+        var groups: [[Int]] = []
+        var tokens = 0  // the last group's prompt tokens
+        for i in lengths.indices.sorted(by: { (lengths[$0], $0) < (lengths[$1], $1) }) {
+            // Sorted, so this prompt is the group's longest: the group would pad every row to its length.
+            if let last = groups.last, (last.count + 1) * lengths[i] <= min(maxPrefillTokens, 2 * (tokens + lengths[i])) {
+                groups[groups.count - 1].append(i)
+                tokens += lengths[i]
+            } else {
+                groups.append([i])
+                tokens = lengths[i]
+            }
+        }
+        return groups
+    }
+
+    /// Prefills `requests` in one forward into a fresh cache of one row each, `[B, T]` for T the longest prompt:
+    /// prompt b is left-padded to T (it sits in columns T − p_b..<T). Returns the cache and each prompt's last logits
+    /// `[B, V]` (host).
+    private func prefill(_ requests: [GenerationRequest]) throws -> (KVCache, [Float]) {
+        stats.prefills += 1
+        let backend = model.backend, vocab = model.vocabularySize
+        let t = requests.map(\.prompt.count).max()!
+        let cache = try KVCache(model: model, batch: requests.count, capacity: t)
+        let logits: Tensor
+        if requests.allSatisfy({ $0.prompt.count == t }) {  // equal lengths (or alone): the plain form, no padding
+            logits = try model.forward(requests.map(\.prompt), cache: cache, adapters: requests.map(\.adapterSlot))
+        } else {
+            // Pad token j of row b (j < T − p_b) attends to the pad's keys 0...j at position j, through the base model
+            // alone; prompt token j attends from column T − p_b on at position j − (T − p_b), with its adapter.
+            let pads = requests.map { t - $0.prompt.count }
+            let tokens = requests.map { Array(repeating: 0, count: t - $0.prompt.count) + $0.prompt }
+            let rows = try DeviceSegments(
+                starts: backend.upload(pads.flatMap { pad in (0..<t).map { Int32($0 < pad ? 0 : pad) } }, shape: [requests.count, t]),
+                positions: backend.upload(pads.flatMap { pad in (0..<t).map { Int32($0 < pad ? $0 : $0 - pad) } },
+                                          shape: [requests.count * t]))
+            // Segments: row b's pad (base model), then its prompt (its adapter); a prompt's rows are one segment, as alone.
+            let adapterRows = try AdapterRows(
+                segmentStarts: [0] + pads.indices.flatMap { b in [b * t + pads[b], (b + 1) * t] },
+                adapters: requests.flatMap { [-1, Int32(clamping: $0.adapterSlot)] }, backend: backend)
+            logits = try model.withAdapterRows(adapterRows) { try model.forward(tokens, cache: cache, ragged: rows) }
+        }
+        // Each row's last position's logits, gathered on the device: the host reads B rows, not B·T.
+        let last = try backend.empty([requests.count, vocab])
+        try backend.blockCopy(BlockCopy(rows: requests.count, cols: vocab,
+                                        from: GEMMOperand(logits, offset: (t - 1) * vocab, ld: t * vocab),
+                                        to: GEMMOperand(last, ld: vocab)))
+        return (cache, try last.toArray())
+    }
+
     /// A fresh shared cache for `rows`, right-aligned at column max ℓ, with room for every row's remaining tokens;
-    /// each row's keys and values copied from its prefill cache or from its row in `old`.
+    /// each row's keys and values copied from its prefill cache's row or from its row in `old`.
     private func rebuild(_ rows: [Row], from old: KVCache?) throws -> KVCache {
         stats.rebuilds += 1
         let geometry = model.cacheGeometry, width = geometry.width
@@ -277,8 +349,8 @@ public final class BatchedGenerator {
         cache.advance(by: column)
         for (b, row) in rows.enumerated() {
             let source: (cache: KVCache, row: Int, column: Int)
-            if let prefill = row.prefillCache {
-                source = (prefill, 0, 0)
+            if let prefill = row.prefill {
+                source = prefill
             } else {
                 source = (old!, row.sharedRow, old!.length - row.length)
             }

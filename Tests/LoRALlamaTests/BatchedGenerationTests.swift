@@ -55,10 +55,17 @@ struct BatchedGenerationTests {
         #expect(results[1].finishReason == .stop && results[1].ids == Array(unstopped.prefix(unstopped.firstIndex(of: unstopped[2])!)))
         // Batched for real: decode forwards ran several rows at once, and fewer forwards than row-tokens.
         let stats = generator.stats
-        #expect(stats.prefills == requests.count)
+        // The first step admits three prompts (5, 3 and 8 tokens): one prefill forward for them.
+        #expect(stats.prefills < requests.count)
         #expect(stats.meanBatch > 1.5, "mean rows per decode forward \(stats.meanBatch)")
         // Every sampled token but the prefill's came from a decode forward.
         #expect(stats.decodedRows == results.map { $0.ids.count + ($0.finishReason == .stop ? 1 : 0) - 1 }.reduce(0, +))
+    }
+
+    @Test("prompts of different lengths and adapters admitted in one step: fewer prefill forwards, each equal to itself alone",
+          arguments: MultiAdapterFixture.names)
+    func prefilledTogether(name: String) throws {
+        try prefillTogetherMatchesAlone(name: name, device: "cpu")
     }
 
     @Test("sliding window (mistral-tiny, window 4), q/k norms (qwen3-tiny), and a request that reaches the model's last position",
@@ -115,5 +122,42 @@ struct BatchedGenerationTests {
             #expect(throws: LoRAError.self) { try generator.run([good, bad]) }
         }
         #expect(generator.stats.prefills == 0)  // nothing ran: requests are checked first
+    }
+}
+
+
+@Suite("OpenCL batched generation", .enabled(if: TestDevices.runOpenCL, "\(TestDevices.skipReason)"))
+struct OpenCLBatchedGenerationTests {
+    @Test("OpenCL prompts of different lengths and adapters admitted in one step: fewer prefill forwards, each equal to itself alone",
+          arguments: MultiAdapterFixture.names)
+    func prefilledTogether(name: String) throws {
+        try prefillTogetherMatchesAlone(name: name, device: "opencl")
+    }
+}
+
+/// Six prompts of 3 to 12 tokens, with every adapter and the base model, all admitted in the first step: greedy
+/// outputs equal each request alone, with one prefill forward (left-padded rows) and, with a budget of 30 padded
+/// tokens, three (3, 5, 7 | 9, 9 | 12 by length).
+func prefillTogetherMatchesAlone(name: String, device: String) throws {
+    let fixture = try MultiAdapterFixture(name)
+    let served = try fixture.served(device)
+    let plan: [(slot: Int, length: Int)] = [(0, 5), (1, 9), (-1, 3), (2, 9), (1, 12), (0, 7)]
+    let requests = plan.enumerated().map { i, p in
+        GenerationRequest(id: "p\(i)", adapterSlot: p.slot,
+                          prompt: fixture.tokens(served, count: 1, length: p.length, seed: 300 + UInt64(i))[0], maxTokens: 6)
+    }
+    var expected: [[Int]] = []
+    for request in requests {
+        let model = try fixture.alone(device, slot: request.adapterSlot)
+        expected.append(try model.generate(prompt: request.prompt, maxTokens: request.maxTokens))
+    }
+    for (budget, forwards) in [(2048, 1), (30, 3)] {
+        let generator = try BatchedGenerator(model: served, maxBatch: 8, maxPrefillTokens: budget)
+        let results = try generator.run(requests)
+        for (i, result) in results.enumerated() {
+            #expect(result.ids == expected[i], "\(name) on \(device), budget \(budget): request \(i) (slot \(plan[i].slot), \(plan[i].length) tokens)")
+        }
+        #expect(generator.stats.prefills == forwards, "budget \(budget)")
+        #expect(generator.stats.decodeSteps == 5)  // all six decode together: one prefill token, five decoded
     }
 }
