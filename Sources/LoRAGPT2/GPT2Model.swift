@@ -111,7 +111,7 @@ public final class GPT2Model: LanguageModel {
 
     // MARK: - Forward
 
-    public func forward(_ tokens: [[Int]], cache: KVCache?, segments: DeviceSegments?) throws -> Tensor {
+    public func forward(_ tokens: [[Int]], cache: KVCache?, segments: DeviceSegments?, logits logitPositions: LogitPositions) throws -> Tensor {
         // Ragged rows (a cache and segments) have their own positions; the cache's columns are not positions.
         let (batch, length) = try checkTokens(tokens, start: segments == nil ? cache?.length ?? 0 : 0)
         let n = batch * length
@@ -138,7 +138,7 @@ public final class GPT2Model: LanguageModel {
         }
         cache?.advance(by: length)
         let (h, mean, rstd) = try layerNorm(x, lnF)
-        let logits = try backend.matmul(h, lmHead, transposeB: true)
+        let logits = try headLogits(h, head: lmHead, batch: batch, length: length, positions: logitPositions, cached: cache != nil)
         saved.final = (x, h, mean, rstd)
         self.saved = cache == nil ? saved : nil  // a cached step is for generation, not backward
         return logits

@@ -128,7 +128,7 @@ public final class LlamaModel: LanguageModel {
 
     // MARK: - Forward
 
-    public func forward(_ tokens: [[Int]], cache: KVCache?, segments: DeviceSegments?) throws -> Tensor {
+    public func forward(_ tokens: [[Int]], cache: KVCache?, segments: DeviceSegments?, logits positions: LogitPositions) throws -> Tensor {
         // Ragged rows (a cache and segments) have their own positions; the cache's columns are not positions.
         let (batch, length) = try checkTokens(tokens, start: segments == nil ? cache?.length ?? 0 : 0)
         guard !training || config.attentionDropout == 0 else {
@@ -155,7 +155,7 @@ public final class LlamaModel: LanguageModel {
         }
         cache?.advance(by: length)
         let (h, rstd) = try rmsNorm(x, norm)
-        let logits = try backend.matmul(h, lmHead, transposeB: true)
+        let logits = try headLogits(h, head: lmHead, batch: batch, length: length, positions: positions, cached: cache != nil)
         saved.final = (x, h, rstd)
         self.saved = cache == nil ? saved : nil  // a cached step is for generation, not backward
         return logits

@@ -151,13 +151,13 @@ extension LanguageModel {
     /// Logits `[B·T, V]` for B equal-length sequences, sequence b with the adapter in slot `adapters[b]` (-1: the base
     /// model alone): row for row what each sequence gives alone with only its adapter applied. With a cache, as
     /// `forward(_:cache:)`. Saves nothing for backward through the adapters (banks serve inference).
-    public func forward(_ tokens: [[Int]], cache: KVCache?, adapters: [Int]) throws -> Tensor {
+    public func forward(_ tokens: [[Int]], cache: KVCache?, adapters: [Int], logits: LogitPositions = .all) throws -> Tensor {
         guard adapters.count == tokens.count else {
             throw AdapterSlotError.invalid("\(modelType): \(adapters.count) adapter slots for \(tokens.count) sequences")
         }
         let (_, length) = try checkTokens(tokens, start: cache?.length ?? 0)
         let rows = try AdapterRows(sequences: adapters.map { Int32(clamping: $0) }, length: length, backend: backend)
-        return try withAdapterRows(rows) { try forward(tokens, cache: cache) }
+        return try withAdapterRows(rows) { try forward(tokens, cache: cache, logits: logits) }
     }
 
     /// Runs `body` (forwards) with every row choosing its slot as `rows` says: the per-row form of

@@ -309,12 +309,12 @@ public final class BatchedGenerator {
     /// `[B, V]` (host).
     private func prefill(_ requests: [GenerationRequest]) throws -> (KVCache, [Float]) {
         stats.prefills += 1
-        let backend = model.backend, vocab = model.vocabularySize
+        let backend = model.backend
         let t = requests.map(\.prompt.count).max()!
         let cache = try KVCache(model: model, batch: requests.count, capacity: t)
         let logits: Tensor
         if requests.allSatisfy({ $0.prompt.count == t }) {  // equal lengths (or alone): the plain form, no padding
-            logits = try model.forward(requests.map(\.prompt), cache: cache, adapters: requests.map(\.adapterSlot))
+            logits = try model.forward(requests.map(\.prompt), cache: cache, adapters: requests.map(\.adapterSlot), logits: .last)
         } else {
             // Pad token j of row b (j < T − p_b) attends to the pad's keys 0...j at position j, through the base model
             // alone; prompt token j attends from column T − p_b on at position j − (T − p_b), with its adapter.
@@ -328,14 +328,9 @@ public final class BatchedGenerator {
             let adapterRows = try AdapterRows(
                 segmentStarts: [0] + pads.indices.flatMap { b in [b * t + pads[b], (b + 1) * t] },
                 adapters: requests.flatMap { [-1, Int32(clamping: $0.adapterSlot)] }, backend: backend)
-            logits = try model.withAdapterRows(adapterRows) { try model.forward(tokens, cache: cache, ragged: rows) }
+            logits = try model.withAdapterRows(adapterRows) { try model.forward(tokens, cache: cache, ragged: rows, logits: .last) }
         }
-        // Each row's last position's logits, gathered on the device: the host reads B rows, not B·T.
-        let last = try backend.empty([requests.count, vocab])
-        try backend.blockCopy(BlockCopy(rows: requests.count, cols: vocab,
-                                        from: GEMMOperand(logits, offset: (t - 1) * vocab, ld: t * vocab),
-                                        to: GEMMOperand(last, ld: vocab)))
-        return (cache, try last.toArray())
+        return (cache, try logits.toArray())
     }
 
     /// A fresh shared cache for `rows`, right-aligned at column max ℓ, with room for every row's remaining tokens;

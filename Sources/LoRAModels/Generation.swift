@@ -32,10 +32,11 @@ public struct Sampling: Sendable {
 }
 
 extension LanguageModel {
-    /// Logits `[B·T, V]` for tokens that continue `cache`'s sequences; their keys and values are appended.
-    public func forward(_ tokens: [[Int]], appendingTo cache: KVCache) throws -> Tensor {
+    /// Logits `[B·T, V]` (`.last`: `[B, V]`) for tokens that continue `cache`'s sequences; their keys and values are
+    /// appended.
+    public func forward(_ tokens: [[Int]], appendingTo cache: KVCache, logits: LogitPositions = .all) throws -> Tensor {
         try cache.checkRoom(sequences: tokens.count, adding: tokens.first?.count ?? 0)
-        return try forward(tokens, cache: cache)
+        return try forward(tokens, cache: cache, logits: logits)
     }
 
     /// Up to `maxTokens` tokens after `prompt`, sampled one at a time with a KV cache; stops at any of `stop` (not
@@ -52,17 +53,15 @@ extension LanguageModel {
         // Room for what this call can produce, not the model's whole context (131072 positions for Llama 3.1).
         let cache = try KVCache(model: self, capacity: min(maxPositions, prompt.count + maxTokens))
         var generator = SeededGenerator(seed: sampling.seed)
-        var logits = try forward([prompt], appendingTo: cache)
+        var logits = try forward([prompt], appendingTo: cache, logits: .last)
         var produced: [Int] = []
         while produced.count < maxTokens {
-            let rows = logits.shape[0], vocab = vocabularySize
-            let last = Array(try logits.toArray()[(rows - 1) * vocab..<rows * vocab])
-            let token = sampling.sample(last, &generator)
+            let token = sampling.sample(try logits.toArray(), &generator)
             if stop.contains(token) { break }
             produced.append(token)
             try onToken(token)
             guard cache.length < cache.capacity, produced.count < maxTokens else { break }
-            logits = try forward([[token]], appendingTo: cache)
+            logits = try forward([[token]], appendingTo: cache, logits: .last)
         }
         return produced
     }

@@ -48,17 +48,28 @@ public protocol LanguageModel: AnyObject {
     /// when none are.
     var quantization: NF4Options? { get }
 
-    /// The forward every public form below goes through: logits `[B·T, V]` for B equal-length sequences of ids.
+    /// The forward every public form below goes through: logits `[B·T, V]` for B equal-length sequences of ids
+    /// (`logits: .last`, with a cache: `[B, V]`, each sequence's last position only).
     /// Without a cache it saves what `backward` needs (with `segments`: packed rows); with one, the tokens continue
     /// the cached sequences and their keys and values are appended (with `segments`: ragged rows, each at its own
     /// positions). Call the forms in the extension below, which check their arguments.
-    func forward(_ tokens: [[Int]], cache: KVCache?, segments: DeviceSegments?) throws -> Tensor
+    func forward(_ tokens: [[Int]], cache: KVCache?, segments: DeviceSegments?, logits: LogitPositions) throws -> Tensor
     /// Backward from the gradient of the loss with respect to the last forward's logits `[N, V]`; gradients accumulate.
     func backward(dlogits: Tensor) throws
     /// A generous estimate of the bytes one training step on B sequences of T tokens holds at its peak.
     func trainingStepBytes(batch: Int, length: Int) -> Int
     /// Writes the current weights (merged adapters included) as a Hugging Face folder transformers loads.
     func save(folder: String) throws
+}
+
+/// The positions a forward computes logits for.
+public enum LogitPositions: Sendable {
+    /// Every position: `[B·T, V]` (training, scoring).
+    case all
+    /// Each sequence's last position: `[B, V]`, the only logits a generation step samples from. A prompt's prefill
+    /// then skips the LM head's product over its other positions (and a `[T, V]` tensor); each row's logits are
+    /// bit for bit those `.all` gives it.
+    case last
 }
 
 /// Token ids (or targets, -100 for none) on `backend` as int32, in the order given.
@@ -72,8 +83,8 @@ extension LanguageModel {
 
     /// Logits `[B·T, V]` for B equal-length sequences of ids. Without a cache, saves what `backward` needs; with
     /// one, the tokens continue the cached sequences (positions follow them) and their keys and values are appended.
-    public func forward(_ tokens: [[Int]], cache: KVCache?) throws -> Tensor {
-        try forward(tokens, cache: cache, segments: nil)
+    public func forward(_ tokens: [[Int]], cache: KVCache?, logits: LogitPositions = .all) throws -> Tensor {
+        try forward(tokens, cache: cache, segments: nil, logits: logits)
     }
 
     /// Logits `[B·T, V]` for packed rows, saving what `backward` needs: each row concatenates examples of
@@ -82,16 +93,32 @@ extension LanguageModel {
     public func forward(_ tokens: [[Int]], segments: PackedSegments) throws -> Tensor {
         let (batch, length) = try checkTokens(tokens)
         try segments.check(batch: batch, length: length, model: modelType)
-        return try forward(tokens, cache: nil, segments: segments.upload(to: backend, batch: batch, length: length))
+        return try forward(tokens, cache: nil, segments: segments.upload(to: backend, batch: batch, length: length), logits: .all)
     }
 
     /// Logits `[B·T, V]` for tokens continuing sequences of different lengths right-aligned in `cache` (batched
     /// generation): token r of the flattened `[B·T]` rows sits at position `rows.positions[r]` and attends to cached
     /// keys from column `rows.starts[r]` on (earlier columns belong to no one and must hold finite values). Their keys
     /// and values are appended at the cache's column `cache.length`, which may exceed the model's positions.
-    public func forward(_ tokens: [[Int]], cache: KVCache, ragged rows: DeviceSegments) throws -> Tensor {
+    public func forward(_ tokens: [[Int]], cache: KVCache, ragged rows: DeviceSegments, logits: LogitPositions = .all) throws -> Tensor {
         try cache.checkRoom(sequences: tokens.count, adding: tokens.first?.count ?? 0)
-        return try forward(tokens, cache: cache, segments: rows)
+        return try forward(tokens, cache: cache, segments: rows, logits: logits)
+    }
+
+    /// The LM head: logits of the final hidden states `h` `[B·T, width]` against `head` `[V, width]`, at every
+    /// position or (`.last`, generation only) at each sequence's last, read in place as rows T·width apart.
+    public func headLogits(_ h: Tensor, head: Tensor, batch: Int, length: Int, positions: LogitPositions, cached: Bool) throws -> Tensor {
+        switch positions {
+        case .all:
+            return try backend.matmul(h, head, transposeB: true)
+        case .last:
+            guard cached else { throw LoRAError.invalidArgument("\(modelType): last-position logits are for generation, with a KV cache") }
+            let width = head.shape[1], vocab = head.shape[0]
+            let logits = try backend.empty([batch, vocab])
+            try backend.gemm(GEMM(m: batch, n: vocab, k: width, a: GEMMOperand(h, offset: (length - 1) * width, ld: length * width),
+                                  b: GEMMOperand(head, ld: width), transposeB: true, c: GEMMOperand(logits, ld: vocab)))
+            return logits
+        }
     }
 
     /// Checks a batch: non-empty, equal lengths, within the positions after `start`, ids within the vocabulary.

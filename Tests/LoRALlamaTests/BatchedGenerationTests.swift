@@ -21,6 +21,22 @@ struct BatchedGenerationTests {
         }
     }
 
+    @Test("last-position logits (a prefill) are each sequence's last row of all the logits, bit for bit; refused without a cache",
+          arguments: MultiAdapterFixture.cases)
+    func lastPositionLogits(name: String, device: String) throws {
+        let fixture = try MultiAdapterFixture(name)
+        let model = try fixture.served(device)
+        let (batch, length, vocab) = (3, 7, model.vocabularySize)
+        let tokens = fixture.tokens(model, count: batch, length: length, seed: 41)
+        let all = try model.forward(tokens, cache: KVCache(model: model, batch: batch, capacity: length), adapters: [0, -1, 1]).toArray()
+        let last = try model.forward(tokens, cache: KVCache(model: model, batch: batch, capacity: length), adapters: [0, -1, 1], logits: .last)
+        #expect(last.shape == [batch, vocab])
+        var expected: [Float] = []
+        for b in 1...batch { expected += all[(b * length - 1) * vocab..<(b * length * vocab)] }
+        #expect(try last.toArray() == expected)
+        #expect(throws: LoRAError.self) { try model.forward(tokens, cache: nil, logits: .last) }
+    }
+
     @Test("greedy: each request equals itself generated alone with only its adapter; rows refilled as others finish",
           arguments: MultiAdapterFixture.cases)
     func greedyEqualsAlone(name: String, device: String) throws {
