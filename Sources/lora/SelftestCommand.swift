@@ -32,7 +32,7 @@ struct SelftestCommand: ParsableCommand {
             Selftest.checkNames.forEach { print($0) }
             return
         }
-        let backend = try openDevice()
+        let backend = try openCLDevice(device, command: "lora selftest", purpose: "checks an OpenCL device against the CPU backend")
         let words = only?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         if let words, !Selftest.checkNames.contains(where: { name in words.contains { name.contains($0) } }) {
             throw ValidationError("--only \(only!): no check matches (lora selftest --list names them)")
@@ -54,36 +54,6 @@ struct SelftestCommand: ParsableCommand {
                     failed.count, skipped, backend.name, seconds)
              + (failed.isEmpty ? "" : "; failed: " + failed.map(\.op).joined(separator: ", ")))
         if !failed.isEmpty { throw ExitCode(1) }
-    }
-
-    /// The OpenCL device to check: --device, else LORA_DEVICE when it names one, else the first GPU or device.
-    private func openDevice() throws -> OpenCLBackend {
-        var spec = device ?? "opencl"
-        if device == nil, let environment = ProcessInfo.processInfo.environment["LORA_DEVICE"],
-           case .opencl? = try? DeviceRequest(parsing: environment) {
-            spec = environment
-        }
-        let request: DeviceRequest
-        do { request = try DeviceRequest(parsing: spec) } catch { throw ValidationError("--device: \(error)") }
-        switch request {
-        case .opencl: break
-        case .cpu, .automatic:
-            throw ValidationError("--device \(spec): the selftest checks an OpenCL device against the CPU backend; "
-                + "give opencl or opencl:N")
-        }
-        let backend: any Backend
-        do { backend = try Devices.select(request.description).backend } catch {
-            throw SelftestError(description: "lora selftest needs an OpenCL device (\(spec)): \(error)")
-        }
-        guard let device = backend as? OpenCLBackend else {
-            throw SelftestError(description: "--device \(spec) opened \(backend.name), not an OpenCL device")
-        }
-        return device
-    }
-
-    /// Why the selftest could not start (no OpenCL): printed as `Error: ...`, exit status 1.
-    struct SelftestError: Error, CustomStringConvertible {
-        let description: String
     }
 
     /// A line on stdout, flushed at once (a slow device shows progress; a killed run keeps what it printed).

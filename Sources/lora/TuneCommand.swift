@@ -39,7 +39,7 @@ struct TuneCommand: ParsableCommand {
     }
 
     func run() throws {
-        let backend = try openDevice()
+        let backend = try openCLDevice(device, command: "lora tune", purpose: "measures an OpenCL device")
         let families = kernels.map { $0.split(separator: ",").map(String.init) }
         let tuner = KernelTuner(backend: backend, budget: budget, families: families)
         note("tune: \(backend.name) \(backend.deviceDescription); kernel families \(tuner.familiesToTune.joined(separator: ", ")); "
@@ -91,25 +91,6 @@ struct TuneCommand: ParsableCommand {
 
     private func pad(_ text: String, _ width: Int) -> String {
         text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
-    }
-
-    /// The OpenCL device to tune: --device, else LORA_DEVICE when it names one, else the first GPU or device.
-    private func openDevice() throws -> OpenCLBackend {
-        var spec = device ?? "opencl"
-        if device == nil, let environment = ProcessInfo.processInfo.environment["LORA_DEVICE"],
-           case .opencl? = try? DeviceRequest(parsing: environment) {
-            spec = environment
-        }
-        let request: DeviceRequest
-        do { request = try DeviceRequest(parsing: spec) } catch { throw ValidationError("--device: \(error)") }
-        guard case .opencl = request else {
-            throw ValidationError("--device \(spec): lora tune measures an OpenCL device; give opencl or opencl:N")
-        }
-        let backend = try Devices.select(request.description).backend
-        guard let device = backend as? OpenCLBackend else {
-            throw ValidationError("--device \(spec) opened \(backend.name), not an OpenCL device")
-        }
-        return device
     }
 
     private func note(_ line: String) {
