@@ -211,6 +211,7 @@ public final class BatchedGenerator {
         func accept(_ row: inout Row, token: Int) throws -> Bool {
             let request = row.request
             var reason: GenerationResult.FinishReason?
+            var decoded: String?  // the output's text after this token, decoded once
             if request.stop.contains(token) {
                 reason = .stop
             } else {
@@ -218,7 +219,8 @@ public final class BatchedGenerator {
                 row.next = token
                 var delta = ""
                 if let decode, row.text != nil {
-                    delta = row.text!.update(decoded: try decode(row.produced))
+                    decoded = try decode(row.produced)
+                    delta = row.text!.update(decoded: decoded!)
                     if row.text!.stopped { reason = .stop }
                 }
                 // As `generate`: no forward once the budget or the model's positions are used up.
@@ -227,7 +229,7 @@ public final class BatchedGenerator {
             }
             guard let reason else { return false }
             var tail = ""
-            if let decode, row.text != nil { tail = row.text!.update(decoded: try decode(row.produced), final: true) }
+            if let decode, row.text != nil { tail = row.text!.update(decoded: try decoded ?? decode(row.produced), final: true) }
             let result = GenerationResult(id: request.id, adapterSlot: request.adapterSlot, ids: row.produced,
                                           finishReason: reason, text: row.text?.text)
             try report(.finished(ticket: row.ticket, result: result, text: tail))
