@@ -105,7 +105,7 @@ struct GenerateBench: ParsableCommand {
             times["mixed_prefill", default: []].append(try timed(mixed, mixed: true, tokens: 1).seconds)
             times["merged_prefill", default: []].append(try timed(merged, mixed: false, tokens: 1).seconds)
         }
-        func median(_ values: [Double]) -> Double { let s = values.sorted(); return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
+        let median = BenchContext.median
         let generated = Double(batch * newTokens), decoded = Double(batch * (newTokens - 1))
         let mixedRate = generated / median(times["mixed"]!), mergedRate = generated / median(times["merged"]!)
         // Decode only: per round, the full run's time less its prefill-only run's.
