@@ -1,7 +1,7 @@
 // The kernels' tunable parameters: what each one is, its legal values on a device, the rules between them, and the
-// defaults per device kind (today's hand-picked values; the kernels' own #ifndef defaults are the CPU ones). A
-// backend compiles with one `KernelParameters` for its life: the defaults, or what `lora tune` measured and cached
-// (TuningCache.swift). Names are "family.NAME" with NAME the kernel's -D macro where there is one:
+// defaults per device kind (hand-picked, or measured on PoCL for CPU devices; matmul.cl's own #ifndef defaults are
+// the CPU ones). A backend compiles with one `KernelParameters` for its life: the defaults, or what `lora tune`
+// measured and cached (TuningCache.swift). Names are "family.NAME" with NAME the kernel's -D macro where there is one:
 //   gemm.TM, gemm.TN, gemm.VW  (-D TM/TN/VW, matmul.cl)   gemm.WG  work-items per group along rows (0: the driver's)
 //   softmax.GROUP  0: one work-item per row, 1: one work-group per row (softmax.cl's _group kernels)
 //   softmax.WG, layernorm.WG, rmsnorm.WG, cross_entropy.WG  the row kernels' largest work-group (-D GROUP_MAX)
@@ -38,12 +38,13 @@ public struct KernelParameter: Sendable {
     }
 
     /// A row kernel's work-group cap: a power of two the device allows, whose scratch (4·WG bytes) fits local memory.
-    static func rowWorkGroup(_ family: String, _ meaning: String) -> KernelParameter {
+    /// `cpuDefault`: the cap on CPU devices, 256 elsewhere.
+    static func rowWorkGroup(_ family: String, _ meaning: String, cpuDefault: Int = 256) -> KernelParameter {
         KernelParameter(
             name: family + ".WG",
             summary: "\(meaning): largest work-group per row, a power of two 1-1024 within the device's limits (-D GROUP_MAX)",
             legal: { d in powersOfTwo(upTo: min(1024, d.maxWorkGroupSize, max(1, d.localMemoryBytes / 8))) },
-            search: nil, defaultValue: { _ in 256 })
+            search: nil, defaultValue: { $0 == .cpu ? cpuDefault : 256 })
     }
 
     /// Every parameter, in the order `lora tune` searches them.
@@ -61,10 +62,13 @@ public struct KernelParameter: Sendable {
                         defaultValue: { $0 == .cpu ? 1 : 0 }),
         KernelParameter(name: "softmax.GROUP", summary: "0: one work-item per row; 1: one work-group per row with local-memory reductions",
                         legal: { _ in [0, 1] }, search: nil, defaultValue: { $0 == .gpu ? 1 : 0 }),
+        // On CPU devices a row's reduction runs on one work-item: PoCL runs a work-group's items as loops between
+        // barriers, so every level of a reduction tree is another pass (`lora tune` on PoCL 3.1: WG 1 is 3-4× faster
+        // than 256 for the norms, 1.3× for cross-entropy; BENCHMARKS.md). Softmax's cap only serves GROUP 1 (GPUs).
         rowWorkGroup("softmax", "softmax (GROUP 1)"),
-        rowWorkGroup("layernorm", "layer norm forward and dx"),
-        rowWorkGroup("rmsnorm", "RMS norm forward and dx"),
-        rowWorkGroup("cross_entropy", "cross-entropy"),
+        rowWorkGroup("layernorm", "layer norm forward and dx", cpuDefault: 1),
+        rowWorkGroup("rmsnorm", "RMS norm forward and dx", cpuDefault: 1),
+        rowWorkGroup("cross_entropy", "cross-entropy", cpuDefault: 1),
         KernelParameter(name: "lora.WG", summary: "the fused LoRA kernel's work-group, a power of two 1-1024 (-D LORA_WG)",
                         legal: { d in powersOfTwo(upTo: min(1024, d.maxWorkGroupSize)) }, search: nil,
                         defaultValue: { _ in 64 }),
@@ -145,8 +149,7 @@ extension KernelParameters {
         return (self["gemm.TM"], n <= 16 ? min(tn, 16) : tn, self["gemm.VW"], self["gemm.WG"])
     }
 
-    /// The -D options of a row kernel family's program: none at the kernels' default cap (256), so an untuned backend
-    /// builds exactly the program it always built.
+    /// The -D options of a row kernel family's program: none at common.cl's own cap (256).
     func rowOptions(_ family: String) -> String {
         let cap = self[family + ".WG"]
         return cap == 256 ? "" : "-D GROUP_MAX=\(cap)"
