@@ -7,10 +7,11 @@ ours mixed / ours merged (bar: >= 0.85) and ours mixed / PEFT mixed (bar: >= 3).
     venv/bin/python Benchmarks/compare_generate.py --config smollm-135m --rounds 3 --inner-rounds 1
 
 Both sides use the same thread count (LORA_THREADS for ours, torch.set_num_threads for PEFT's; default: the cores
-this process may run on). OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, which tune our `lora bench --compare openblas`
-peer, are removed from the PyTorch peer's environment when set (the output says so).
+this process may run on). The PyTorch peer runs in `peer_env.py`'s environment (OpenBLAS presets removed; on AMD
+CPUs MKL's AVX-512 kernels enabled unless --mkl-own-dispatch); the output says what was changed.
 """
 import argparse, json, os, statistics, subprocess, sys
+from peer_env import peer_environment
 
 here = os.path.dirname(os.path.abspath(__file__))
 parser = argparse.ArgumentParser()
@@ -25,6 +26,8 @@ parser.add_argument("--rank", type=int, default=8)
 parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
 parser.add_argument("--peft-merged", action="store_true", help="PEFT also times adapter 0 merged (its own ratio)")
 parser.add_argument("--lora", default=os.path.join(here, "..", ".build", "release", "lora"))
+parser.add_argument("--mkl-own-dispatch", action="store_true",
+                    help="keep MKL's vendor dispatch in the peer (AMD CPUs: its AVX2 kernels, the wheel as installed)")
 args = parser.parse_args()
 
 shape = ["--adapters", str(args.adapters), "--batch", str(args.batch), "--new-tokens", str(args.new_tokens),
@@ -33,10 +36,9 @@ ours_cmd = [args.lora, "bench", "generate", "--config", args.config, "--device",
 peft_cmd = [sys.executable, os.path.join(here, "peft_generate_bench.py"), "--config", args.config,
             "--threads", str(args.threads)] + shape + (["--merged"] if args.peft_merged else [])
 ours_env = dict(os.environ, LORA_THREADS=str(args.threads))
-peft_env = dict(os.environ)
-unset = [name for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if peft_env.pop(name, None) is not None]
-if unset:
-    print(f"note: removed {', '.join(unset)} from the PyTorch peer's environment (tuning meant for our OpenBLAS peer)")
+peft_env, peer_notes = peer_environment(own_dispatch=args.mkl_own_dispatch)
+for line in peer_notes:
+    print("note: " + line)
 
 
 def run(command, env):
@@ -61,7 +63,7 @@ def med(values):
 summary = {
     "config": args.config, "rounds": args.rounds, "inner_rounds": args.inner_rounds, "threads": args.threads,
     "adapters": args.adapters, "batch": args.batch, "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
-    "prefill_included": True, "peer_env_removed": unset,
+    "prefill_included": True, "peer_env": peer_notes,
     "ours_mixed_tokens_per_s": med(o["mixed_tokens_per_s"] for o, _ in rounds),
     "ours_merged_tokens_per_s": med(o["merged_tokens_per_s"] for o, _ in rounds),
     "peft_mixed_tokens_per_s": med(p["mixed_tokens_per_s"] for _, p in rounds),

@@ -9,8 +9,12 @@ their median. Alternating keeps a slow phase of the machine from landing on one 
 
 With --quantize nf4 (QLoRA) both sides train on a 4-bit base (PyTorch: PEFT + bitsandbytes), and each round also
 runs our float32 LoRA run, whose peak RSS the 4-bit run's is compared with.
+
+The PyTorch peer runs in `peer_env.py`'s environment (OpenBLAS presets removed; on AMD CPUs MKL's AVX-512 kernels
+enabled unless --mkl-own-dispatch); the output says what was changed.
 """
 import argparse, json, os, statistics, subprocess, sys
+from peer_env import peer_environment
 
 here = os.path.dirname(os.path.abspath(__file__))
 parser = argparse.ArgumentParser()
@@ -19,11 +23,16 @@ parser.add_argument("--rounds", type=int, default=5)
 parser.add_argument("--steps", type=int, default=10, help="timed steps per run (after 2 warm-up steps)")
 parser.add_argument("--lora", default=os.path.join(here, "..", ".build", "release", "lora"))
 parser.add_argument("--quantize", choices=["nf4"])
+parser.add_argument("--mkl-own-dispatch", action="store_true",
+                    help="keep MKL's vendor dispatch in the peer (AMD CPUs: its AVX2 kernels, the wheel as installed)")
 args = parser.parse_args()
+torch_env, peer_notes = peer_environment(own_dispatch=args.mkl_own_dispatch)
+for line in peer_notes:
+    print("note: " + line, flush=True)
 
 
-def run(command):
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+def run(command, env=None):
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -36,7 +45,7 @@ if args.quantize:
     torch_cmd += ["--quantize", args.quantize]
 rows, floats = [], []
 for r in range(args.rounds):
-    ours, torch = run(ours_cmd), run(torch_cmd)
+    ours, torch = run(ours_cmd), run(torch_cmd, torch_env)
     ratio = ours["tokens_per_s"] / torch["tokens_per_s"]
     rows.append((ours, torch, ratio))
     print(f"round {r + 1}: ours {ours['tokens_per_s']:.1f} tokens/s ({ours['peak_rss_mb']} MB), "
@@ -52,7 +61,7 @@ if args.quantize:
              "ours_float32_peak_rss_mb": float_rss,
              "rss_ratio_to_pytorch": round(ours_rss / torch_rss, 3), "rss_ratio_to_our_float32": round(ours_rss / float_rss, 3)}
 print(json.dumps({
-    "config": args.config, "rounds": args.rounds, **extra,
+    "config": args.config, "rounds": args.rounds, "peer_env": peer_notes, **extra,
     "ours_median_tokens_per_s": round(statistics.median(o["tokens_per_s"] for o, _, _ in rows), 1),
     "pytorch_median_tokens_per_s": round(statistics.median(t["tokens_per_s"] for _, t, _ in rows), 1),
     "median_ratio": round(statistics.median(x for _, _, x in rows), 3),
