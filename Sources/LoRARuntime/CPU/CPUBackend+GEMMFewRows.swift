@@ -7,8 +7,9 @@
 // of x in lane i, zero past m), and W is read where it lies. A tile is Cᵀ's 16 columns × L rows: an accumulator of
 // L lanes per row of W; step p broadcasts W[j, p] and multiplies it into xᵀ's row p. The tile sweeps the terms twice,
 // 8 rows of W at a time: 8 read streams keep the multiply-adds busy (8 independent chains) and stream W from memory
-// faster than 16 did (Zen 5, 2 threads: 16x576x1536 ~335 → ~378 GFLOP/s, the 113 MB LM head 179-194 → 195). bfloat16/float16 and ragged groups of W's rows are first widened or copied, a chunk of k at a
-// time, into a small float buffer read the same way.
+// faster than 16 did (Zen 5, 2 threads: 16x576x1536 ~335 → ~378 GFLOP/s, the 113 MB LM head 179-194 → 195).
+// bfloat16/float16 and ragged groups of W's rows are first widened or copied, a chunk of k at a time, into a small
+// float buffer read the same way.
 //
 // Exactness: every element of C gets the packed path's sequence of operations. Per block of kc terms (the same kc),
 // an accumulator starts at +0 and takes one fused multiply-add per term in order (fma(W, x, acc) and fma(x, W, acc)
@@ -170,6 +171,7 @@ extension PackedGEMM {
             let wh = w + half * ldw
             var (c0, c1, c2, c3, c4, c5, c6, c7) = (load(half), load(half + 1), load(half + 2), load(half + 3),
                                                     load(half + 4), load(half + 5), load(half + 6), load(half + 7))
+            // Row pointers computed once: indexed by p alone, the loop needs no overflow checks.
             let (w0, w1, w2, w3, w4, w5, w6, w7) = (wh, wh + ldw, wh + 2 * ldw, wh + 3 * ldw,
                                                     wh + 4 * ldw, wh + 5 * ldw, wh + 6 * ldw, wh + 7 * ldw)
             var px = x
