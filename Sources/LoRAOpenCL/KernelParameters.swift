@@ -62,13 +62,15 @@ public struct KernelParameter: Sendable {
                         defaultValue: { $0 == .cpu ? 1 : 0 }),
         KernelParameter(name: "softmax.GROUP", summary: "0: one work-item per row; 1: one work-group per row with local-memory reductions",
                         legal: { _ in [0, 1] }, search: nil, defaultValue: { $0 == .gpu ? 1 : 0 }),
-        // On CPU devices a row's reduction runs on one work-item: PoCL runs a work-group's items as loops between
-        // barriers, so every level of a reduction tree is another pass (`lora tune` on PoCL 3.1: WG 1 is 3-4× faster
-        // than 256 for the norms, 1.3× for cross-entropy; BENCHMARKS.md). Softmax's cap only serves GROUP 1 (GPUs).
+        // On CPU devices a row's reduction takes 16 work-items: PoCL runs a work-group's items as loops between
+        // barriers, so every level of a reduction tree is another pass (`lora tune` on PoCL 3.1: 16 items are 2.5-3×
+        // faster than 256 for the norms; BENCHMARKS.md). One item is faster still, but one running sum over a row
+        // loses accuracy (GPT-2's LoRA gradients drifted past the PEFT fixture's tolerance); 16 partial sums and a
+        // tree are the CPU backend's own order (16 lanes, then a horizontal sum). Softmax's cap serves GROUP 1 (GPUs).
         rowWorkGroup("softmax", "softmax (GROUP 1)"),
-        rowWorkGroup("layernorm", "layer norm forward and dx", cpuDefault: 1),
-        rowWorkGroup("rmsnorm", "RMS norm forward and dx", cpuDefault: 1),
-        rowWorkGroup("cross_entropy", "cross-entropy", cpuDefault: 1),
+        rowWorkGroup("layernorm", "layer norm forward and dx", cpuDefault: 16),
+        rowWorkGroup("rmsnorm", "RMS norm forward and dx", cpuDefault: 16),
+        rowWorkGroup("cross_entropy", "cross-entropy", cpuDefault: 16),
         KernelParameter(name: "lora.WG", summary: "the fused LoRA kernel's work-group, a power of two 1-1024 (-D LORA_WG)",
                         legal: { d in powersOfTwo(upTo: min(1024, d.maxWorkGroupSize)) }, search: nil,
                         defaultValue: { _ in 64 }),

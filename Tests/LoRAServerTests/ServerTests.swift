@@ -241,12 +241,20 @@ struct ServerTests {
         let server = try await fixture.start(loaded: [0, 1], maxBatch: 1)
         let port = server.port
         let prompt = fixture.prompt(3, length: 4)
-        // With one row, the later requests on "second" wait behind the first: all are in flight when the unload comes.
-        async let first = HTTPTestClient.post(port: port, "/v1/completions", completion("second", prompt: prompt, maxTokens: 40, extra: #", "return_token_ids": true"#))
-        async let second = HTTPTestClient.post(port: port, "/v1/completions", completion("second", prompt: prompt, maxTokens: 40, extra: #", "return_token_ids": true"#))
-        while server.engine.requestsInFlight < 2 { try await Task.sleep(nanoseconds: 1_000_000) }
+        let body = completion("second", prompt: prompt, maxTokens: 40, extra: #", "return_token_ids": true"#)
+        // With one row, the second request on "second" waits behind the first: both are in flight when the unload
+        // comes. The first can finish before the second arrives (a slow thread start); then the pair is sent again.
+        var pair: (Task<HTTPReply, any Error>, Task<HTTPReply, any Error>)?
+        for _ in 0..<10 where pair == nil {
+            let done = AsyncCounter()
+            let sent = (Task { defer { done.increment() }; return try await HTTPTestClient.post(port: port, "/v1/completions", body) },
+                        Task { defer { done.increment() }; return try await HTTPTestClient.post(port: port, "/v1/completions", body) })
+            try await waitUntil("two requests in flight, or both answered") { server.engine.requestsInFlight >= 2 || done.value == 2 }
+            if server.engine.requestsInFlight >= 2 { pair = sent } else { _ = try await (sent.0.value, sent.1.value) }
+        }
+        let (first, second) = try #require(pair, "in 10 tries the first request always finished before the second came")
         let unload = try await HTTPTestClient.post(port: port, "/v1/unload_lora_adapter", #"{"lora_name": "second"}"#)
-        let (a, b) = try await (first, second)
+        let (a, b) = (try await first.value, try await second.value)
         let expected = try fixture.alone(1, prompt: prompt, maxTokens: 40).ids
         #expect(unload.status == 200)
         #expect(a.choice?["token_ids"]?.ints == expected && b.choice?["token_ids"]?.ints == expected)
@@ -317,7 +325,7 @@ struct ServerTests {
                     extra: #", "stream": true, "return_token_ids": true"#), onFirstBytes: { heads.increment() })
             }
         }
-        while heads.value < 4 { try await Task.sleep(nanoseconds: 1_000_000) }
+        try await waitUntil("the four streams' first bytes") { heads.value == 4 }
         let inFlight = server.engine.requestsInFlight
         try await server.shutdown()
         #expect(inFlight >= 1, "the shutdown came after every request had finished")
@@ -328,6 +336,16 @@ struct ServerTests {
             #expect(reply.streamed.ids == expected.ids, "stream \(i)")
         }
         await #expect(throws: HTTPClientError.self) { try await HTTPTestClient.send(port: port, "GET", "/v1/models") }
+    }
+}
+
+/// Polls `condition` every millisecond until it holds, and throws after `seconds` rather than wait forever (a request
+/// that failed before its first bytes would never count).
+func waitUntil(_ what: String, seconds: Double = 120, _ condition: () -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !condition() {
+        guard Date() < deadline else { throw HTTPClientError(description: "waited \(Int(seconds)) s for \(what)") }
+        try await Task.sleep(nanoseconds: 1_000_000)
     }
 }
 

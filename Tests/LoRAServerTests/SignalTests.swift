@@ -49,7 +49,7 @@ struct SignalTests {
                     onFirstBytes: { heads.increment() })
             }
         }
-        while heads.value < 3 { try await Task.sleep(nanoseconds: 1_000_000) }
+        try await waitUntil("the three streams' first bytes") { heads.value == 3 }
         kill(process.processIdentifier, SIGTERM)
         for (i, stream) in streams.enumerated() {
             let reply = try await stream.value
