@@ -232,9 +232,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         return size
     }
 
-    /// The work-group size for a kernel that reduces over rows of `cols` with common.cl's helpers: a power of
-    /// two, at most `cap` (the program's GROUP_MAX: the family's `.WG` parameter) and the kernel's limit on the device, and no
-    /// wider than the row needs.
+    /// The work-group size for a kernel that reduces over rows of `cols` with common.cl's helpers: a power of two,
+    /// at most `cap` (the program's GROUP_MAX: the family's `.WG` parameter) and the kernel's limit on the device,
+    /// and no wider than the row needs.
     func rowGroupSize(_ kernel: CLKernel, cols: Int, cap: Int = 256) throws -> Int {
         let limit = min(cap, try maxWorkGroupSize(kernel), max(1, cols))
         var size = 1
