@@ -55,7 +55,7 @@ let package = Package(
         // Tensor, Backend protocol, CPU backend.
         .target(name: "LoRARuntime", swiftSettings: cpuSettings),
         // OpenCL backend; kernels from the top-level Kernels/ folder are embedded by the EmbedKernels plugin.
-        .target(name: "LoRAOpenCL", dependencies: ["LoRARuntime"], plugins: ["EmbedKernels"]),
+        .target(name: "LoRAOpenCL", dependencies: ["LoRARuntime", "LoRAFormats"], plugins: ["EmbedKernels"]),
         // Layers: frozen linears (dense, NF4), LoRALinear over any of them, named linear modules.
         .target(name: "LoRANN", dependencies: ["LoRARuntime"]),
         // Files: safetensors, JSON values, atomic writes (no device code).

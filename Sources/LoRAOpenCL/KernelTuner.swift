@@ -4,8 +4,8 @@
 // candidate that fails to build, fails to launch or disagrees is rejected. A candidate replaces the best so far only
 // when at least 3% faster, so noise does not pick values, and the default is always measured first. The winner then
 // runs against the default in alternation (load on a shared machine drifts over a search) and stays only if still 3%
-// faster: the reported times are that pair, so a family's chosen time is never above its default's in the same run. The budget is shared out over the families (GEMM gets three
-// shares); a family's default is measured even past it.
+// faster: the reported times are that pair, so a family's chosen time is never above its default's in the same run.
+// The budget is shared out over the families (GEMM gets three shares); a family's default is measured even past it.
 import Foundation
 import LoRARuntime
 
@@ -180,14 +180,10 @@ public struct KernelTuner {
         for workload in workloads {
             var (timesA, timesB): ([Double], [Double]) = ([], [])
             while timesA.count < 5 || (timesA.count < 15 && timesA.reduce(0, +) + timesB.reduce(0, +) < 0.3) {
-                for (values, index) in [(a, 0), (b, 1)] {
-                    backend.use(values)
-                    let start = DispatchTime.now().uptimeNanoseconds
-                    try workload.run()
-                    try backend.synchronize()
-                    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                    if index == 0 { timesA.append(seconds) } else { timesB.append(seconds) }
-                }
+                backend.use(a)
+                timesA.append(try Self.seconds(workload.run, backend: backend))
+                backend.use(b)
+                timesB.append(try Self.seconds(workload.run, backend: backend))
             }
             totalA += timesA.sorted()[timesA.count / 2]
             totalB += timesB.sorted()[timesB.count / 2]
@@ -219,11 +215,16 @@ public struct KernelTuner {
     static func medianSeconds(_ run: () throws -> Void, backend: OpenCLBackend) throws -> Double {
         var times: [Double] = []
         while times.count < 3 || (times.count < 15 && times.reduce(0, +) < 0.1) {
-            let start = DispatchTime.now().uptimeNanoseconds
-            try run()
-            try backend.synchronize()
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            times.append(try seconds(run, backend: backend))
         }
         return times.sorted()[times.count / 2]
+    }
+
+    /// The seconds of one `run`, waited for.
+    static func seconds(_ run: () throws -> Void, backend: OpenCLBackend) throws -> Double {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try run()
+        try backend.synchronize()
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
 }

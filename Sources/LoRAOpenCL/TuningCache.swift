@@ -8,6 +8,7 @@
 // and the backend runs with the defaults. `LORA_TUNE_CACHE=off` skips the file. Written to a temporary file and
 // renamed, so a reader never sees half a file.
 import Foundation
+import LoRAFormats
 
 /// Where an OpenCL backend's kernel parameters come from.
 public enum KernelTuning: Sendable {
@@ -79,13 +80,7 @@ public enum TuningCache {
         ]
         let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
-        try data.write(to: temporary)
-        guard rename(temporary.path, url.path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(at: temporary)
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: url.path, NSLocalizedDescriptionKey: "rename to \(url.path): \(reason)"])
-        }
+        try AtomicFile.write(data, to: url.path)
         return url
     }
 
