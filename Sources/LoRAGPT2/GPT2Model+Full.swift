@@ -18,6 +18,7 @@ extension GPT2Model {
             throw LoRAConfigError("full fine-tuning updates the weights in float32, but \(typed.name) is stored as \(typed.tensor.dtype); load with dtype float32")
         }
         func zeros(like t: Tensor) throws -> Tensor { try backend.zeros(t.shape) }
+        releasePackedWeights()
         for p in linearModules { try p.enableGradients() }
         fullGradients = FullGradients(
             wte: try zeros(like: wte), wpe: try zeros(like: wpe), lnF: (try zeros(like: lnF.gamma), try zeros(like: lnF.beta)),

@@ -108,6 +108,7 @@ public final class GPT2Model: LanguageModel {
 
     /// Every linear module, by PEFT's name (`transformer.h.N.attn.c_attn`, ...).
     public var linearModules: [LinearModule] { blocks.flatMap(\.projections) }
+    public var outputWeight: Tensor { lmHead }
 
     // MARK: - Forward
 

@@ -19,6 +19,7 @@ extension LlamaModel {
             throw LoRAConfigError("full fine-tuning updates the weights in float32, but they are stored as \(typed.dtype); load with dtype float32")
         }
         func zeros(like t: Tensor) throws -> Tensor { try backend.zeros(t.shape) }
+        releasePackedWeights()
         for module in linearModules { try module.enableGradients() }
         fullGradients = FullGradients(embedTokens: try zeros(like: embedTokens), norm: try zeros(like: norm),
                                       lmHead: lmHead === embedTokens ? nil : try zeros(like: lmHead),

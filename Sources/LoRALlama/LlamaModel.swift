@@ -125,6 +125,7 @@ public final class LlamaModel: LanguageModel {
     }
 
     public var linearModules: [LinearModule] { layers.flatMap(\.modules) }
+    public var outputWeight: Tensor { lmHead }
 
     // MARK: - Forward
 

@@ -25,13 +25,16 @@ public protocol LanguageModel: AnyObject {
     var gradientCheckpointing: Bool { get set }
     /// Every linear layer an adapter can target, in the model's order (PEFT's module names; never the output layer).
     var linearModules: [LinearModule] { get }
+    /// The output layer's weight `[V, C]` (the token embedding's, when the two are tied).
+    var outputWeight: Tensor { get }
     /// The adapters' settings, once adapters were applied or loaded.
     var loraConfig: LoRAConfig? { get set }
     /// Adapters served unmerged by slot, each sequence of a batch choosing one (AdapterSlots.swift).
     var adapterSlots: AdapterSlots { get }
     /// Whether every weight trains (`enableFullTraining`).
     var isFullTraining: Bool { get }
-    /// Gives every weight a gradient. Adapters and full fine-tuning do not mix.
+    /// Gives every weight a gradient (and drops packed copies: `packWeightsForInference`). Adapters and full
+    /// fine-tuning do not mix.
     func enableFullTraining() throws
     /// In full fine-tuning, every weight with its gradient under transformers' name (empty otherwise).
     var fullTrainingParameters: [TrainableParameter] { get }
@@ -80,6 +83,27 @@ public func uploadTokenIDs(_ ids: some Collection<Int>, backend: any Backend) th
 extension LanguageModel {
     /// Logits `[B·T, V]`; saves what `backward` needs.
     public func forward(_ tokens: [[Int]]) throws -> Tensor { try forward(tokens, cache: nil) }
+
+    // MARK: - Packed weights
+
+    /// Lays every dense frozen weight and the output layer out once for the backend's forward products
+    /// (PackedWeight.swift): each generation step then streams every weight once instead of laying it out again,
+    /// at the cost of a second copy of the float32 weights (none on OpenCL). Outputs stay the same bit for bit.
+    /// Merging packs again what it changes; `enableFullTraining` drops the copies, and training with adapters
+    /// writes no frozen weight. 4-bit and 16-bit weights are left as they are.
+    public func packWeightsForInference() throws {
+        guard !isFullTraining else {
+            throw LoRAError.invalidState("\(modelType): weights change every step of full fine-tuning; pack them for inference only")
+        }
+        for module in linearModules { try module.dense?.packForInference() }
+        _ = try backend.packWeight(outputWeight, transposed: true)
+    }
+
+    /// Drops the copies `packWeightsForInference` made.
+    public func releasePackedWeights() {
+        for module in linearModules { module.dense?.weight.packing = nil }
+        outputWeight.packing = nil
+    }
 
     /// Logits `[B·T, V]` for B equal-length sequences of ids. Without a cache, saves what `backward` needs; with
     /// one, the tokens continue the cached sequences (positions follow them) and their keys and values are appended.

@@ -59,13 +59,24 @@ public final class DenseLinear: FrozenLinear {
     }
 
     /// A bf16/f16 weight is widened to float32, gets the product added there, and is rounded back (to nearest even),
-    /// as PEFT merges into a half-precision weight: the sum is computed once, rounded once.
+    /// as PEFT merges into a half-precision weight: the sum is computed once, rounded once. A packed weight is
+    /// packed again.
     public func addLowRank(a: Tensor, b: Tensor, scale: Float) throws {
+        let packed = weight.packing != nil
+        weight.packing = nil
         let target = weight.dtype == .float32 ? weight : try backend.converted(weight, to: .float32)
         switch layout {
         case .outIn: try backend.gemm(GEMM(a: b, b: a, c: target, alpha: scale, beta: 1))
         case .inOut: try backend.gemm(GEMM(a: a, b: b, c: target, transposeA: true, transposeB: true, alpha: scale, beta: 1))
         }
         if target !== weight { try backend.convert(Convert(source: target, destination: weight)) }
+        if packed { try packForInference() }
+    }
+
+    /// Lays the weight out once for the backend's forward products (`Backend.packWeight`, a second copy of it), for
+    /// generation, where every step reads every weight. Returns whether the backend packed it.
+    @discardableResult
+    public func packForInference() throws -> Bool {
+        try backend.packWeight(weight, transposed: layout == .outIn)
     }
 }

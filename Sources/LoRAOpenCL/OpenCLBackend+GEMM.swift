@@ -59,6 +59,12 @@ extension OpenCLBackend {
         try gemm(op, engine: Self.isFloat32(op) ? gemmEngineChoice().engine : .kernel)
     }
 
+    /// Nothing to gain: the GEMM kernels stage tiles of B in local memory as they go (PackedWeight.swift).
+    public func packWeight(_ weight: Tensor, transposed: Bool) throws -> Bool {
+        try requireOwned("packWeight", weight)
+        return false
+    }
+
     /// Runs `op` with a given engine (tests and benchmarks compare them). CLBlast takes all-float32 GEMMs only.
     public func gemm(_ op: GEMM, engine: GEMMEngine) throws {
         try requireOwned(op)

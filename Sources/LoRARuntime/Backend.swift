@@ -55,6 +55,11 @@ public protocol Backend: AnyObject, Sendable {
 
     /// `C = alpha·op(A)·op(B) + beta·C`, batched with strides. See `GEMM`.
     func gemm(_ op: GEMM) throws
+    /// Lays a frozen weight out once as this backend's GEMM lays out operand B, op(B) = weightᵀ when `transposed`
+    /// (x·Wᵀ, W `[out, in]`), and attaches the copy to it (`Tensor.packing`); products that read the whole weight
+    /// that way then skip laying it out on every call, with the same results bit for bit. Returns false, attaching
+    /// nothing, where the backend gains nothing from it. See PackedWeight.swift.
+    func packWeight(_ weight: Tensor, transposed: Bool) throws -> Bool
     /// Causal multi-head attention (grouped-query, optionally windowed): probabilities and context. See `Attention`.
     func attention(_ op: Attention) throws
     /// Gradient of `attention`. See `AttentionBackward`.

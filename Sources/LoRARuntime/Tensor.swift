@@ -1,5 +1,6 @@
 // Tensor: a row-major, contiguous block of elements that lives on one backend's device.
 // A tensor never moves by itself: `backend.upload` / `backend.download` are the only bus crossings.
+import Synchronization
 
 /// Element type of a tensor's storage. Storage is byte-addressed (`count · size` bytes); math is float32 whatever
 /// the storage: ops that accept 16-bit floats convert as they load (weights keep their file's dtype on the device).
@@ -47,6 +48,15 @@ public final class Tensor: @unchecked Sendable {
     public let storage: any TensorStorage
     /// The backend whose device holds `storage`.
     public let backend: any Backend
+    private let packingSlot = Mutex<WeightPacking?>(nil)
+
+    /// This weight laid out once for its backend's GEMM (`Backend.packWeight`), which products reading the whole
+    /// tensor as operand B then use instead of laying it out again. Whoever writes the tensor afterwards must set
+    /// it to nil (or pack again): the copy does not follow writes.
+    public var packing: WeightPacking? {
+        get { packingSlot.withLock { $0 } }
+        set { packingSlot.withLock { $0 = newValue } }
+    }
 
     /// Number of elements.
     public var count: Int { shape.reduce(1, *) }

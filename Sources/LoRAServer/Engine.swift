@@ -80,6 +80,7 @@ public final class Engine: @unchecked Sendable {
         self.servedName = servedName
         self.modelPath = modelPath
         endOfSequence = model.endOfSequenceTokens.union(tokenizer.eosTokenID.map { [$0] } ?? [])
+        try model.packWeightsForInference()
         // vLLM's default: special tokens are left out of the text; ids the tokenizer lacks (a padded vocabulary) too.
         generator = try BatchedGenerator(model: model, maxBatch: maxBatch) { [tokenizer] ids in
             try tokenizer.decode(ids.filter { tokenizer.token(of: $0) != nil }, skipSpecialTokens: true)

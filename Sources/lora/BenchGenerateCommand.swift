@@ -70,6 +70,9 @@ struct GenerateBench: ParsableCommand {
         let mergedModel = try make(1, backend, ModelLoadOptions())
         try mergedModel.loadAdapter(folder: folders[0])
         try mergedModel.mergeAdapters()
+        // Both as `lora generate` runs them: frozen weights packed once (PackedWeight.swift).
+        try mixedModel.packWeightsForInference()
+        try mergedModel.packWeightsForInference()
 
         var generator = SeededGenerator(seed: 7)
         let prompts = (0..<batch).map { _ in (0..<promptTokens).map { _ in Int(generator.next() % UInt64(mixedModel.vocabularySize)) } }

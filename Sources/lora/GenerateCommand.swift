@@ -65,6 +65,7 @@ struct GenerateCommand: ParsableCommand {
         let lm = try loadModel(model, backend: backend, options: load.options())
         if let requests { return try runRequests(requests, model: lm) }
         if let adapter = adapter.first { try lm.loadAdapter(folder: adapter) }
+        try lm.packWeightsForInference()
         let tokenizer = try loadTokenizer(folder: model)
         let ids = try promptIds != nil ? parsedIDs() : tokenizer.encode(prompt!)
         guard !ids.isEmpty else { throw ValidationError("--prompt encodes to no tokens") }
@@ -112,6 +113,7 @@ struct GenerateCommand: ParsableCommand {
         let tokenizer = try loadTokenizer(folder: model)
         let stop = lm.endOfSequenceTokens.union(tokenizer.eosTokenID.map { [$0] } ?? [])
         let file = try RequestsFile.read(path: path, model: lm, tokenizer: tokenizer, baseStop: stop, defaultMaxTokens: maxTokens)
+        try lm.packWeightsForInference()
         let generator = try BatchedGenerator(model: lm, maxBatch: maxBatch) { try tokenizer.decode($0) }
         let start = DispatchTime.now().uptimeNanoseconds
         let results = try generator.run(file.map(\.request))

@@ -122,6 +122,35 @@ struct BatchedGenerationTests {
         #expect(one == many)
     }
 
+    @Test("weights packed for inference: the same logits and tokens bit for bit; a merge packs again; full fine-tuning drops the copies",
+          arguments: MultiAdapterFixture.cases)
+    func packedWeights(name: String, device: String) throws {
+        let fixture = try MultiAdapterFixture(name)
+        let (plain, packed) = (try fixture.served(device), try fixture.served(device))
+        try packed.packWeightsForInference()
+        // On the CPU the float32 output layer and every dense weight more than 16 wide get a copy; OpenCL packs nothing.
+        #expect((packed.outputWeight.packing != nil) == (device == "cpu"))
+        let tokens = fixture.tokens(plain, count: 3, length: 6, seed: 5)
+        func logits(_ model: any LanguageModel) throws -> [UInt32] {
+            try model.forward(tokens, cache: KVCache(model: model, batch: 3, capacity: 6), adapters: [0, -1, 2]).toArray().map(\.bitPattern)
+        }
+        #expect(try logits(plain) == logits(packed))
+        let requests = requests(fixture, plain)
+        #expect(try BatchedGenerator(model: plain, maxBatch: 3).run(requests) == BatchedGenerator(model: packed, maxBatch: 3).run(requests))
+
+        let (mergedPlain, mergedPacked) = (try fixture.alone(device, slot: 2), try fixture.alone(device, slot: 2))
+        try mergedPacked.packWeightsForInference()
+        for model in [mergedPlain, mergedPacked] { try model.mergeAdapters() }
+        let prompt = tokens[0]
+        #expect(try mergedPlain.generate(prompt: prompt, maxTokens: 6) == mergedPacked.generate(prompt: prompt, maxTokens: 6))
+
+        let full = try fixture.model(device)
+        try full.packWeightsForInference()
+        try full.enableFullTraining()
+        #expect(full.outputWeight.packing == nil && full.linearModules.allSatisfy { $0.dense?.weight.packing == nil })
+        #expect(throws: LoRAError.self) { try full.packWeightsForInference() }
+    }
+
     @Test("bad requests: max batch below 1, an unknown slot, an empty prompt, ids outside the vocabulary, no budget")
     func badRequests() throws {
         let fixture = try MultiAdapterFixture("llama-tiny")

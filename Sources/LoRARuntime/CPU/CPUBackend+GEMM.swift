@@ -58,10 +58,18 @@ enum PackedGEMM {
 
     /// C = alpha·A·B + beta·C (+ bias, n floats, on every row) for one matrix: A is m×k, B is k×n, C is m×n (views
     /// already transposed as needed). With a triangle, tiles it leaves unwanted are skipped and each tile runs only
-    /// the terms it needs.
+    /// the terms it needs. `packedB`: all of B already packed (`packWhole`), used in place of packing it.
     static func multiply(m: Int, n: Int, k: Int, alpha: Float, a: StridedMatrix, b: StridedMatrix,
                          beta: Float, c: StridedMatrix, bias: UnsafePointer<Float>? = nil,
-                         triangle: GEMM.Triangle? = nil, pool: ThreadPool?) {
+                         triangle: GEMM.Triangle? = nil, packedB: UnsafePointer<Float>? = nil, pool: ThreadPool?) {
+        // A weight packed once (PackedWeight.swift): B's panels are ready for any number of rows, so every product
+        // takes the panels path, A read in place where it can be.
+        if let packedB {
+            return multiplyByPanels(m: m, n: n, k: k, alpha: alpha, a: a, b: b, beta: beta, c: c, bias: bias,
+                                    triangle: triangle, directA: a.colStride == 1 && a.isFloat32,
+                                    threads: m * n * k >= parallelThreshold ? (pool?.threadCount ?? 1) : 1, pool: pool,
+                                    packedB: packedB)
+        }
         // Rank-wide outputs (LoRA's x·Aᵀ and dy·B) have a kernel of their own.
         if n <= 16 && a.colStride == 1 && triangle == nil && bias == nil {
             return narrow(m: m, n: n, k: k, alpha: alpha, a: a, b: b, beta: beta, c: c, pool: pool)
@@ -176,11 +184,12 @@ enum PackedGEMM {
     /// across all of n and pack their own panels, block of k by block of k, into their thread's scratch, so no
     /// part waits for another's packing. The short A, which every part reads, is read in place (`directA`, a
     /// row-major float32 A), or else packed once and shared: all of it in one step before the parts when it is
-    /// small (then the whole product is two pool runs), else one block of k at a time (two runs per block). Each element of C still sums its blocks of k in order, each block
-    /// in the micro-kernel's order, so the bits are those of any other split.
+    /// small (then the whole product is two pool runs), else one block of k at a time (two runs per block). With
+    /// `packedB` (all of B packed already, `packWhole`), parts read their panels there. Each element of C still sums
+    /// its blocks of k in order, each block in the micro-kernel's order, so the bits are those of any other split.
     static func multiplyByPanels(m: Int, n: Int, k: Int, alpha: Float, a: StridedMatrix, b: StridedMatrix,
                                  beta: Float, c: StridedMatrix, bias: UnsafePointer<Float>?, triangle: GEMM.Triangle?,
-                                 directA: Bool, threads: Int, pool: ThreadPool?) {
+                                 directA: Bool, threads: Int, pool: ThreadPool?, packedB: UnsafePointer<Float>? = nil) {
         let kcMax = min(kc, k), panels = (n + nr - 1) / nr, blocks = (k + kc - 1) / kc
         // One panel per part on several threads: whichever thread finishes first waits at most one panel's time
         // at the end (with 4 parts per thread, 576-wide outputs ran at ~185 GFLOP/s on 2 cores; one panel each,
@@ -194,14 +203,15 @@ enum PackedGEMM {
         // more apart: slow from memory, where a frozen weight usually is (the same products ran at ~183 GFLOP/s
         // in a training step against ~200 for x·Wᵀ). When A is packed whole, B is too, a row at a time, beside it.
         let widthB = roundUp(n, nr)
-        let wholeB = (whole || directA) && b.isFloat32 && b.colStride == 1 && widthB * k <= wholeA
-        let packedAllB = wholeB ? ThreadScratch.current(.shared, floats: widthB * k) : nil
+        let wholeB = packedB == nil && (whole || directA) && b.isFloat32 && b.colStride == 1 && widthB * k <= wholeA
+        let packedAllB = packedB.map { UnsafeMutablePointer(mutating: $0) }
+            ?? (wholeB ? ThreadScratch.current(.shared, floats: widthB * k) : nil)
 
         /// A's columns `p0..<p0 + kcBlock` for every block in `blocks`, packed at `heightA·p0` (whole) or 0;
-        /// with `packedAllB`, all of B too.
+        /// with `wholeB`, all of B too.
         func packShared(_ blocks: Range<Int>) {
-            guard packedAllA != nil || packedAllB != nil else { return }
-            let sharing = packedAllB != nil ? threads : min(threads, tilesA)
+            guard packedAllA != nil || wholeB else { return }
+            let sharing = wholeB ? threads : min(threads, tilesA)
             runParts(sharing, pool) { t in
                 if let packedAllA {
                     let range = share(t, of: sharing, count: tilesA)
@@ -212,7 +222,9 @@ enum PackedGEMM {
                               into: packedAllA + (whole ? heightA * p0 : 0) + range.lowerBound * kcBlock * mr)
                     }
                 }
-                if let packedAllB { packRowsB(b, n: n, k: k, rows: share(t, of: sharing, count: k), into: packedAllB) }
+                if wholeB, let packedAllB {
+                    packRowsB(b, n: n, k: k, rows: share(t, of: sharing, count: k), into: packedAllB)
+                }
             }
         }
 
@@ -463,6 +475,7 @@ extension CPUBackend {
         let (alpha, beta) = (op.alpha, op.beta)
         let bias = op.bias.map { UnsafePointer(elements($0)) }
         let pool = self.pool
+        let packedB = packedPanels(op)
         // op(A) is m×k: stored [m, k] (row stride ld) or, transposed, [k, m].
         let (offsets, strides) = ((op.a.offset, op.b.offset, op.c.offset),
                                   (op.a.batchStride, op.b.batchStride, op.c.batchStride))
@@ -490,7 +503,15 @@ extension CPUBackend {
         for batch in 0..<op.batch {
             let (av, bv, cv) = views(batch)
             PackedGEMM.multiply(m: m, n: n, k: k, alpha: alpha, a: av, b: bv, beta: beta, c: cv,
-                                bias: bias, triangle: op.triangle, pool: pool)
+                                bias: bias, triangle: op.triangle, packedB: packedB, pool: pool)
         }
+    }
+
+    /// B's packed copy (`packWeight`), when this product reads all of the packed weight, once, the way it was packed.
+    private func packedPanels(_ op: GEMM) -> UnsafePointer<Float>? {
+        guard op.batch == 1, op.triangle == nil, let packing = op.b.tensor.packing, packing.transposed == op.transposeB,
+              op.b.offset == 0, op.b.tensor.shape == (op.transposeB ? [op.n, op.k] : [op.k, op.n]),
+              op.b.ld == op.b.tensor.shape[1] else { return nil }
+        return UnsafePointer(elements(packing.panels))
     }
 }

@@ -190,3 +190,41 @@ func transpose8x8(_ src: UnsafePointer<Float>, stride srcStride: Int, into dst: 
     store(2, V(lowHalf: s2.lowHalf, highHalf: s6.lowHalf)); store(6, V(lowHalf: s2.highHalf, highHalf: s6.highHalf))
     store(3, V(lowHalf: s3.lowHalf, highHalf: s7.lowHalf)); store(7, V(lowHalf: s3.highHalf, highHalf: s7.highHalf))
 }
+
+extension PackedGEMM {
+    /// Floats a whole packed B of k×n takes: every block of k, each as `roundUp(n, NR)` columns of panels.
+    static func packedFloats(n: Int, k: Int) -> Int { roundUp(n, nr) * k }
+
+    /// All of B (k×n) packed as `multiplyByPanels` reads a whole packed B: the block of k from term p0 at
+    /// `roundUp(n, NR)·p0`, its panel q at `q·kcBlock·NR` (`packB`'s layout for the block), zero past column n.
+    /// The panels are split over the pool's threads.
+    static func packWhole(_ b: StridedMatrix, n: Int, k: Int, into dst: UnsafeMutablePointer<Float>, pool: ThreadPool?) {
+        let (width, panels) = (roundUp(n, nr), (n + nr - 1) / nr)
+        let parts = n * k >= parallelThreshold ? min(panels, pool?.threadCount ?? 1) : 1
+        runParts(parts, pool) { t in
+            let range = share(t, of: parts, count: panels)
+            for p0 in stride(from: 0, to: k, by: kc) {
+                let kcBlock = min(kc, k - p0)
+                packB(b, rows: p0..<p0 + kcBlock, firstColumn: 0, lastColumn: n, panels: range, into: dst + width * p0)
+            }
+        }
+    }
+}
+
+extension CPUBackend {
+    /// float32 weights more than 16 wide (op(B)'s columns) are packed: 16-bit ones would double in size as floats
+    /// and are widened as they are packed anyway, and rank-wide ones run on the narrow kernel, which reads B in place.
+    public func packWeight(_ weight: Tensor, transposed: Bool) throws -> Bool {
+        try requireOwned("packWeight", weight)
+        guard weight.rank == 2 else {
+            throw LoRAError.shapeMismatch("packWeight: a weight must be a matrix, got \(describe(weight.shape))")
+        }
+        let (n, k) = transposed ? (weight.shape[0], weight.shape[1]) : (weight.shape[1], weight.shape[0])
+        guard weight.dtype == .float32, n > 16 else { return false }
+        let panels = try empty([PackedGEMM.packedFloats(n: n, k: k)], dtype: .float32)
+        let stored = StridedMatrix(base: elements(weight), rowStride: weight.shape[1], colStride: 1)
+        PackedGEMM.packWhole(transposed ? stored.transposed : stored, n: n, k: k, into: elements(panels), pool: pool)
+        weight.packing = WeightPacking(transposed: transposed, panels: panels)
+        return true
+    }
+}
