@@ -17,6 +17,10 @@ extension CPUBackend {
     /// 3 against 4.6 µs at 128 wide); at rows × rank ≈ 256 the two tie, and 24 rows at r=16 took 31 µs row by row
     /// against 23 µs on the GEMMs.
     static let multiLoRARowByRowTerms = 256
+    /// Below this many multiply-adds a batch runs on one thread. A decode step's 16 rows over 8 adapters (~150K at
+    /// 576 wide) are bound by reading the adapters, which two threads do faster: at the GEMMs' 2^18 they ran on one,
+    /// and smollm-135m's mixed batch decoded at 0.86 of the merged model's speed against 0.92 now (2 threads, Zen 5).
+    static let multiLoRAParallelWork = 1 << 15
 
     public func multiLoRA(_ op: MultiLoRA) throws {
         try requireOwned(op)
@@ -28,10 +32,10 @@ extension CPUBackend {
         }
         let pool = self.pool
         let total = work.reduce(0, +)
-        if total < PackedGEMM.parallelThreshold || groups.count >= 2 * pool.threadCount
+        if total < Self.multiLoRAParallelWork || groups.count >= 2 * pool.threadCount
             || (groups.count > 1 && work.max()! < PackedGEMM.parallelThreshold) {
             // Whole groups per part (all on this thread when the batch is small).
-            let parts = total < PackedGEMM.parallelThreshold ? 1 : groups.count
+            let parts = total < Self.multiLoRAParallelWork ? 1 : groups.count
             runParts(parts, pool) { part in
                 for g in parts == 1 ? groups.indices : part..<part + 1 {
                     multiLoRAGroup(op, adapter: groups[g].adapter, ranges: groups[g].ranges, pool: nil)
