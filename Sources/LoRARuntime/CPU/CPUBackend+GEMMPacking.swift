@@ -23,12 +23,19 @@ extension PackedGEMM {
                 }
                 continue
             }
-            if b.rowStride == 1 && width == nr {
-                // Bᵀ stored (x·Wᵀ with W [out, in], dy·Wᵀ, a tied LM head): eight read streams per 8 columns,
-                // 8×8 blocks transposed in registers (eight 32-byte loads, 24 shuffles, eight 32-byte stores), the
-                // last k steps of a ragged block one 32-byte store each. A pure copy: the panels are the same.
-                let full = kcBlock & ~7
-                for g in stride(from: 0, to: nr, by: 8) {
+            if b.rowStride == 1 && width >= 8 {
+                // Bᵀ stored (x·Wᵀ with W [out, in], dy·Wᵀ, a tied LM head, attention's keys): eight read streams per
+                // 8 columns, 8×8 blocks transposed in registers (eight 32-byte loads, 24 shuffles, eight 32-byte
+                // stores), the last k steps of a ragged block one 32-byte store each; a ragged panel's last columns
+                // (under 8) one by one. A pure copy: the panels are the same. (A decode step's keys, 17-48 of them,
+                // always end in a ragged panel, which element by element was half of its attention's time.)
+                if width < nr { out.update(repeating: 0, count: kcBlock * nr) }
+                let full = kcBlock & ~7, groups = width & ~7
+                for jj in groups..<width {
+                    let src = b.base + (j0 + jj) * b.colStride + rows.lowerBound
+                    for p in 0..<kcBlock { out[p * nr + jj] = src[p] }
+                }
+                for g in stride(from: 0, to: groups, by: 8) {
                     let (cs, src) = (b.colStride, b.base + (j0 + g) * b.colStride + rows.lowerBound)
                     for p in stride(from: 0, to: full, by: 8) {
                         transpose8x8(src + p, stride: cs, into: out + p * nr + g, stride: nr)
