@@ -1,8 +1,9 @@
 // Frozen weights laid out once for a backend's GEMM. Every product x·Wᵀ in a forward reads W as operand B, and the
-// CPU GEMM first copies B into NR-wide k-major panels (CPUBackend+GEMMPacking.swift); in a decode step, where x has
-// a handful of rows, that copy is as much work as the product and reads W in the transposing order memory likes
-// least. Packed once (`Backend.packWeight`), a generation step streams each weight as one sequential read and a
-// prefill skips the copy. The packed copy is the panels the GEMM would make, so results are the same bit for bit.
+// CPU GEMM copies B into NR-wide k-major panels first (CPUBackend+GEMMPacking.swift), a transposing copy as costly
+// as a decode step's product itself; the few-row kernel (CPUBackend+GEMMFewRows.swift) skips the copy but reads 8
+// rows of W side by side, more slowly than memory streams. Packed once (`Backend.packWeight`), a generation step
+// streams each weight's panels in order and a prefill skips the copy. The packed copy is the panels the GEMM would
+// make, so results are the same bit for bit.
 //
 // Cost: a second copy of each packed weight (float32 weights only), kept as long as the weight is packed; models pack
 // for generation (`LanguageModel.packWeightsForInference`), not for training. OpenCL devices pack nothing: their
