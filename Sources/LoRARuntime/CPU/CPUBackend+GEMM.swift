@@ -62,13 +62,13 @@ enum PackedGEMM {
     static func multiply(m: Int, n: Int, k: Int, alpha: Float, a: StridedMatrix, b: StridedMatrix,
                          beta: Float, c: StridedMatrix, bias: UnsafePointer<Float>? = nil,
                          triangle: GEMM.Triangle? = nil, packedB: UnsafePointer<Float>? = nil, pool: ThreadPool?) {
+        let threads = m * n * k >= parallelThreshold ? (pool?.threadCount ?? 1) : 1
         // A weight packed once (PackedWeight.swift): B's panels are ready for any number of rows, so every product
         // takes the panels path, A read in place where it can be.
         if let packedB {
             return multiplyByPanels(m: m, n: n, k: k, alpha: alpha, a: a, b: b, beta: beta, c: c, bias: bias,
                                     triangle: triangle, directA: a.colStride == 1 && a.isFloat32,
-                                    threads: m * n * k >= parallelThreshold ? (pool?.threadCount ?? 1) : 1, pool: pool,
-                                    packedB: packedB)
+                                    threads: threads, pool: pool, packedB: packedB)
         }
         // Rank-wide outputs (LoRA's x·Aᵀ and dy·B) have a kernel of their own.
         if n <= 16 && a.colStride == 1 && triangle == nil && bias == nil {
@@ -94,7 +94,6 @@ enum PackedGEMM {
         if m >= 2 && m <= fewRowsMax && b.rowStride == 1 && b.colStride != 1 && triangle == nil {
             return fewRows(m: m, n: n, k: k, alpha: alpha, a: a, b: b, beta: beta, c: c, bias: bias, pool: pool)
         }
-        let threads = m * n * k >= parallelThreshold ? (pool?.threadCount ?? 1) : 1
         // Wider than tall (CPUBackend+GEMMPanels.swift), a row-major float32 A is read in place whatever n: packing it
         // cost more than it saved (2 threads, GFLOP/s: 512x576x576 156 -> 186, 512x576x1536 165 -> 192, 512x576x49152
         // 169 -> 200, 512x768x3072 195 -> 215; one thread ~2% faster too).
@@ -380,8 +379,10 @@ extension CPUBackend {
     /// B's packed copy (`packWeight`), when this product reads all of the packed weight, once, the way it was packed.
     private func packedPanels(_ op: GEMM) -> UnsafePointer<Float>? {
         guard op.batch == 1, op.triangle == nil, let packing = op.b.tensor.packing, packing.transposed == op.transposeB,
-              op.b.offset == 0, op.b.tensor.shape == (op.transposeB ? [op.n, op.k] : [op.k, op.n]),
-              op.b.ld == op.b.tensor.shape[1] else { return nil }
+              op.b.offset == 0 else { return nil }
+        // The stored weight: [n, k] read transposed, or [k, n]; whole rows apart.
+        let shape = op.b.tensor.shape, (rows, columns) = op.transposeB ? (op.n, op.k) : (op.k, op.n)
+        guard shape.count == 2, shape[0] == rows, shape[1] == columns, op.b.ld == columns else { return nil }
         return UnsafePointer(elements(packing.panels))
     }
 }

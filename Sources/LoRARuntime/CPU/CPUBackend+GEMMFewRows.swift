@@ -1,5 +1,6 @@
 // The CPU GEMM's kernel for a few rows against a transposed B: a decode step's y = x·Wᵀ, x [m ≤ 16, k], W [n, k]
-// row-major (B = Wᵀ, so b.rowStride == 1), beside the packed Goto/BLIS path of CPUBackend+GEMM.swift.
+// row-major (B = Wᵀ, so b.rowStride == 1), beside the packed Goto/BLIS path of CPUBackend+GEMM.swift. A weight
+// packed once for generation (PackedWeight.swift) skips this kernel: its panels stream faster than W's rows do here.
 //
 // The packed path would copy W into NR-wide k-major panels on every call (a transpose: W's columns become rows)
 // and use each panel for at most two 8-row tiles of A: for 16 rows the packing was ~40% of a decode step's GEMM

@@ -199,11 +199,9 @@ func transpose8x8(_ src: UnsafePointer<Float>, stride srcStride: Int, into dst: 
 }
 
 extension PackedGEMM {
-    /// Floats a whole packed B of k×n takes: every block of k, each as `roundUp(n, NR)` columns of panels.
-    static func packedFloats(n: Int, k: Int) -> Int { roundUp(n, nr) * k }
-
-    /// All of B (k×n) packed as `multiplyByPanels` reads a whole packed B: the block of k from term p0 at
-    /// `roundUp(n, NR)·p0`, its panel q at `q·kcBlock·NR` (`packB`'s layout for the block), zero past column n.
+    /// All of B (k×n) packed as `multiplyByPanels` reads a whole packed B, `roundUp(n, NR)·k` floats: the block of k
+    /// from term p0 at `roundUp(n, NR)·p0`, its panel q at `q·kcBlock·NR` (`packB`'s layout for the block), zero past
+    /// column n.
     /// The panels are split over the pool's threads.
     static func packWhole(_ b: StridedMatrix, n: Int, k: Int, into dst: UnsafeMutablePointer<Float>, pool: ThreadPool?) {
         let (width, panels) = (roundUp(n, nr), (n + nr - 1) / nr)
@@ -228,7 +226,7 @@ extension CPUBackend {
         }
         let (n, k) = transposed ? (weight.shape[0], weight.shape[1]) : (weight.shape[1], weight.shape[0])
         guard weight.dtype == .float32, n > 16 else { return false }
-        let panels = try empty([PackedGEMM.packedFloats(n: n, k: k)], dtype: .float32)
+        let panels = try empty([roundUp(n, PackedGEMM.nr) * k], dtype: .float32)
         let stored = StridedMatrix(base: elements(weight), rowStride: weight.shape[1], colStride: 1)
         PackedGEMM.packWhole(transposed ? stored.transposed : stored, n: n, k: k, into: elements(panels), pool: pool)
         weight.packing = WeightPacking(transposed: transposed, panels: panels)
